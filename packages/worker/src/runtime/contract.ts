@@ -1,0 +1,49 @@
+/**
+ * The contract between the worker runtime (this package) and whatever hosts it: the master's
+ * worker thread in production, the test harness in unit tests. The host feeds tasks in with
+ * `dispatch`, learns when each task's first user code starts (`onTaskStart`) and when it has
+ * settled (`onTaskDone`), and gives the runtime an egress sink for replies and pushes.
+ */
+import type { EgressMessage, Task } from '@peony/broker-client'
+
+/** An injectable clock: production uses the system clock, tests advance a manual one. */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+/** Where the runtime puts outgoing messages. Never blocks; the host buffers and sends. */
+export interface EgressSink {
+  send(msg: EgressMessage): void
+}
+
+/** How a dispatched task ended, reported to the host once it has settled. */
+export type TaskOutcome =
+  | 'ok' // the handler (or hook) ran and settled
+  | 'no-handler' // no route for the body cmd: answered -10000
+  | 'bad-body' // body not decodable: answered -10004
+  | 'failed' // the handler threw or rejected: answered -10001
+  | 'timed-out' // the handler passed its deadline (answered -10001) and settled later
+  | 'interrupted' // a pre-hook called interrupt()
+
+/** Identity of the worker the runtime runs in. */
+export interface WorkerInfo {
+  /** Global slot index (0 … workers−1), stable across respawns. */
+  slot: number
+  groupId: number | string
+  /** Index of this worker inside its group. */
+  index: number
+  serverId: string
+  /** Incremented each time the slot is respawned (0 for the first start). */
+  generation: number
+}
+
+/** Minimal logger interface (pino-compatible). */
+export interface RuntimeLogger {
+  debug(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
