@@ -1,0 +1,166 @@
+/**
+ * Per-worker lanes: the master's queue of tasks for one worker slot, split by routing key.
+ *
+ * - A lane holds the tasks of one routing key that are not yet dispatched, in arrival order.
+ * - At most `maxInFlight` tasks of a lane are dispatched to the worker at a time.
+ * - Lanes that have a task and room are "ready"; ready lanes are served in turn (round robin),
+ *   so one busy or slow player never holds up the worker's other players.
+ * - `queued` counts every task waiting in any lane (the bound behind -10002).
+ */
+import type { Task } from '@peony/broker-client'
+
+/** One task as the master holds it. */
+export interface Entry {
+  task: Task
+  lane: Lane
+  /** Dispatch id while in flight (0 when queued). */
+  id: number
+}
+
+/** The tasks of one routing key for one worker. */
+export class Lane {
+  readonly key: string
+  /** Queued entries; `head` is the index of the first live one (amortised O(1) shift). */
+  items: Entry[] = []
+  head = 0
+  inFlight = 0
+  ready = false
+  constructor(key: string) {
+    this.key = key
+  }
+  get size(): number {
+    return this.items.length - this.head
+  }
+  shift(): Entry | undefined {
+    const e = this.items[this.head]
+    if (e === undefined) return undefined
+    this.items[this.head++] = undefined as unknown as Entry
+    if (this.head > 64 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return e
+  }
+  /** Puts entries back at the head, keeping their order. */
+  unshiftAll(entries: Entry[]): void {
+    this.items = entries.concat(this.items.slice(this.head))
+    this.head = 0
+  }
+}
+
+export class LaneScheduler {
+  readonly lanes = new Map<string, Lane>()
+  private ring: Lane[] = []
+  private ringHead = 0
+  /** Tasks waiting in lanes (not dispatched). */
+  queued = 0
+  /** Tasks dispatched and not yet settled. */
+  inFlight = 0
+  readonly maxInFlight: number
+  constructor(maxInFlight: number) {
+    this.maxInFlight = maxInFlight
+  }
+
+  /** Queues a task at the tail of its lane. */
+  push(key: string, task: Task): void {
+    let lane = this.lanes.get(key)
+    if (lane === undefined) {
+      lane = new Lane(key)
+      this.lanes.set(key, lane)
+    }
+    lane.items.push({ task, lane, id: 0 })
+    this.queued++
+    if (!lane.ready && lane.inFlight < this.maxInFlight) this.makeReady(lane)
+  }
+
+  private makeReady(lane: Lane): void {
+    lane.ready = true
+    this.ring.push(lane)
+  }
+
+  /** True when some lane can dispatch a task now. */
+  hasReady(): boolean {
+    return this.ring.length > this.ringHead
+  }
+
+  /** Takes the next task to dispatch, serving ready lanes in turn; undefined when none is ready. */
+  next(): Entry | undefined {
+    const lane = this.ring[this.ringHead]
+    if (lane === undefined) return undefined
+    this.ring[this.ringHead++] = undefined as unknown as Lane
+    if (this.ringHead > 256 && this.ringHead * 2 > this.ring.length) {
+      this.ring = this.ring.slice(this.ringHead)
+      this.ringHead = 0
+    }
+    const e = lane.shift()!
+    this.queued--
+    this.inFlight++
+    lane.inFlight++
+    if (lane.size > 0 && lane.inFlight < this.maxInFlight) this.ring.push(lane)
+    else lane.ready = false
+    return e
+  }
+
+  /** A dispatched task settled: frees its lane's slot. */
+  settle(e: Entry): void {
+    const lane = e.lane
+    lane.inFlight--
+    this.inFlight--
+    if (lane.size > 0) {
+      if (!lane.ready) this.makeReady(lane)
+    } else if (lane.inFlight === 0) {
+      this.lanes.delete(lane.key)
+    }
+  }
+
+  /**
+   * The worker died: `entries` (dispatched, never started, in dispatch order) go back to the
+   * head of their lanes in order; the ready ring is rebuilt.
+   */
+  requeue(entries: Entry[]): void {
+    const byLane = new Map<Lane, Entry[]>()
+    for (const e of entries) {
+      let list = byLane.get(e.lane)
+      if (list === undefined) byLane.set(e.lane, (list = []))
+      e.id = 0
+      list.push(e)
+    }
+    for (const [lane, list] of byLane) {
+      lane.unshiftAll(list)
+      lane.inFlight -= list.length
+      this.inFlight -= list.length
+      this.queued += list.length
+      if (!this.lanes.has(lane.key)) this.lanes.set(lane.key, lane)
+    }
+    this.rebuildRing()
+  }
+
+  /** Drops every in-flight count (after a death, once lost and requeued tasks were accounted). */
+  forgetInFlight(e: Entry): void {
+    e.lane.inFlight--
+    this.inFlight--
+    if (e.lane.size === 0 && e.lane.inFlight === 0) this.lanes.delete(e.lane.key)
+  }
+
+  rebuildRing(): void {
+    this.ring = []
+    this.ringHead = 0
+    for (const lane of this.lanes.values()) {
+      lane.ready = lane.size > 0 && lane.inFlight < this.maxInFlight
+      if (lane.ready) this.ring.push(lane)
+    }
+  }
+
+  /** Removes and returns every queued (undispatched) entry, in lane order. */
+  drainQueued(): Entry[] {
+    const out: Entry[] = []
+    for (const lane of this.lanes.values()) {
+      let e: Entry | undefined
+      while ((e = lane.shift()) !== undefined) out.push(e)
+      if (lane.inFlight === 0) this.lanes.delete(lane.key)
+    }
+    this.queued = 0
+    this.rebuildRing()
+    return out
+  }
+}

@@ -1,0 +1,767 @@
+/**
+ * The master: reads intake, routes every task by its routing key to one worker slot, keeps the
+ * per-uid lanes, dispatches to worker threads in batches, refuses what it cannot take, supervises
+ * and respawns workers, and runs the graceful stop.
+ *
+ *   routing key ──hash──▶ shard (fixed count) ──group's map──▶ slot (worker thread)
+ *
+ * The master always knows what each worker holds: every dispatched task has an id and stays in
+ * `slot.inFlight` until the worker reports it settled. When a worker dies, the shared marks tell
+ * which of those had started (lost: answered -10001) and which had not (re-queued at the head
+ * of their lanes, in order).
+ */
+import { EventEmitter } from 'node:events'
+import { Worker } from 'node:worker_threads'
+import { randomBytes } from 'node:crypto'
+import { Packr } from 'msgpackr'
+import pino, { type Logger } from 'pino'
+import {
+  createEgressSender,
+  createIntakeServer,
+  PeonyError,
+  ReplyCode,
+  routingHash,
+  routingKey,
+  TaskCmd,
+  type EgressSender,
+  type IntakeServer,
+  type Rejection,
+  type Task,
+} from '@peony/broker-client'
+import { msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
+import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
+import { RateLimitedLog } from './rate-limited-log.ts'
+import { HEARTBEAT_MS, TASK_FIELDS, type FromWorker, type ToWorker, type WorkerBoot } from './thread/messages.ts'
+
+/** Codes of errors the master raises. */
+export const MasterErrorCode = {
+  /** The application module failed to load or its onWorkerStart hooks threw during start. */
+  APP_LOAD_FAILED: 'PEONY_WORKER_APP_LOAD_FAILED',
+  /** start() called twice, or after stop(). */
+  ALREADY_STARTED: 'PEONY_ALREADY_STARTED',
+  /** Options that cannot work together. */
+  INVALID_OPTIONS: 'PEONY_CONFIG_INVALID',
+} as const
+export type MasterErrorCode = (typeof MasterErrorCode)[keyof typeof MasterErrorCode]
+
+/** Why a task was discarded (not handled). */
+export const DiscardReason = {
+  QUEUE_FULL: 'queue_full',
+  SHUTTING_DOWN: 'shutting_down',
+  NO_ROUTE: 'no_route',
+  STOP_DEADLINE: 'stop_deadline',
+} as const
+export type DiscardReason = (typeof DiscardReason)[keyof typeof DiscardReason]
+
+/** A counter split per worker slot and per group. */
+export interface SplitCount {
+  all: number
+  workers: number[]
+  groups: Record<string, number>
+}
+
+/** What `master.stats()` returns. Key names follow the original's `peonyctl stat`. */
+export interface MasterStats {
+  status: MasterStatus
+  /** Brokers connected to intake now. */
+  clients: number
+  /** Worker threads alive now (not the configured count). */
+  workers: number
+  configured_workers: number
+  /** Valid tasks received from intake. */
+  client_req: number
+  /** Tasks routed to each worker (including those then refused). */
+  worker_req: SplitCount
+  /** Tasks waiting in the master's lanes (not yet dispatched). */
+  pending_tasks: SplitCount
+  /** Tasks dispatched to a worker and not yet settled. */
+  in_flight: SplitCount
+  /** Tasks not handled, per worker, per group, and by reason. */
+  discard_tasks: SplitCount & { reasons: Record<DiscardReason, number> }
+  /** Tasks whose handler had started when their worker died (answered -10001, never re-run). */
+  lost_in_flight: SplitCount
+  /** Tasks re-queued after their worker died before starting them. */
+  requeued: number
+  /** Workers respawned, per slot. */
+  respawns: SplitCount
+  /** Worker deaths by cause. */
+  deaths: Record<string, number>
+  /** Client requests refused with Peony's codes, by code. */
+  refused: Record<string, number>
+  /** Frames or batch elements rejected by intake, by cause. */
+  rejects: Record<string, number>
+}
+
+export type MasterStatus = 'opening' | 'open' | 'closing' | 'closed'
+
+interface Group {
+  id: number | string
+  key: string
+  slots: Slot[]
+}
+
+interface Slot {
+  index: number
+  group: Group
+  indexInGroup: number
+  sched: LaneScheduler
+  worker: Worker | undefined
+  live: boolean
+  generation: number
+  marks: Int32Array
+  inFlight: Map<number, Entry>
+  nextId: number
+  /** Entries picked by the pump this turn, waiting to be posted. */
+  outbox: Entry[]
+  spawnedAt: number
+  readyAt: number
+  crashStreak: number
+  respawnTimer: NodeJS.Timeout | undefined
+  stopping: boolean
+  lastHeartbeat: number
+  lastHeartbeatAt: number
+  killReason: string | undefined
+  exited: Promise<void>
+  onExit: (() => void) | undefined
+  // stats
+  workerReq: number
+  discards: number
+  lost: number
+  respawns: number
+}
+
+const HERE = import.meta.url
+const FROM_SOURCE = HERE.endsWith('.ts')
+
+/** Creates a master. Nothing is bound or spawned until `start()`. */
+export function createMaster(input: MasterInput): Master {
+  return new Master(input)
+}
+
+export class Master extends EventEmitter {
+  readonly options: MasterOptions
+  private _status: MasterStatus = 'closed'
+  private started = false
+  private readonly log: Logger
+  private readonly rlog: RateLimitedLog
+  private readonly groups: Group[]
+  private readonly groupByKey = new Map<string, Group>()
+  private readonly slots: Slot[] = []
+  private readonly markMask: number
+  private intake: IntakeServer | undefined
+  private egress: EgressSender | undefined
+  private readonly packr = new Packr({ useRecords: false })
+  private readonly dirty = new Set<Slot>()
+  private pumpScheduled = false
+  private refusing = false
+  private stopPromise: Promise<void> | undefined
+  private monitor: NodeJS.Timeout | undefined
+  private readonly drainWaiters = new Set<() => void>()
+  // counters
+  private clientReq = 0
+  private requeued = 0
+  private readonly reasons: Record<DiscardReason, number> = { queue_full: 0, shutting_down: 0, no_route: 0, stop_deadline: 0 }
+  private readonly refused: Record<string, number> = {}
+  private readonly rejects: Record<string, number> = {}
+  private readonly deaths: Record<string, number> = {}
+  private noRouteDiscards = 0
+
+  constructor(input: MasterInput) {
+    super()
+    const o: MasterOptions = {
+      ...masterDefaults,
+      intakeEndpoints: [...masterDefaults.intakeEndpoints],
+      groups: masterDefaults.groups.map((g) => ({ ...g })),
+      ...stripUndefined(input),
+      blockedTimeoutMs: input.blockedTimeoutMs ?? Math.max(input.workTimeoutMs ?? masterDefaults.workTimeoutMs, 5_000),
+    } as MasterOptions
+    validate(o)
+    this.options = o
+    this.log = o.logger ?? pino({ level: process.env.PEONY_LOG_LEVEL ?? 'info' })
+    this.rlog = new RateLimitedLog(this.log)
+    // Marks must outlive every id a worker may hold: more than claimedMaxSize, a power of two.
+    let cap = 1
+    while (cap < o.claimedMaxSize * 4) cap <<= 1
+    this.markMask = cap - 1
+    this.groups = o.groups.map((g) => ({ id: g.id, key: String(g.id), slots: [] }))
+    for (let gi = 0; gi < this.groups.length; gi++) {
+      const group = this.groups[gi]!
+      this.groupByKey.set(group.key, group)
+      for (let i = 0; i < o.groups[gi]!.count; i++) {
+        const slot: Slot = {
+          index: this.slots.length,
+          group,
+          indexInGroup: i,
+          sched: new LaneScheduler(o.laneMaxInFlight),
+          worker: undefined,
+          live: false,
+          generation: -1,
+          marks: new Int32Array(0),
+          inFlight: new Map(),
+          nextId: 0,
+          outbox: [],
+          spawnedAt: 0,
+          readyAt: 0,
+          crashStreak: 0,
+          respawnTimer: undefined,
+          stopping: false,
+          lastHeartbeat: 0,
+          lastHeartbeatAt: 0,
+          killReason: undefined,
+          exited: Promise.resolve(),
+          onExit: undefined,
+          workerReq: 0,
+          discards: 0,
+          lost: 0,
+          respawns: 0,
+        }
+        group.slots.push(slot)
+        this.slots.push(slot)
+      }
+    }
+  }
+
+  get status(): MasterStatus {
+    return this._status
+  }
+
+  /** The worker slot (global index) that owns a task's routing key, or undefined when no group takes it. */
+  slotOf(task: Task): number | undefined {
+    const group = this.groupOf(task)
+    if (group === undefined) return undefined
+    return this.slotIn(group, task).index
+  }
+
+  private groupOf(task: Task): Group | undefined {
+    const router = this.options.router
+    if (router === undefined) return this.groups[0]
+    return this.groupByKey.get(String(router(task)))
+  }
+
+  private slotIn(group: Group, task: Task): Slot {
+    // routing key → shard (fixed count) → slot: a shard's slot depends only on the group's size.
+    const shard = routingHash(task) % this.options.shards
+    return group.slots[shard % group.slots.length]!
+  }
+
+  /** Binds intake, connects egress, spawns every worker and waits until each is ready. */
+  async start(): Promise<{ intakeEndpoints: string[]; workers: number }> {
+    if (this.started) throw new PeonyError(MasterErrorCode.ALREADY_STARTED, 'master already started')
+    this.started = true
+    this._status = 'opening'
+    const o = this.options
+    this.egress = createEgressSender({
+      endpoint: o.forwarderEndpoint,
+      sender: `${o.serverId}/master.${randomBytes(4).toString('hex')}`,
+      ack: o.egressAck,
+      bufferMax: o.egressBufferMax,
+      maxFrameBytes: o.maxFrameBytes,
+    })
+    try {
+      await Promise.all(this.slots.map((s) => this.spawn(s, true)))
+    } catch (err) {
+      await this.abortStart()
+      throw err
+    }
+    this.intake = createIntakeServer({
+      endpoints: o.intakeEndpoints,
+      maxFrameBytes: o.maxFrameBytes,
+      onTasks: (tasks) => this.onTasks(tasks),
+      onReject: (rej) => this.onReject(rej),
+    })
+    try {
+      await this.intake.open()
+    } catch (err) {
+      await this.abortStart()
+      throw err
+    }
+    const tick = Math.max(20, Math.min(500, Math.floor(o.blockedTimeoutMs / 5)))
+    this.monitor = setInterval(() => this.checkHeartbeats(), tick)
+    this.monitor.unref()
+    this._status = 'open'
+    const intakeEndpoints = [...this.intake.endpoints]
+    this.log.info({ serverId: o.serverId, intake: intakeEndpoints, forwarder: o.forwarderEndpoint, workers: this.slots.length }, 'master open')
+    return { intakeEndpoints, workers: this.slots.length }
+  }
+
+  private async abortStart(): Promise<void> {
+    for (const s of this.slots) {
+      s.stopping = true
+      if (s.respawnTimer) clearTimeout(s.respawnTimer)
+      await s.worker?.terminate()
+    }
+    await this.intake?.close().catch(() => {})
+    await this.egress?.close({ lingerMs: 0 })
+    this._status = 'closed'
+  }
+
+  // ───────────────────────────── intake ─────────────────────────────
+
+  private onReject(rej: Rejection): void {
+    this.rejects[rej.code] = (this.rejects[rej.code] ?? 0) + 1
+    this.rlog.warn('reject:' + rej.code, { code: rej.code, index: rej.index, key: rej.key, reason: rej.message }, 'intake rejected a task')
+  }
+
+  private onTasks(tasks: Task[]): void {
+    const qmax = this.options.queueMaxSize
+    for (let i = 0; i < tasks.length; i++) {
+      const task = tasks[i]!
+      this.clientReq++
+      let group: Group | undefined
+      try {
+        group = this.groupOf(task)
+      } catch (err) {
+        this.rlog.warn('router-throw', { err }, 'group router threw; task has no route')
+      }
+      if (group === undefined) {
+        this.noRouteDiscards++
+        this.discard(undefined, task, DiscardReason.NO_ROUTE, ReplyCode.NO_ROUTE)
+        continue
+      }
+      const slot = this.slotIn(group, task)
+      slot.workerReq++
+      const cmd = task.cmd
+      if (this.refusing && cmd === TaskCmd.CLIENT_REQ) {
+        this.discard(slot, task, DiscardReason.SHUTTING_DOWN, ReplyCode.SHUTTING_DOWN)
+        continue
+      }
+      // 15 and 20 are accepted beyond the bound so no connection's session leaks (protocol §1.4).
+      if (slot.sched.queued >= qmax && cmd !== TaskCmd.CLIENT_CREATED && cmd !== TaskCmd.CLIENT_CLOSED) {
+        this.discard(slot, task, DiscardReason.QUEUE_FULL, ReplyCode.QUEUE_FULL)
+        continue
+      }
+      slot.sched.push(routingKey(task), task)
+      this.dirty.add(slot)
+    }
+    this.schedulePump()
+  }
+
+  private discard(slot: Slot | undefined, task: Task, reason: DiscardReason, code: number): void {
+    this.reasons[reason]++
+    if (slot) slot.discards++
+    if (task.cmd === TaskCmd.CLIENT_REQ) this.answer(task, code)
+    this.rlog.warn('discard:' + reason, { reason, code, slot: slot?.index, cmd: task.cmd }, 'task not handled')
+  }
+
+  /** Answers a client request with one of Peony's codes through egress 220 (protocol §4). */
+  private answer(task: Task, code: number): void {
+    if (task.nodeId === undefined || task.connId === undefined || this.egress === undefined) return
+    this.refused[code] = (this.refused[code] ?? 0) + 1
+    let body: Uint8Array
+    const peek = task.body !== undefined && task.body.length > 0 ? msgpackBodyCodec.peekRequest(task.body) : {}
+    if (peek.cmd !== undefined) body = msgpackBodyCodec.encodeReply({ cmd: peek.cmd, sn: peek.sn, ret: code })
+    else body = packValue({ ret: code })
+    this.egress.send({ cmd: 220, nodeId: task.nodeId, connId: task.connId, tag: task.tag, ret: code, body })
+  }
+
+  // ───────────────────────────── dispatch ─────────────────────────────
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.dirty.size === 0) return
+    this.pumpScheduled = true
+    setImmediate(() => {
+      this.pumpScheduled = false
+      for (const slot of this.dirty) this.pump(slot)
+      this.dirty.clear()
+    })
+  }
+
+  /** Moves ready tasks of a slot into its worker, up to the claimed window, as one message. */
+  private pump(slot: Slot): void {
+    if (!slot.live && slot.worker === undefined) return
+    const window = this.options.claimedMaxSize
+    const sched = slot.sched
+    if (!sched.hasReady() || slot.inFlight.size >= window) return
+    const flat: unknown[] = []
+    while (slot.inFlight.size < window) {
+      const e = sched.next()
+      if (e === undefined) break
+      let id = (slot.nextId + 1) & 0x7fffffff
+      if (id === 0) id = 1
+      slot.nextId = id
+      e.id = id
+      slot.inFlight.set(id, e)
+      const t = e.task
+      flat.push(id, t.cmd, t.uid, t.nodeId, t.connId, t.tag, t.userdata, t.custom, t.flags, t.clientIp, t.ret, t.ts, t.body)
+    }
+    if (flat.length === 0) return
+    const packed = this.packr.pack(flat)
+    const buf = new ArrayBuffer(packed.length)
+    new Uint8Array(buf).set(packed)
+    const msg: ToWorker = { t: 'tasks', buf }
+    slot.worker!.postMessage(msg, [buf])
+  }
+
+  private onDone(slot: Slot, ids: Int32Array): void {
+    for (let i = 0; i < ids.length; i++) {
+      const e = slot.inFlight.get(ids[i]!)
+      if (e === undefined) continue
+      slot.inFlight.delete(ids[i]!)
+      slot.sched.settle(e)
+    }
+    this.pump(slot)
+    if (this.drainWaiters.size > 0 && this.isDrained()) for (const w of this.drainWaiters) w()
+  }
+
+  private isDrained(): boolean {
+    for (const s of this.slots) if (s.sched.queued > 0 || s.inFlight.size > 0) return false
+    return true
+  }
+
+  // ───────────────────────────── supervision ─────────────────────────────
+
+  private spawn(slot: Slot, initial: boolean): Promise<void> {
+    const o = this.options
+    slot.generation++
+    slot.marks = new Int32Array(new SharedArrayBuffer(4 * (this.markMask + 2)))
+    slot.killReason = undefined
+    slot.live = false
+    const entry = new URL(FROM_SOURCE ? './thread/worker-main.ts' : './thread/worker-main.js', HERE)
+    const boot: WorkerBoot = {
+      entry: entry.href,
+      appModule: o.appModule,
+      slot: slot.index,
+      groupId: slot.group.id,
+      index: slot.indexInGroup,
+      serverId: o.serverId,
+      generation: slot.generation,
+      forwarderEndpoint: o.forwarderEndpoint,
+      egressAck: o.egressAck,
+      egressBufferMax: o.egressBufferMax,
+      maxFrameBytes: o.maxFrameBytes,
+      workTimeoutMs: o.workTimeoutMs,
+      sab: slot.marks.buffer as SharedArrayBuffer,
+      markMask: this.markMask,
+    }
+    const needsTsx = FROM_SOURCE || /\.(c|m)?ts$/.test(o.appModule)
+    const execArgv = inheritedExecArgv(FROM_SOURCE)
+    const worker = needsTsx
+      ? new Worker(new URL('./thread/boot.mjs', FROM_SOURCE ? HERE : new URL('../src/master.ts', HERE)), {
+          workerData: boot,
+          execArgv,
+          resourceLimits: o.resourceLimits,
+          name: `peony-worker-${slot.index}`,
+        })
+      : new Worker(entry, { workerData: boot, execArgv, resourceLimits: o.resourceLimits, name: `peony-worker-${slot.index}` })
+    slot.worker = worker
+    slot.spawnedAt = Date.now()
+    slot.lastHeartbeat = 0
+    slot.lastHeartbeatAt = Date.now()
+    slot.exited = new Promise((resolve) => (slot.onExit = resolve))
+    // Whatever the lanes hold goes to the new thread right away; its port buffers until it listens.
+    this.pump(slot)
+    return new Promise<void>((resolve, reject) => {
+      let settled = false
+      worker.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'done':
+            this.onDone(slot, m.ids)
+            break
+          case 'ready':
+            slot.live = true
+            slot.readyAt = Date.now()
+            if (!settled) {
+              settled = true
+              resolve()
+            }
+            this.log.debug({ slot: slot.index, generation: slot.generation, ms: slot.readyAt - slot.spawnedAt }, 'worker ready')
+            break
+          case 'fatal':
+            this.log.error({ slot: slot.index, err: { message: m.message, stack: m.stack } }, 'worker failed to start')
+            if (initial && !settled) {
+              settled = true
+              reject(new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`))
+            }
+            break
+          case 'stopped':
+            this.log.debug({ slot: slot.index, stats: m.stats }, 'worker stopped')
+            break
+          case 'stats':
+            break
+        }
+      })
+      worker.on('error', (err) => {
+        slot.killReason ??= (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out_of_memory' : 'uncaught'
+        this.log.error({ slot: slot.index, err }, 'worker error')
+        if (initial && !settled) {
+          settled = true
+          reject(new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${err.message}`, { cause: err }))
+        }
+      })
+      worker.on('exit', (code) => {
+        if (!settled) {
+          settled = true
+          reject(new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} exited (code ${code}) before it was ready`))
+        }
+        this.onExit(slot, worker, code)
+      })
+    })
+  }
+
+  private onExit(slot: Slot, worker: Worker, code: number): void {
+    if (slot.worker !== worker) return
+    slot.worker = undefined
+    slot.live = false
+    const done = slot.onExit
+    slot.onExit = undefined
+    if (slot.stopping) {
+      this.settleStoppedSlot(slot)
+      done?.()
+      return
+    }
+    const cause = slot.killReason ?? (code === 0 ? 'exit' : 'exit_code')
+    this.deaths[cause] = (this.deaths[cause] ?? 0) + 1
+    this.accountDeath(slot)
+    done?.()
+    this.log.warn({ slot: slot.index, generation: slot.generation, code, cause }, 'worker died')
+    if (this._status === 'closed' || (this._status === 'closing' && !this.refusing)) return
+    // Back off crash loops: a worker that lived less than 5 s counts as one more crash in a row.
+    const lived = slot.readyAt > 0 ? Date.now() - slot.readyAt : 0
+    slot.crashStreak = lived > 5_000 ? 1 : slot.crashStreak + 1
+    const o = this.options
+    const delay = slot.crashStreak <= 1 ? 0 : Math.min(o.respawnMaxDelayMs, o.respawnMinDelayMs * 2 ** (slot.crashStreak - 2))
+    slot.readyAt = 0
+    slot.respawnTimer = setTimeout(() => {
+      slot.respawnTimer = undefined
+      if (slot.stopping || this._status === 'closed') return
+      slot.respawns++
+      this.spawn(slot, false).catch(() => {})
+    }, delay)
+  }
+
+  /**
+   * A worker died holding tasks: those it never started go back to the head of their lanes in
+   * order; those whose handler had started are lost (answered -10001, never re-run); those it
+   * had finished but not yet reported count as done.
+   */
+  private accountDeath(slot: Slot): void {
+    if (slot.inFlight.size === 0) return
+    const marks = slot.marks
+    const mask = this.markMask
+    const requeue: Entry[] = []
+    for (const [id, e] of slot.inFlight) {
+      const mark = Atomics.load(marks, 1 + (id & mask))
+      if (mark === id) {
+        slot.lost++
+        slot.sched.forgetInFlight(e)
+        if (e.task.cmd === TaskCmd.CLIENT_REQ) this.answer(e.task, ReplyCode.HANDLER_FAILED)
+      } else if (mark === -id) {
+        slot.sched.settle(e)
+      } else {
+        requeue.push(e)
+      }
+    }
+    slot.inFlight.clear()
+    this.requeued += requeue.length
+    slot.sched.requeue(requeue)
+    if (this.drainWaiters.size > 0 && this.isDrained()) for (const w of this.drainWaiters) w()
+  }
+
+  /** Terminates workers whose event loop stopped turning while they hold tasks. */
+  private checkHeartbeats(): void {
+    const now = Date.now()
+    const limit = this.options.blockedTimeoutMs
+    for (const slot of this.slots) {
+      if (!slot.live || slot.worker === undefined) continue
+      const hb = Atomics.load(slot.marks, 0)
+      if (hb !== slot.lastHeartbeat || slot.inFlight.size === 0) {
+        slot.lastHeartbeat = hb
+        slot.lastHeartbeatAt = now
+        continue
+      }
+      if (now - slot.lastHeartbeatAt > limit + HEARTBEAT_MS) {
+        this.log.error({ slot: slot.index, blockedMs: now - slot.lastHeartbeatAt }, 'worker event loop blocked: terminating it')
+        slot.killReason = 'blocked'
+        slot.lastHeartbeatAt = now
+        void slot.worker.terminate()
+      }
+    }
+  }
+
+  // ───────────────────────────── stop ─────────────────────────────
+
+  /**
+   * Graceful stop, in phases: (1) refuse new client requests with -10003 while still reading
+   * intake; (2) finish queued and in-flight tasks; (3) close intake, stop the workers' timers
+   * and run their stop hooks; (4) let workers flush and close (own timeout); (5) drain egress
+   * with what is left of the stop budget as linger. Idempotent.
+   */
+  stop(reason = 'stop'): Promise<void> {
+    this.stopPromise ??= this.doStop(reason)
+    return this.stopPromise
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    if (this._status === 'closed' && !this.started) return
+    const o = this.options
+    const t0 = Date.now()
+    const deadline = t0 + o.stopTimeoutMs
+    const closeBudget = Math.min(o.workerCloseTimeoutMs, Math.floor(o.stopTimeoutMs / 2))
+    this.log.info({ reason }, 'stopping: refusing new client requests')
+    this._status = 'closing'
+    // (1) + (2)
+    this.refusing = true
+    this.schedulePump()
+    const drained = await this.waitDrained(deadline - closeBudget)
+    if (!drained) {
+      for (const slot of this.slots) {
+        for (const e of slot.sched.drainQueued()) this.discard(slot, e.task, DiscardReason.STOP_DEADLINE, ReplyCode.SHUTTING_DOWN)
+      }
+      this.log.warn({ inFlight: this.slots.reduce((n, s) => n + s.inFlight.size, 0) }, 'stop: drain deadline passed')
+    }
+    // (3) intake closes; no more respawns.
+    this.refusing = false
+    if (this.monitor) clearInterval(this.monitor)
+    await this.intake?.close().catch((err: unknown) => this.log.error({ err }, 'intake close failed'))
+    // (3) + (4): workers run their stop hooks, flush, drain their egress, exit.
+    const workerDeadline = Math.min(deadline, Date.now() + closeBudget)
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        slot.stopping = true
+        if (slot.respawnTimer) {
+          clearTimeout(slot.respawnTimer)
+          slot.respawnTimer = undefined
+        }
+        const w = slot.worker
+        if (w === undefined) return
+        const msg: ToWorker = { t: 'stop', lingerMs: Math.max(0, workerDeadline - Date.now() - 50) }
+        w.postMessage(msg)
+        const timer = setTimeout(() => {
+          this.log.warn({ slot: slot.index }, 'stop: worker did not close in time; terminating')
+          void w.terminate()
+        }, Math.max(0, workerDeadline - Date.now()))
+        await slot.exited
+        clearTimeout(timer)
+      }),
+    )
+    // (5)
+    await this.egress?.close({ lingerMs: Math.max(0, deadline - Date.now()) })
+    this._status = 'closed'
+    this.log.info({ ms: Date.now() - t0, stats: this.stats() }, 'stopped')
+    this.emit('stopped')
+  }
+
+  private settleStoppedSlot(slot: Slot): void {
+    // In-flight tasks of a worker that was terminated at the stop deadline are lost.
+    if (slot.inFlight.size > 0) this.accountDeath(slot)
+    for (const e of slot.sched.drainQueued()) this.discard(slot, e.task, DiscardReason.STOP_DEADLINE, ReplyCode.SHUTTING_DOWN)
+  }
+
+  private waitDrained(until: number): Promise<boolean> {
+    if (this.isDrained()) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const finish = (ok: boolean): void => {
+        clearTimeout(timer)
+        this.drainWaiters.delete(check)
+        resolve(ok)
+      }
+      const check = (): void => {
+        if (this.isDrained()) finish(true)
+      }
+      const timer = setTimeout(() => finish(this.isDrained()), Math.max(0, until - Date.now()))
+      this.drainWaiters.add(check)
+    })
+  }
+
+  // ───────────────────────────── stats ─────────────────────────────
+
+  /** A snapshot of every counter (see MasterStats). */
+  stats(): MasterStats {
+    const split = (f: (s: Slot) => number): SplitCount => {
+      const workers = this.slots.map(f)
+      const groups: Record<string, number> = {}
+      let all = 0
+      for (const s of this.slots) {
+        const v = workers[s.index]!
+        groups[s.group.key] = (groups[s.group.key] ?? 0) + v
+        all += v
+      }
+      return { all, workers, groups }
+    }
+    const discard = split((s) => s.discards)
+    discard.all += this.noRouteDiscards
+    return {
+      status: this._status,
+      clients: this.intake?.stats().brokers ?? 0,
+      workers: this.slots.filter((s) => s.live).length,
+      configured_workers: this.slots.length,
+      client_req: this.clientReq,
+      worker_req: split((s) => s.workerReq),
+      pending_tasks: split((s) => s.sched.queued),
+      in_flight: split((s) => s.inFlight.size),
+      discard_tasks: { ...discard, reasons: { ...this.reasons } },
+      lost_in_flight: split((s) => s.lost),
+      requeued: this.requeued,
+      respawns: split((s) => s.respawns),
+      deaths: { ...this.deaths },
+      refused: { ...this.refused },
+      rejects: { ...this.rejects },
+    }
+  }
+
+  /** The live worker thread of a slot (for tests and tooling). */
+  workerThread(slot: number): Worker | undefined {
+    return this.slots[slot]?.worker
+  }
+
+  /** Waits until slot `slot` has a live, ready worker. */
+  async waitLive(slot: number, timeoutMs = 10_000): Promise<void> {
+    const t0 = Date.now()
+    while (!this.slots[slot]?.live) {
+      if (Date.now() - t0 > timeoutMs) throw new Error(`worker ${slot} not live after ${timeoutMs} ms`)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}
+
+/** The node flags a worker inherits: the parent's, minus loaders (the bootstrap registers tsx itself). */
+function inheritedExecArgv(fromSource: boolean): string[] {
+  const out: string[] = []
+  const argv = process.execArgv
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--import' || a === '--require' || a === '-r' || a === '--loader' || a === '--experimental-loader') {
+      i++
+      continue
+    }
+    if (/^--(import|require|loader|experimental-loader)=/.test(a)) continue
+    out.push(a)
+  }
+  if (fromSource && !out.some((a) => a.startsWith('--conditions=@peony/source') || a === '-C')) out.push('--conditions=@peony/source')
+  return out
+}
+
+function validate(o: MasterOptions): void {
+  const int = (name: string, v: number, min: number): void => {
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`master option ${name} must be an integer ≥ ${min} (got ${v})`)
+  }
+  if (typeof o.serverId !== 'string' || o.serverId.length === 0) throw new TypeError('master option serverId must be a non-empty string')
+  if (typeof o.appModule !== 'string' || o.appModule.length === 0) throw new TypeError('master option appModule must be a path or file: URL')
+  if (!Array.isArray(o.intakeEndpoints) || o.intakeEndpoints.length === 0) throw new TypeError('master option intakeEndpoints must list at least one endpoint')
+  if (!Array.isArray(o.groups) || o.groups.length === 0) throw new TypeError('master option groups must list at least one group')
+  const seen = new Set<string>()
+  for (const g of o.groups) {
+    int('groups[].count', g.count, 1)
+    if (seen.has(String(g.id))) throw new TypeError(`master option groups: duplicate group id ${g.id}`)
+    seen.add(String(g.id))
+  }
+  int('queueMaxSize', o.queueMaxSize, 1)
+  int('claimedMaxSize', o.claimedMaxSize, 1)
+  int('laneMaxInFlight', o.laneMaxInFlight, 1)
+  int('shards', o.shards, 1)
+  int('maxFrameBytes', o.maxFrameBytes, 64)
+  int('workTimeoutMs', o.workTimeoutMs, 0)
+  int('stopTimeoutMs', o.stopTimeoutMs, 0)
+  int('workerCloseTimeoutMs', o.workerCloseTimeoutMs, 0)
+  int('egressBufferMax', o.egressBufferMax, 1)
+  const total = o.groups.reduce((n, g) => n + g.count, 0)
+  if (total > o.shards) throw new RangeError(`master option shards (${o.shards}) must be ≥ the number of workers (${total})`)
+  if (o.router !== undefined && typeof o.router !== 'function') throw new TypeError('master option router must be a function')
+}

@@ -1,0 +1,49 @@
+/**
+ * The private protocol between the master and its worker threads.
+ *
+ * master → worker: `tasks` batches (msgpack of a flat array, 13 slots per task, transferred),
+ *                  `stop` (phase 3–4 of a graceful stop).
+ * worker → master: `ready` (app loaded, onWorkerStart done), `done` (ids that settled, batched
+ *                  per turn), `stopped` (stop hooks ran, egress drained), `fatal` (app failed to load).
+ *
+ * Shared memory (`Int32Array` over a SharedArrayBuffer, one per slot incarnation):
+ *   [0]           heartbeat, incremented by the worker every HEARTBEAT_MS; the master terminates a
+ *                 worker whose heartbeat stands still while it holds tasks (its loop is blocked).
+ *   [1 + (id & mask)]  the task mark: `id` when the task's first user code started, `-id` once it
+ *                 settled. Stores survive the thread's death, so the master can tell, for every
+ *                 task it had dispatched, whether it never started (re-queue), ran (lost), or
+ *                 finished (done).
+ */
+import type { ResourceLimits } from 'node:worker_threads'
+
+export const HEARTBEAT_MS = 100
+export const TASK_FIELDS = 13
+
+/** What the master passes to a worker thread as `workerData`. */
+export interface WorkerBoot {
+  /** file: URL of the thread entry to import (used by the tsx bootstrap). */
+  entry: string
+  appModule: string
+  slot: number
+  groupId: number | string
+  index: number
+  serverId: string
+  generation: number
+  forwarderEndpoint: string
+  egressAck: boolean
+  egressBufferMax: number
+  maxFrameBytes: number
+  workTimeoutMs: number
+  sab: SharedArrayBuffer
+  markMask: number
+  resourceLimits?: ResourceLimits | undefined
+}
+
+export type ToWorker = { t: 'tasks'; buf: ArrayBuffer } | { t: 'stop'; lingerMs: number }
+
+export type FromWorker =
+  | { t: 'ready' }
+  | { t: 'done'; ids: Int32Array }
+  | { t: 'stopped'; stats: Record<string, unknown> }
+  | { t: 'fatal'; message: string; stack?: string | undefined }
+  | { t: 'stats'; stats: Record<string, unknown> }

@@ -1,0 +1,134 @@
+/**
+ * The entry of every worker thread: loads the application module, hosts a WorkerRuntime, feeds
+ * it the master's task batches, records each task's start and end in shared memory, reports
+ * settled tasks back in batches, and owns this worker's egress DEALER to the forwarder.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { randomBytes } from 'node:crypto'
+import { pathToFileURL } from 'node:url'
+import { Unpackr } from 'msgpackr'
+import { createEgressSender, type Task } from '@peony/broker-client'
+import { WorkerRuntime, type PeonyApp } from '@peony/worker'
+import pino from 'pino'
+import { HEARTBEAT_MS, TASK_FIELDS, type FromWorker, type ToWorker, type WorkerBoot } from './messages.ts'
+
+const boot = workerData as WorkerBoot
+const port = parentPort!
+const marks = new Int32Array(boot.sab)
+const mask = boot.markMask
+const post = (m: FromWorker): void => port.postMessage(m)
+
+const heartbeat = setInterval(() => Atomics.add(marks, 0, 1), HEARTBEAT_MS)
+
+const logger = pino({ level: process.env.PEONY_LOG_LEVEL ?? 'info', base: { slot: boot.slot, group: boot.groupId, gen: boot.generation } })
+
+function fatal(err: unknown): never {
+  const e = err instanceof Error ? err : new Error(String(err))
+  post({ t: 'fatal', message: e.message, stack: e.stack })
+  clearInterval(heartbeat)
+  // Give the message a chance to leave, then end the thread with a failure.
+  setTimeout(() => process.exit(1), 10)
+  throw e
+}
+
+let app: PeonyApp
+try {
+  const spec = boot.appModule.startsWith('file:') ? boot.appModule : pathToFileURL(boot.appModule).href
+  const mod = (await import(spec)) as { default?: PeonyApp; app?: PeonyApp }
+  const found = mod.default ?? mod.app
+  if (found === undefined) throw new TypeError(`app module ${boot.appModule} has no default export (or export named "app")`)
+  app = found
+} catch (err) {
+  fatal(err)
+}
+
+const egress = createEgressSender({
+  endpoint: boot.forwarderEndpoint,
+  sender: `${boot.serverId}/w${boot.slot}.${boot.generation}.${randomBytes(4).toString('hex')}`,
+  ack: boot.egressAck,
+  bufferMax: boot.egressBufferMax,
+  maxFrameBytes: boot.maxFrameBytes,
+})
+
+// Settled ids go back to the master once per turn.
+let done: number[] = []
+let flushScheduled = false
+function flushDone(): void {
+  flushScheduled = false
+  if (done.length === 0) return
+  const ids = Int32Array.from(done)
+  done = []
+  post({ t: 'done', ids })
+}
+
+const runtime = new WorkerRuntime({
+  app,
+  info: { slot: boot.slot, groupId: boot.groupId, index: boot.index, serverId: boot.serverId, generation: boot.generation },
+  egress,
+  logger,
+  workTimeoutMs: boot.workTimeoutMs,
+  onTaskStart(id: number) {
+    Atomics.store(marks, 1 + (id & mask), id)
+  },
+  onTaskDone(id: number) {
+    Atomics.store(marks, 1 + (id & mask), -id)
+    done.push(id)
+    if (!flushScheduled) {
+      flushScheduled = true
+      setImmediate(flushDone)
+    }
+  },
+})
+
+try {
+  await runtime.start()
+} catch (err) {
+  fatal(err)
+}
+
+const unpackr = new Unpackr({ useRecords: false, int64AsType: 'auto' })
+
+function onTasks(buf: ArrayBuffer): void {
+  const flat = unpackr.unpack(new Uint8Array(buf)) as unknown[]
+  for (let i = 0; i < flat.length; i += TASK_FIELDS) {
+    const task: Task = {
+      cmd: flat[i + 1] as number,
+      uid: flat[i + 2] as Task['uid'],
+      nodeId: flat[i + 3] as Task['nodeId'],
+      connId: flat[i + 4] as Task['connId'],
+      tag: flat[i + 5] as Task['tag'],
+      userdata: flat[i + 6] as Task['userdata'],
+      custom: flat[i + 7] as Task['custom'],
+      flags: flat[i + 8] as Task['flags'],
+      clientIp: flat[i + 9] as Task['clientIp'],
+      ret: flat[i + 10] as Task['ret'],
+      ts: flat[i + 11] as Task['ts'],
+      body: flat[i + 12] as Task['body'],
+    }
+    runtime.dispatch(flat[i] as number, task)
+  }
+}
+
+async function onStop(lingerMs: number): Promise<void> {
+  const t0 = Date.now()
+  let stats: Record<string, unknown> = {}
+  try {
+    await runtime.stop()
+    stats = { ...runtime.stats() }
+  } catch (err) {
+    logger.error({ err }, 'worker stop hooks failed')
+  }
+  flushDone()
+  await egress.close({ lingerMs: Math.max(0, lingerMs - (Date.now() - t0)) })
+  stats.egress = egress.stats()
+  clearInterval(heartbeat)
+  post({ t: 'stopped', stats })
+  port.close()
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.t === 'tasks') onTasks(m.buf)
+  else if (m.t === 'stop') void onStop(m.lingerMs)
+})
+
+post({ t: 'ready' })
