@@ -12,5 +12,7 @@ export const sharedConfig = defineConfig({
     // Real sockets and threads on 2 cores: one file at a time per package keeps timing sane.
     fileParallelism: false,
     pool: 'forks',
+    // Quiet logs unless a test asks for them (workers read it too).
+    env: { PEONY_LOG_LEVEL: process.env.PEONY_LOG_LEVEL ?? 'silent' },
   },
 })

@@ -11,7 +11,7 @@
  * of their lanes, in order).
  */
 import { EventEmitter } from 'node:events'
-import { Worker } from 'node:worker_threads'
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
 import { Packr } from 'msgpackr'
 import pino, { type Logger } from 'pino'
@@ -25,14 +25,13 @@ import {
   TaskCmd,
   type EgressSender,
   type IntakeServer,
-  type Rejection,
   type Task,
 } from '@peony/broker-client'
-import { msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-client/codec'
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
 import { RateLimitedLog } from './rate-limited-log.ts'
-import { HEARTBEAT_MS, TASK_FIELDS, type FromWorker, type ToWorker, type WorkerBoot } from './thread/messages.ts'
+import { HEARTBEAT_MS, type EgressBoot, type FromEgress, type FromWorker, type ToEgress, type ToWorker, type WorkerBoot } from './thread/messages.ts'
 
 /** Codes of errors the master raises. */
 export const MasterErrorCode = {
@@ -124,6 +123,7 @@ interface Slot {
   killReason: string | undefined
   exited: Promise<void>
   onExit: (() => void) | undefined
+  egressPort: MessagePort | undefined
   // stats
   workerReq: number
   discards: number
@@ -151,6 +151,10 @@ export class Master extends EventEmitter {
   private readonly markMask: number
   private intake: IntakeServer | undefined
   private egress: EgressSender | undefined
+  private egressThread: Worker | undefined
+  private egressExited: Promise<void> = Promise.resolve()
+  private egressClosing = false
+  private egressStats: Record<string, unknown> = {}
   private readonly packr = new Packr({ useRecords: false })
   private readonly dirty = new Set<Slot>()
   private pumpScheduled = false
@@ -211,6 +215,7 @@ export class Master extends EventEmitter {
           killReason: undefined,
           exited: Promise.resolve(),
           onExit: undefined,
+          egressPort: undefined,
           workerReq: 0,
           discards: 0,
           lost: 0,
@@ -259,6 +264,7 @@ export class Master extends EventEmitter {
       maxFrameBytes: o.maxFrameBytes,
     })
     try {
+      await this.spawnEgressThread()
       await Promise.all(this.slots.map((s) => this.spawn(s, true)))
     } catch (err) {
       await this.abortStart()
@@ -293,7 +299,57 @@ export class Master extends EventEmitter {
     }
     await this.intake?.close().catch(() => {})
     await this.egress?.close({ lingerMs: 0 })
+    this.egressClosing = true
+    await this.egressThread?.terminate()
     this._status = 'closed'
+  }
+
+  /** Starts the egress thread (the one owner of the workers' DEALER to the forwarder). */
+  private spawnEgressThread(): Promise<void> {
+    const o = this.options
+    const boot: EgressBoot = {
+      forwarderEndpoint: o.forwarderEndpoint,
+      sender: `${o.serverId}/egress.${randomBytes(4).toString('hex')}`,
+      egressAck: o.egressAck,
+      egressBufferMax: o.egressBufferMax,
+      maxFrameBytes: o.maxFrameBytes,
+    }
+    const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
+    this.egressThread = t
+    let onExit!: () => void
+    this.egressExited = new Promise((r) => (onExit = r))
+    return new Promise<void>((resolve, reject) => {
+      t.on('message', (m: FromEgress) => {
+        if (m.t === 'ready') resolve()
+        else if (m.t === 'closed' || m.t === 'stats') this.egressStats = { ...this.egressStats, ...m.stats }
+      })
+      t.on('error', (err) => {
+        this.log.error({ err }, 'egress thread error')
+        reject(err)
+      })
+      t.on('exit', (code) => {
+        onExit()
+        if (this.egressThread !== t) return
+        this.egressThread = undefined
+        if (this.egressClosing) return
+        // Should never happen (no application code runs there); recover all the same.
+        this.log.error({ code }, 'egress thread died: restarting it and reconnecting the workers')
+        reject(new Error(`egress thread exited with code ${code}`))
+        this.spawnEgressThread()
+          .then(() => {
+            for (const slot of this.slots) if (slot.worker !== undefined) slot.worker.postMessage({ t: 'egress', port: this.egressChannel(slot) } satisfies ToWorker, [slot.egressPort!])
+          })
+          .catch((err: unknown) => this.log.error({ err }, 'egress thread restart failed'))
+      })
+    })
+  }
+
+  /** A new channel between a worker slot and the egress thread; returns the worker's end. */
+  private egressChannel(slot: Slot): MessagePort {
+    const { port1, port2 } = new MessageChannel()
+    this.egressThread!.postMessage({ t: 'port', slot: slot.index, port: port1 } satisfies ToEgress, [port1])
+    slot.egressPort = port2
+    return port2
   }
 
   // ───────────────────────────── intake ─────────────────────────────
@@ -417,33 +473,20 @@ export class Master extends EventEmitter {
     slot.marks = new Int32Array(new SharedArrayBuffer(4 * (this.markMask + 2)))
     slot.killReason = undefined
     slot.live = false
-    const entry = new URL(FROM_SOURCE ? './thread/worker-main.ts' : './thread/worker-main.js', HERE)
-    const boot: WorkerBoot = {
-      entry: entry.href,
+    const egressPort = this.egressChannel(slot)
+    const boot: Omit<WorkerBoot, 'entry'> = {
       appModule: o.appModule,
       slot: slot.index,
       groupId: slot.group.id,
       index: slot.indexInGroup,
       serverId: o.serverId,
       generation: slot.generation,
-      forwarderEndpoint: o.forwarderEndpoint,
-      egressAck: o.egressAck,
-      egressBufferMax: o.egressBufferMax,
-      maxFrameBytes: o.maxFrameBytes,
+      egressPort,
       workTimeoutMs: o.workTimeoutMs,
       sab: slot.marks.buffer as SharedArrayBuffer,
       markMask: this.markMask,
     }
-    const needsTsx = FROM_SOURCE || /\.(c|m)?ts$/.test(o.appModule)
-    const execArgv = inheritedExecArgv(FROM_SOURCE)
-    const worker = needsTsx
-      ? new Worker(new URL('./thread/boot.mjs', FROM_SOURCE ? HERE : new URL('../src/master.ts', HERE)), {
-          workerData: boot,
-          execArgv,
-          resourceLimits: o.resourceLimits,
-          name: `peony-worker-${slot.index}`,
-        })
-      : new Worker(entry, { workerData: boot, execArgv, resourceLimits: o.resourceLimits, name: `peony-worker-${slot.index}` })
+    const worker = startThread('worker-main', boot, [egressPort], { name: `peony-worker-${slot.index}`, resourceLimits: o.resourceLimits }, /\.(c|m)?ts$/.test(o.appModule))
     slot.worker = worker
     slot.spawnedAt = Date.now()
     slot.lastHeartbeat = 0
@@ -625,7 +668,7 @@ export class Master extends EventEmitter {
         }
         const w = slot.worker
         if (w === undefined) return
-        const msg: ToWorker = { t: 'stop', lingerMs: Math.max(0, workerDeadline - Date.now() - 50) }
+        const msg: ToWorker = { t: 'stop' }
         w.postMessage(msg)
         const timer = setTimeout(() => {
           this.log.warn({ slot: slot.index }, 'stop: worker did not close in time; terminating')
@@ -635,7 +678,16 @@ export class Master extends EventEmitter {
         clearTimeout(timer)
       }),
     )
-    // (5)
+    // (5) the workers' egress (egress thread) and the master's own, with what is left as linger.
+    const linger = Math.max(0, deadline - Date.now())
+    this.egressClosing = true
+    const et = this.egressThread
+    if (et !== undefined) {
+      et.postMessage({ t: 'close', lingerMs: Math.max(0, linger - 50) } satisfies ToEgress)
+      const timer = setTimeout(() => void et.terminate(), linger + 100)
+      await this.egressExited
+      clearTimeout(timer)
+    }
     await this.egress?.close({ lingerMs: Math.max(0, deadline - Date.now()) })
     this._status = 'closed'
     this.log.info({ ms: Date.now() - t0, stats: this.stats() }, 'stopped')
@@ -713,6 +765,28 @@ export class Master extends EventEmitter {
       await new Promise((r) => setTimeout(r, 5))
     }
   }
+}
+
+/**
+ * Starts one of this package's thread entries (`thread/<name>`). From TypeScript sources (tests,
+ * `pnpm start`), or when the application module is TypeScript, the thread goes through a small
+ * bootstrap that registers tsx first; from built JS it starts the entry directly.
+ */
+function startThread(
+  name: 'worker-main' | 'egress-main',
+  data: object,
+  transferList: MessagePort[],
+  opts: { name: string; resourceLimits?: MasterOptions['resourceLimits'] },
+  appIsTs: boolean,
+): Worker {
+  const entry = new URL(`./thread/${name}.${FROM_SOURCE ? 'ts' : 'js'}`, HERE)
+  const execArgv = inheritedExecArgv(FROM_SOURCE)
+  const base = { execArgv, transferList, name: opts.name, resourceLimits: opts.resourceLimits }
+  if (FROM_SOURCE || appIsTs) {
+    const bootUrl = new URL('./thread/boot.mjs', FROM_SOURCE ? HERE : new URL('../src/master.ts', HERE))
+    return new Worker(bootUrl, { ...base, workerData: { ...data, entry: entry.href } })
+  }
+  return new Worker(entry, { ...base, workerData: data })
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

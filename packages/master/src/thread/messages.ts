@@ -1,5 +1,10 @@
 /**
- * The private protocol between the master and its worker threads.
+ * The private protocol between the master, its worker threads and its egress thread.
+ *
+ * ZeroMQ sockets never live in a thread that runs application code: zeromq.js aborts the whole
+ * process when such a thread dies abruptly (`process.exit`, out of memory, terminate). So each
+ * worker hands its egress messages, batched per turn, through a MessagePort to the egress thread,
+ * which owns the DEALER to the forwarder. Messages a worker posted survive its death.
  *
  * master → worker: `tasks` batches (msgpack of a flat array, 13 slots per task, transferred),
  *                  `stop` (phase 3–4 of a graceful stop).
@@ -14,7 +19,8 @@
  *                 task it had dispatched, whether it never started (re-queue), ran (lost), or
  *                 finished (done).
  */
-import type { ResourceLimits } from 'node:worker_threads'
+import type { MessagePort, ResourceLimits } from 'node:worker_threads'
+import type { EgressMessage } from '@peony/broker-client'
 
 export const HEARTBEAT_MS = 100
 export const TASK_FIELDS = 13
@@ -29,17 +35,15 @@ export interface WorkerBoot {
   index: number
   serverId: string
   generation: number
-  forwarderEndpoint: string
-  egressAck: boolean
-  egressBufferMax: number
-  maxFrameBytes: number
+  /** This worker's channel to the egress thread: it posts `EgressMessage[]` batches. */
+  egressPort: MessagePort
   workTimeoutMs: number
   sab: SharedArrayBuffer
   markMask: number
   resourceLimits?: ResourceLimits | undefined
 }
 
-export type ToWorker = { t: 'tasks'; buf: ArrayBuffer } | { t: 'stop'; lingerMs: number }
+export type ToWorker = { t: 'tasks'; buf: ArrayBuffer } | { t: 'stop' } | { t: 'egress'; port: MessagePort }
 
 export type FromWorker =
   | { t: 'ready' }
@@ -47,3 +51,19 @@ export type FromWorker =
   | { t: 'stopped'; stats: Record<string, unknown> }
   | { t: 'fatal'; message: string; stack?: string | undefined }
   | { t: 'stats'; stats: Record<string, unknown> }
+
+/** What the master passes to the egress thread as `workerData`. */
+export interface EgressBoot {
+  forwarderEndpoint: string
+  sender: string
+  egressAck: boolean
+  egressBufferMax: number
+  maxFrameBytes: number
+}
+
+/** A batch of egress messages from a worker, in order. */
+export type EgressBatch = EgressMessage[]
+
+export type ToEgress = { t: 'port'; slot: number; port: MessagePort } | { t: 'close'; lingerMs: number }
+
+export type FromEgress = { t: 'ready' } | { t: 'closed'; stats: Record<string, unknown> } | { t: 'stats'; stats: Record<string, unknown> }

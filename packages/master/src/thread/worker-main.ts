@@ -4,10 +4,9 @@
  * settled tasks back in batches, and owns this worker's egress DEALER to the forwarder.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { randomBytes } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { Unpackr } from 'msgpackr'
-import { createEgressSender, type Task } from '@peony/broker-client'
+import type { EgressMessage, Task } from '@peony/broker-client'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
 import pino from 'pino'
 import { HEARTBEAT_MS, TASK_FIELDS, type FromWorker, type ToWorker, type WorkerBoot } from './messages.ts'
@@ -42,13 +41,27 @@ try {
   fatal(err)
 }
 
-const egress = createEgressSender({
-  endpoint: boot.forwarderEndpoint,
-  sender: `${boot.serverId}/w${boot.slot}.${boot.generation}.${randomBytes(4).toString('hex')}`,
-  ack: boot.egressAck,
-  bufferMax: boot.egressBufferMax,
-  maxFrameBytes: boot.maxFrameBytes,
-})
+/** Egress goes to the egress thread in one message per turn; never blocks a handler. */
+let egressPort = boot.egressPort
+let egressBatch: EgressMessage[] = []
+let egressScheduled = false
+let egressSent = 0
+function flushEgress(): void {
+  egressScheduled = false
+  if (egressBatch.length === 0) return
+  egressSent += egressBatch.length
+  egressPort.postMessage(egressBatch)
+  egressBatch = []
+}
+const egress = {
+  send(msg: EgressMessage): void {
+    egressBatch.push(msg)
+    if (!egressScheduled) {
+      egressScheduled = true
+      setImmediate(flushEgress)
+    }
+  },
+}
 
 // Settled ids go back to the master once per turn.
 let done: number[] = []
@@ -86,7 +99,8 @@ try {
   fatal(err)
 }
 
-const unpackr = new Unpackr({ useRecords: false, int64AsType: 'auto' })
+// 'auto': int64 values come back as numbers when safe, bigints beyond (typed loosely by msgpackr).
+const unpackr = new Unpackr({ useRecords: false, int64AsType: 'auto' as 'bigint' })
 
 function onTasks(buf: ArrayBuffer): void {
   const flat = unpackr.unpack(new Uint8Array(buf)) as unknown[]
@@ -109,8 +123,7 @@ function onTasks(buf: ArrayBuffer): void {
   }
 }
 
-async function onStop(lingerMs: number): Promise<void> {
-  const t0 = Date.now()
+async function onStop(): Promise<void> {
   let stats: Record<string, unknown> = {}
   try {
     await runtime.stop()
@@ -119,8 +132,9 @@ async function onStop(lingerMs: number): Promise<void> {
     logger.error({ err }, 'worker stop hooks failed')
   }
   flushDone()
-  await egress.close({ lingerMs: Math.max(0, lingerMs - (Date.now() - t0)) })
-  stats.egress = egress.stats()
+  flushEgress()
+  stats.egressSent = egressSent
+  egressPort.close()
   clearInterval(heartbeat)
   post({ t: 'stopped', stats })
   port.close()
@@ -128,7 +142,11 @@ async function onStop(lingerMs: number): Promise<void> {
 
 port.on('message', (m: ToWorker) => {
   if (m.t === 'tasks') onTasks(m.buf)
-  else if (m.t === 'stop') void onStop(m.lingerMs)
+  else if (m.t === 'stop') void onStop()
+  else if (m.t === 'egress') {
+    egressPort.close()
+    egressPort = m.port
+  }
 })
 
 post({ t: 'ready' })

@@ -16,7 +16,13 @@ export interface Clock {
 
 /** Where the runtime puts outgoing messages. Never blocks; the host buffers and sends. */
 export interface EgressSink {
-  send(msg: EgressMessage): void
+  /**
+   * Queues one egress message. `taskId` is the id of the dispatched task whose request produced
+   * it (replies, pushes and other `req.*` helpers, and the runtime's own error replies);
+   * `undefined` for messages sent outside a request (timers, worker hooks). Hosts may ignore it;
+   * the test harness uses it to attribute egress to the injected task.
+   */
+  send(msg: EgressMessage, taskId?: number): void
 }
 
 /** How a dispatched task ended, reported to the host once it has settled. */
@@ -38,6 +44,16 @@ export interface WorkerInfo {
   serverId: string
   /** Incremented each time the slot is respawned (0 for the first start). */
   generation: number
+}
+
+/** What a host drives: the WorkerRuntime implements it. */
+export interface RuntimeHandle {
+  /** Runs the onWorkerStart hooks; dispatch is allowed once it was called. */
+  start(): Promise<void>
+  /** Hands one task to the runtime (never throws for bad task contents). `id` is the host's task id. */
+  dispatch(id: number, task: Task): void
+  /** Waits for every dispatched task to settle, then runs the onWorkerStop hooks. */
+  stop(): Promise<void>
 }
 
 /** Minimal logger interface (pino-compatible). */

@@ -1,0 +1,58 @@
+/**
+ * The egress thread: owns the DEALER to the forwarder for all workers of this server. Each
+ * worker posts its egress batches through its own MessagePort; this thread hands them, in
+ * order, to one EgressSender (bounded buffer, overflow counted, optional seq/ack). No
+ * application code runs here, so an abrupt worker death never tears down a ZeroMQ socket.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
+import { createEgressSender, type EgressMessage } from '@peony/broker-client'
+import type { EgressBoot, FromEgress, ToEgress } from './messages.ts'
+
+const boot = workerData as EgressBoot
+const port = parentPort!
+const post = (m: FromEgress): void => port.postMessage(m)
+
+const sender = createEgressSender({
+  endpoint: boot.forwarderEndpoint,
+  sender: boot.sender,
+  ack: boot.egressAck,
+  bufferMax: boot.egressBufferMax,
+  maxFrameBytes: boot.maxFrameBytes,
+  onError: (err) => port.postMessage({ t: 'stats', stats: { error: err.message } } satisfies FromEgress),
+})
+
+let refusedLocally = 0
+const ports = new Set<MessagePort>()
+
+function attach(p: MessagePort): void {
+  ports.add(p)
+  p.on('message', (batch: EgressMessage[]) => {
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        sender.send(batch[i]!)
+      } catch {
+        // Unencodable or oversized message: the sender counted nothing, so count it here.
+        refusedLocally++
+      }
+    }
+  })
+  p.on('close', () => ports.delete(p))
+}
+
+port.on('message', (m: ToEgress) => {
+  if (m.t === 'port') attach(m.port)
+  else if (m.t === 'close') {
+    // A worker's port closes after everything it posted was delivered here; wait for them all
+    // (the workers have exited by now), at most half the linger, then hand over the rest.
+    void (async () => {
+      const t0 = Date.now()
+      while (ports.size > 0 && Date.now() - t0 < m.lingerMs / 2) await new Promise((r) => setTimeout(r, 5))
+      for (const p of ports) p.close()
+      await sender.close({ lingerMs: Math.max(0, m.lingerMs - (Date.now() - t0)) })
+      post({ t: 'closed', stats: { ...sender.stats(), refusedLocally } })
+      port.close()
+    })()
+  }
+})
+
+post({ t: 'ready' })

@@ -1,0 +1,48 @@
+/** Shared helpers of the master's tests: a broker DEALER, request bodies, reply decoding. */
+import { fileURLToPath } from 'node:url'
+import * as zmq from 'zeromq'
+import type { EgressMessage, Task } from '@peony/broker-client'
+import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+
+export const TEST_APP = fileURLToPath(new URL('./fixtures/test-app.ts', import.meta.url))
+
+/** A client request task for body cmd `cmd` with `data`. */
+export function req(uid: number | bigint | string | undefined, cmd: string, data: unknown, extra: Partial<Task> = {}, sn = 1): Task {
+  return { cmd: 10, uid, nodeId: 7, connId: 1000 + (typeof uid === 'number' ? uid : 0), tag: 3, body: packValue({ cmd, sn, data }), ...extra }
+}
+
+/** A raw broker: one DEALER, tasks sent in frames of up to 64. */
+export class TestBroker {
+  readonly sock = new zmq.Dealer({ sendHighWaterMark: 0 })
+  constructor(endpoint: string) {
+    this.sock.connect(endpoint)
+  }
+  async send(tasks: Task[], perFrame = 64): Promise<void> {
+    for (let i = 0; i < tasks.length; i += perFrame) {
+      for (const f of encodeTaskFrames(tasks.slice(i, i + perFrame))) await this.sock.send(f)
+    }
+  }
+  async sendRaw(frames: (Uint8Array | Uint8Array[])[]): Promise<void> {
+    for (const f of frames) await this.sock.send(f)
+  }
+  close(): void {
+    this.sock.linger = 0
+    this.sock.close()
+  }
+}
+
+/** Decoded reply of a 220 egress message. */
+export interface Reply {
+  ret: number
+  body: { cmd?: unknown; sn?: unknown; ret: number; data?: Record<string, unknown> }
+  msg: EgressMessage
+}
+
+export function replies(msgs: readonly EgressMessage[]): Reply[] {
+  const out: Reply[] = []
+  for (const m of msgs) {
+    if (m.cmd !== 220) continue
+    out.push({ ret: m.ret ?? 0, body: msgpackBodyCodec.decodeReply(m.body) as Reply['body'], msg: m })
+  }
+  return out
+}

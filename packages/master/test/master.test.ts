@@ -1,0 +1,118 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { startFakeForwarder, waitFor, type FakeForwarder } from '@peony/test-utils'
+import { ReplyCode, type Task } from '@peony/broker-client'
+import { packValue } from '@peony/broker-client/codec'
+import pino from 'pino'
+import { createMaster, type Master, type MasterInput } from '../src/index.ts'
+import { replies, req, TestBroker, TEST_APP } from './helpers.ts'
+
+let master: Master | undefined
+let fwd: FakeForwarder | undefined
+let broker: TestBroker | undefined
+
+afterEach(async () => {
+  broker?.close()
+  await master?.stop()
+  await fwd?.close()
+  master = fwd = broker = undefined
+})
+
+async function boot(opts: Partial<MasterInput> = {}): Promise<{ master: Master; fwd: FakeForwarder; broker: TestBroker }> {
+  fwd = await startFakeForwarder()
+  master = createMaster({
+    serverId: 'test',
+    appModule: TEST_APP,
+    intakeEndpoints: ['tcp://127.0.0.1:0'],
+    forwarderEndpoint: fwd.endpoint,
+    groups: [{ id: 1, count: 2 }],
+    stopTimeoutMs: 5_000,
+    logger: pino({ level: process.env.PEONY_LOG_LEVEL ?? 'silent' }),
+    ...opts,
+  })
+  const { intakeEndpoints } = await master.start()
+  broker = new TestBroker(intakeEndpoints[0]!)
+  return { master, fwd, broker }
+}
+
+describe('master', () => {
+  it('routes every task of a uid to one worker, in order, and replies through egress', async () => {
+    const { master, fwd, broker } = await boot()
+    const tasks: Task[] = []
+    for (let seq = 0; seq < 20; seq++) for (let uid = 1; uid <= 100; uid++) tasks.push(req(uid, 'echo', { b: uid, seq }))
+    await broker.send(tasks)
+    await fwd.until(tasks.length, 20_000)
+    const rs = replies(fwd.messages)
+    expect(rs).toHaveLength(2000)
+    const slotOf = new Map<number, unknown>()
+    const last = new Map<number, number>()
+    for (const r of rs) {
+      expect(r.ret).toBe(0)
+      const d = r.body.data!
+      const uid = d.b as number
+      if (slotOf.has(uid)) expect(d.slot).toBe(slotOf.get(uid))
+      else slotOf.set(uid, d.slot)
+      expect(d.seq).toBe((last.get(uid) ?? -1) + 1)
+      last.set(uid, d.seq as number)
+      expect(d.slot).toBe(master.slotOf({ cmd: 10, uid }))
+    }
+    const s = master.stats()
+    expect(s.client_req).toBe(2000)
+    expect(s.workers).toBe(2)
+    expect(s.worker_req.workers[0]! + s.worker_req.workers[1]!).toBe(2000)
+    expect(s.worker_req.workers[0]).toBeGreaterThan(0)
+    expect(s.worker_req.workers[1]).toBeGreaterThan(0)
+  })
+
+  it('answers an unknown body cmd with -10000 and an undecodable body with -10004, echoing cmd and sn', async () => {
+    const { fwd, broker } = await boot()
+    await broker.send([
+      { cmd: 10, uid: 5, nodeId: 1, connId: 2, tag: 9, body: packValue({ cmd: 'nope', sn: 42 }) },
+      { cmd: 10, uid: 5, nodeId: 1, connId: 3, body: new Uint8Array([0xc1]) },
+    ])
+    await fwd.until(2)
+    const rs = replies(fwd.messages)
+    expect(rs[0]!.ret).toBe(ReplyCode.NO_HANDLER)
+    expect(rs[0]!.body).toMatchObject({ cmd: 'nope', sn: 42, ret: ReplyCode.NO_HANDLER })
+    expect(rs[0]!.msg).toMatchObject({ nodeId: 1, connId: 2, tag: 9 })
+    expect(rs[1]!.ret).toBe(ReplyCode.BODY_UNDECODABLE)
+  })
+
+  it('refuses client requests with -10002 when a worker queue is full, but never 15/20', async () => {
+    const { master, fwd, broker } = await boot({ queueMaxSize: 5, laneMaxInFlight: 1, claimedMaxSize: 1, groups: [{ id: 1, count: 1 }] })
+    const tasks: Task[] = [req(1, 'slow', { ms: 300 })]
+    for (let i = 0; i < 20; i++) tasks.push(req(2 + i, 'echo', { seq: i }))
+    for (let i = 0; i < 10; i++) tasks.push({ cmd: 20, uid: 100 + i, nodeId: 7, connId: 1 })
+    await broker.send(tasks, 1000)
+    await waitFor(() => master.stats().discard_tasks.reasons.queue_full > 0)
+    await waitFor(() => master.stats().pending_tasks.all === 0 && master.stats().in_flight.all === 0, { timeoutMs: 10_000 })
+    const s = master.stats()
+    const refused = replies(fwd.messages).filter((r) => r.ret === ReplyCode.QUEUE_FULL)
+    expect(refused.length).toBe(s.discard_tasks.reasons.queue_full)
+    expect(refused.length).toBeGreaterThan(0)
+    // every client request got exactly one answer; the 10 close tasks were all accepted
+    await waitFor(() => replies(fwd.messages).length === 21)
+    expect(s.discard_tasks.all).toBe(refused.length)
+    expect(refused[0]!.body.ret).toBe(ReplyCode.QUEUE_FULL)
+    expect(refused[0]!.body.cmd).toBe('echo')
+  })
+
+  it('answers -10007 when the router names no group', async () => {
+    const { master, fwd, broker } = await boot({ router: (t) => (t.uid === 13 ? 99 : 1), groups: [{ id: 1, count: 1 }] })
+    await broker.send([req(13, 'echo', {}), req(14, 'echo', {})])
+    await fwd.until(2)
+    expect(replies(fwd.messages).map((r) => r.ret).sort()).toEqual([ReplyCode.NO_ROUTE, 0].sort())
+    expect(master.stats().discard_tasks.reasons.no_route).toBe(1)
+  })
+
+  it('keeps a uid on its shard when the worker count of a group changes by a divisor', () => {
+    const a = createMaster({ serverId: 'a', appModule: TEST_APP, groups: [{ id: 1, count: 2 }] })
+    const b = createMaster({ serverId: 'b', appModule: TEST_APP, groups: [{ id: 1, count: 4 }] })
+    for (let uid = 1; uid < 500; uid++) expect(b.slotOf({ cmd: 10, uid })! % 2).toBe(a.slotOf({ cmd: 10, uid }))
+  })
+
+  it('rejects bad options with clear errors', () => {
+    expect(() => createMaster({ serverId: '', appModule: TEST_APP })).toThrow(/serverId/)
+    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 0 }] })).toThrow(/count/)
+    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 1 }, { id: 1, count: 1 }] })).toThrow(/duplicate/)
+  })
+})

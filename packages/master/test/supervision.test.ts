@@ -1,0 +1,129 @@
+/**
+ * Workers killed each way under load. For every run:
+ *   sent = handled + refused + lost_in_flight
+ *   lost_in_flight ≤ handlers that were running when their worker died
+ * "Started" and "finished" come from the handlers' own S/E marks in a file (appendFileSync
+ * survives the thread's death), not from the master's counters; which tasks were lost comes
+ * from their -10001 replies (sn = task id). A handler that wrote its E mark but whose worker died
+ * before the task settled (during its after-hooks) is lost, not handled: it was still running.
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import pino from 'pino'
+import { startFakeForwarder, tempDir, waitFor, type FakeForwarder } from '@peony/test-utils'
+import { ReplyCode, type Task } from '@peony/broker-client'
+import { createMaster, type Master } from '../src/index.ts'
+import { replies, req, TestBroker, TEST_APP } from './helpers.ts'
+
+let master: Master | undefined
+let fwd: FakeForwarder | undefined
+let broker: TestBroker | undefined
+
+afterEach(async () => {
+  broker?.close()
+  await master?.stop()
+  await fwd?.close()
+  master = fwd = broker = undefined
+  delete process.env.PEONY_TEST_MARKS
+})
+
+type Kill = 'exit' | 'throw' | 'oom' | 'terminate' | 'block'
+
+async function killUnderLoad(kill: Kill): Promise<void> {
+  const marksFile = join(tempDir(), 'marks.txt')
+  writeFileSync(marksFile, '')
+  process.env.PEONY_TEST_MARKS = marksFile
+  fwd = await startFakeForwarder()
+  master = createMaster({
+    serverId: 'sup',
+    appModule: TEST_APP,
+    intakeEndpoints: ['tcp://127.0.0.1:0'],
+    forwarderEndpoint: fwd.endpoint,
+    groups: [{ id: 1, count: 2 }],
+    queueMaxSize: 100_000,
+    workTimeoutMs: 2_000,
+    blockedTimeoutMs: 3_000,
+    resourceLimits: { maxOldGenerationSizeMb: 64 },
+    stopTimeoutMs: 10_000,
+    logger: pino({ level: 'silent' }),
+  })
+  const { intakeEndpoints } = await master.start()
+  broker = new TestBroker(intakeEndpoints[0]!)
+  const victimUid = 1
+  const victimSlot = master.slotOf({ cmd: 10, uid: victimUid })!
+  const tasks: Task[] = []
+  let id = 0
+  const N = 3000
+  for (let i = 0; i < N; i++) {
+    const uid = 1 + (i % 200)
+    const crash = i === 1000 && kill !== 'terminate' ? kill : undefined
+    id++
+    tasks.push(req(crash ? victimUid : uid, 'echo', { id, b: uid, seq: i, wait: i % 3 === 0 ? 1 : 0, crash }, {}, id))
+  }
+  const sending = broker.send(tasks)
+  if (kill === 'terminate') {
+    await waitFor(() => master!.stats().client_req > 1000)
+    await master.workerThread(victimSlot)!.terminate()
+  }
+  await sending
+  await waitFor(() => master!.stats().respawns.all >= 1, { timeoutMs: 20_000 })
+  await waitFor(
+    () => {
+      const s = master!.stats()
+      return s.client_req === N && s.pending_tasks.all === 0 && s.in_flight.all === 0
+    },
+    { timeoutMs: 30_000 },
+  )
+  const s = master.stats()
+  const lines = readFileSync(marksFile, 'utf8').split('\n').filter(Boolean)
+  const started = new Set<number>()
+  const finished = new Set<number>()
+  for (const l of lines) (l[0] === 'S' ? started : finished).add(Number(l.slice(2)))
+  const refused = s.discard_tasks.all
+  const lost = s.lost_in_flight.all
+  await waitFor(() => replies(fwd!.messages).filter((r) => r.ret === ReplyCode.HANDLER_FAILED).length >= lost)
+  const lostIds = new Set(replies(fwd.messages).filter((r) => r.ret === ReplyCode.HANDLER_FAILED).map((r) => Number(r.body.sn)))
+  const handled = [...finished].filter((x) => !lostIds.has(x)).length
+  const running = [...started].filter((x) => !finished.has(x) || lostIds.has(x)).length
+  expect(s.respawns.all).toBeGreaterThanOrEqual(1)
+  expect(lostIds.size).toBe(lost)
+  for (const x of lostIds) expect(started.has(x)).toBe(true)
+  expect(handled + refused + lost).toBe(N)
+  expect(lost).toBeLessThanOrEqual(running)
+  expect(lost).toBeGreaterThanOrEqual(kill === 'terminate' ? 0 : 1)
+  // the respawned worker serves its slot again, and no handler ran twice
+  expect(s.workers).toBe(2)
+  expect(lines.filter((l) => l[0] === 'E').length).toBe(finished.size)
+  expect(lines.filter((l) => l[0] === 'S').length).toBe(started.size)
+}
+
+describe('supervision: a worker killed under load', () => {
+  it.each<Kill>(['exit', 'throw', 'terminate', 'oom', 'block'])('by %s: sent = handled + refused + lost, lost ≤ running', async (kill) => {
+    await killUnderLoad(kill)
+  }, 60_000)
+
+  it('backs off a crash loop instead of respawning in a tight loop', async () => {
+    fwd = await startFakeForwarder()
+    master = createMaster({
+      serverId: 'loop',
+      appModule: TEST_APP,
+      intakeEndpoints: ['tcp://127.0.0.1:0'],
+      forwarderEndpoint: fwd.endpoint,
+      groups: [{ id: 1, count: 1 }],
+      respawnMinDelayMs: 200,
+      logger: pino({ level: 'silent' }),
+    })
+    const { intakeEndpoints } = await master.start()
+    broker = new TestBroker(intakeEndpoints[0]!)
+    // Every respawned worker is killed by the next crash task at once.
+    const tasks: Task[] = []
+    for (let i = 0; i < 6; i++) tasks.push(req(1, 'echo', { crash: 'exit' }))
+    const t0 = Date.now()
+    await broker.send(tasks, 1)
+    await waitFor(() => master!.stats().lost_in_flight.all === 6, { timeoutMs: 30_000 })
+    // delays: 0, 200, 400, 800, 1600 ms between the 6 deaths
+    expect(Date.now() - t0).toBeGreaterThan(2_500)
+    expect(master.stats().deaths.exit_code).toBe(6)
+  }, 60_000)
+})
