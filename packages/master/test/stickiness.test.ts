@@ -1,0 +1,84 @@
+/**
+ * Stickiness and order at scale: 2 brokers × 100k tasks × 1,000 uids × 2 workers, handlers that
+ * await 0–2 ms on half the tasks. Every reply is checked: per (broker, uid) the sequence numbers
+ * arrive in order with no gap, every uid is served by one worker only, and each worker owns at
+ * least 40 % of the uids.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import pino from 'pino'
+import { startFakeForwarder, type FakeForwarder } from '@peony/test-utils'
+import type { Task } from '@peony/broker-client'
+import { msgpackBodyCodec } from '@peony/broker-client/codec'
+import { createMaster, type Master } from '../src/index.ts'
+import { req, TestBroker, TEST_APP } from './helpers.ts'
+
+let master: Master | undefined
+let fwd: FakeForwarder | undefined
+const brokers: TestBroker[] = []
+
+afterEach(async () => {
+  for (const b of brokers.splice(0)) b.close()
+  await master?.stop()
+  await fwd?.close()
+  master = fwd = undefined
+})
+
+describe('stickiness and per-uid order', () => {
+  it('2 brokers × 100k tasks × 1,000 uids × 2 workers, async handlers', async () => {
+    const PER_BROKER = 100_000
+    const UIDS = 1000
+    fwd = await startFakeForwarder()
+    master = createMaster({
+      serverId: 'sticky',
+      appModule: TEST_APP,
+      intakeEndpoints: ['tcp://127.0.0.1:0'],
+      forwarderEndpoint: fwd.endpoint,
+      groups: [{ id: 1, count: 2 }],
+      queueMaxSize: 2 * PER_BROKER,
+      stopTimeoutMs: 10_000,
+      logger: pino({ level: 'silent' }),
+    })
+    const { intakeEndpoints } = await master.start()
+    const sends: Promise<void>[] = []
+    for (let b = 0; b < 2; b++) {
+      const broker = new TestBroker(intakeEndpoints[0]!)
+      brokers.push(broker)
+      const tasks: Task[] = []
+      for (let i = 0; i < PER_BROKER; i++) {
+        const uid = 1 + (i % UIDS)
+        const seq = Math.floor(i / UIDS)
+        const wait = i % 2 === 0 ? (i >> 1) % 3 : 0
+        tasks.push(req(uid, 'echo', { b, seq, wait }))
+      }
+      sends.push(broker.send(tasks))
+    }
+    await Promise.all(sends)
+    await fwd.until(2 * PER_BROKER, 120_000)
+
+    const next = new Map<string, number>()
+    const owner = new Map<unknown, unknown>()
+    let outOfOrder = 0
+    for (const m of fwd.messages) {
+      if (m.cmd !== 220) continue
+      const body = msgpackBodyCodec.decodeReply(m.body) as { ret: number; data: { b: number; seq: number; slot: number } }
+      expect(body.ret).toBe(0)
+      const uid = Number(m.connId) - 1000
+      const key = body.data.b + ':' + uid
+      if ((next.get(key) ?? 0) !== body.data.seq) outOfOrder++
+      next.set(key, body.data.seq + 1)
+      const o = owner.get(uid)
+      if (o === undefined) owner.set(uid, body.data.slot)
+      else expect(body.data.slot).toBe(o)
+    }
+    expect(outOfOrder).toBe(0)
+    expect(next.size).toBe(2 * UIDS)
+    for (const v of next.values()) expect(v).toBe(PER_BROKER / UIDS)
+    const perSlot = [0, 0]
+    for (const s of owner.values()) perSlot[s as number]!++
+    expect(perSlot[0]! / UIDS).toBeGreaterThanOrEqual(0.4)
+    expect(perSlot[1]! / UIDS).toBeGreaterThanOrEqual(0.4)
+    const s = master.stats()
+    expect(s.client_req).toBe(2 * PER_BROKER)
+    expect(s.discard_tasks.all).toBe(0)
+  }, 180_000)
+})
