@@ -292,15 +292,41 @@ export class Master extends EventEmitter {
   }
 
   private async abortStart(): Promise<void> {
-    for (const s of this.slots) {
-      s.stopping = true
-      if (s.respawnTimer) clearTimeout(s.respawnTimer)
-      await s.worker?.terminate()
-    }
+    await this.destroy()
+  }
+
+  /**
+   * Immediate teardown, for a failed start or a forced exit: workers are terminated (their
+   * in-flight tasks are lost), queued tasks are dropped, sockets close with no linger. The egress
+   * thread is asked to close its sockets first and only terminated if it does not within 1 s,
+   * because zeromq.js aborts the process when a thread holding sockets is torn down. Call it
+   * before `process.exit()` whenever `stop()` cannot be awaited.
+   */
+  async destroy(): Promise<void> {
+    if (this._status === 'closed' && this.egressThread === undefined && this.slots.every((s) => s.worker === undefined)) return
+    this._status = 'closing'
+    if (this.monitor) clearInterval(this.monitor)
+    await Promise.all(
+      this.slots.map(async (s) => {
+        s.stopping = true
+        if (s.respawnTimer) clearTimeout(s.respawnTimer)
+        const w = s.worker
+        if (w !== undefined) {
+          await w.terminate()
+          await s.exited
+        }
+      }),
+    )
     await this.intake?.close().catch(() => {})
-    await this.egress?.close({ lingerMs: 0 })
     this.egressClosing = true
-    await this.egressThread?.terminate()
+    const et = this.egressThread
+    if (et !== undefined) {
+      et.postMessage({ t: 'close', lingerMs: 0 } satisfies ToEgress)
+      const timer = setTimeout(() => void et.terminate(), 1_000)
+      await this.egressExited
+      clearTimeout(timer)
+    }
+    await this.egress?.close({ lingerMs: 0 })
     this._status = 'closed'
   }
 

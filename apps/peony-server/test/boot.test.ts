@@ -1,0 +1,150 @@
+/**
+ * The process entry (src/main.ts), run as `pnpm start` runs it: a real node process with tsx.
+ * `--help` and configuration errors need nothing else; the boot tests start a real master with
+ * worker threads on free ports, wait for the ready line, and check the signal handling.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer, type Server } from 'node:net'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+
+const APP_DIR = join(import.meta.dirname, '..')
+
+interface Run {
+  child: ChildProcess
+  stdout: () => string
+  stderr: () => string
+  /** Resolves with the first stdout line matching `re`; rejects if the process exits first. */
+  line: (re: RegExp) => Promise<string>
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+const running = new Set<ChildProcess>()
+afterEach(() => {
+  for (const c of running) c.kill('SIGKILL')
+  running.clear()
+})
+
+/** Starts `node --conditions=@peony/source --import tsx src/main.ts …args` in apps/peony-server. */
+function run(args: string[], env: Record<string, string> = {}): Run {
+  const childEnv: Record<string, string> = {}
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('PEONY_')) childEnv[k] = v
+  const child = spawn(process.execPath, ['--conditions=@peony/source', '--import', 'tsx', 'src/main.ts', ...args], {
+    cwd: APP_DIR,
+    env: { ...childEnv, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  running.add(child)
+  let out = ''
+  let err = ''
+  const waiters = new Set<() => void>()
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d
+    for (const w of waiters) w()
+  })
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      running.delete(child)
+      for (const w of waiters) w()
+      resolve({ code, signal })
+    }),
+  )
+  const line = (re: RegExp): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = out.split('\n').find((l) => re.test(l))
+        if (found !== undefined) {
+          waiters.delete(check)
+          resolve(found)
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          waiters.delete(check)
+          reject(new Error(`exited (${child.exitCode ?? child.signalCode}) before printing ${re}\nstdout:\n${out}\nstderr:\n${err}`))
+        }
+      }
+      waiters.add(check)
+      check()
+    })
+  return { child, stdout: () => out, stderr: () => err, line, exit }
+}
+
+/** A TCP port that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const port = (srv.address() as { port: number }).port
+  await new Promise<void>((resolve) => srv.close(() => resolve()))
+  return port
+}
+
+describe('main.ts without a master', () => {
+  it('--help prints every option and exits 0', async () => {
+    const r = run(['--help'])
+    const { code } = await r.exit
+    expect(code).toBe(0)
+    expect(r.stdout()).toContain('Usage: peony-server')
+    expect(r.stdout()).toContain('--intake <endpoint>')
+    expect(r.stdout()).toContain('PEONY_QUEUE_MAX_SIZE')
+  })
+
+  it('prints a coded error to stderr and exits 2 on invalid configuration', async () => {
+    const r = run(['--workers', 'two', '--intake', 'udp://127.0.0.1:1'], { PEONY_QUEUE_MAXSIZE: '5' })
+    const { code } = await r.exit
+    expect(code).toBe(2)
+    expect(r.stdout()).toBe('')
+    const err = r.stderr()
+    expect(err).toContain('PEONY_CONFIG_INVALID')
+    expect(err).toContain('workers (flag --workers)')
+    expect(err).toContain('intakeEndpoints[0] (flag --intake)')
+    expect(err).toContain('did you mean "PEONY_QUEUE_MAX_SIZE"')
+  })
+})
+
+// Boots the real master and worker threads (the example app from peony.config.json).
+describe('main.ts boot', () => {
+  it('prints one ready line, ignores SIGHUP, and exits 0 on SIGTERM', async () => {
+    const [intake, fwd] = [await freePort(), await freePort()]
+    const r = run(['--intake', `tcp://127.0.0.1:${intake}`, '--forwarder', `tcp://127.0.0.1:${fwd}`, '--workers', '1', '--server-id', 'boot-test', '--log-level', 'warn'])
+    const ready = await r.line(/^peony ready: /)
+    expect(ready).toBe(
+      `peony ready: server_id=boot-test intake=tcp://127.0.0.1:${intake} forwarder=tcp://127.0.0.1:${fwd} workers=1 (groups 1:1) app=${join(APP_DIR, 'examples', 'idle-rpg', 'app.ts')}`,
+    )
+    // Without a handler SIGHUP would kill the process (signal SIGHUP, no exit code).
+    r.child.kill('SIGHUP')
+    r.child.kill('SIGTERM')
+    expect(await r.exit).toEqual({ code: 0, signal: null })
+    expect(r.stdout().split('\n').filter((l) => l.startsWith('peony ready:'))).toHaveLength(1)
+  })
+
+  it('a second signal during the stop forces exit 1', async () => {
+    const [intake, fwd] = [await freePort(), await freePort()]
+    const r = run([
+      '--app', 'test/fixtures/stuck-stop-app.ts',
+      '--intake', `tcp://127.0.0.1:${intake}`,
+      '--forwarder', `tcp://127.0.0.1:${fwd}`,
+      '--workers', '1',
+      '--stop-timeout-ms', '60000',
+      '--worker-close-timeout-ms', '30000',
+      '--log-level', 'info',
+    ])
+    await r.line(/^peony ready: /)
+    r.child.kill('SIGTERM')
+    await r.line(/stopping gracefully/)
+    r.child.kill('SIGINT')
+    expect(await r.exit).toEqual({ code: 1, signal: null })
+  })
+
+  it('exits 1 with the error on stderr when the start fails (intake port taken)', async () => {
+    const taken: Server = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (taken.address() as { port: number }).port
+      const r = run(['--intake', `tcp://127.0.0.1:${port}`, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '1', '--log-level', 'silent'])
+      expect((await r.exit).code).toBe(1)
+      expect(r.stderr()).toContain('peony: start failed')
+      expect(r.stdout()).not.toContain('peony ready:')
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()))
+    }
+  })
+})
