@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { freePort, run } from './helpers/run-server.ts'
+import { APP_DIR, freePort, run } from './helpers/run-server.ts'
 
 describe('main.ts without a master', () => {
   it('--help prints every option and exits 0', async () => {

@@ -30,6 +30,12 @@ export const BrokerErrorCode = {
   ENCODE_FAILED: 'PEONY_BROKER_ENCODE_FAILED',
   /** A bounded send buffer overflowed; the message was dropped and counted. */
   BUFFER_OVERFLOW: 'PEONY_BROKER_BUFFER_OVERFLOW',
+  /** A user callback given to the wire layer (`onTasks`, `onReject`, `onOverflow`) threw; it is reported, the loop goes on. */
+  CALLBACK_FAILED: 'PEONY_BROKER_CALLBACK_FAILED',
+  /** An unexpected ZeroMQ error on an open socket (not a closed socket, not EAGAIN); it is reported, the loop goes on. */
+  SOCKET_FAILED: 'PEONY_BROKER_SOCKET_FAILED',
+  /** A business body (protocol §4) that the body codec cannot read; answered with -10004. */
+  BODY_UNDECODABLE: 'PEONY_BROKER_BODY_UNDECODABLE',
 } as const
 export type BrokerErrorCode = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode]
 

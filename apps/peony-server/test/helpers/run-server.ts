@@ -4,7 +4,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach } from 'vitest'
 
-const APP_DIR = join(import.meta.dirname, '..', '..')
+export const APP_DIR = join(import.meta.dirname, '..', '..')
 
 export interface Run {
   child: ChildProcess
