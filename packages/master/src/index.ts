@@ -5,7 +5,7 @@
 
 // Master
 export { createMaster, Master, MasterErrorCode, DiscardReason } from './master.ts'
-export type { MasterStats, MasterStatus, SplitCount } from './master.ts'
+export type { MasterStats, MasterStatus, SplitCount, HandlerCounts } from './master.ts'
 // Options
 export { masterDefaults } from './options.ts'
 export type { MasterOptions, MasterInput, GroupOptions, GroupRouter } from './options.ts'

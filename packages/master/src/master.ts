@@ -84,12 +84,41 @@ export interface MasterStats {
   requeued: number
   /** Workers respawned, per slot. */
   respawns: SplitCount
+  /** Outcomes of tasks in the workers (as last reported, twice a second), per worker and summed. */
+  handlers: HandlerCounts & { workers: HandlerCounts[] }
   /** Worker deaths by cause. */
   deaths: Record<string, number>
   /** Client requests refused with Peony's codes, by code. */
   refused: Record<string, number>
   /** Frames or batch elements rejected by intake, by cause. */
   rejects: Record<string, number>
+}
+
+/** Task outcomes counted by the worker runtime. */
+export interface HandlerCounts {
+  handled: number
+  ok: number
+  failed: number
+  no_handler: number
+  bad_body: number
+  timed_out: number
+  interrupted: number
+  hook_failed: number
+}
+
+const HANDLER_KEYS = [
+  ['handled', 'handled'],
+  ['ok', 'ok'],
+  ['failed', 'failed'],
+  ['no_handler', 'noHandler'],
+  ['bad_body', 'badBody'],
+  ['timed_out', 'timedOut'],
+  ['interrupted', 'interrupted'],
+  ['hook_failed', 'hookFailed'],
+] as const
+
+function emptyCounts(): HandlerCounts {
+  return { handled: 0, ok: 0, failed: 0, no_handler: 0, bad_body: 0, timed_out: 0, interrupted: 0, hook_failed: 0 }
 }
 
 export type MasterStatus = 'opening' | 'open' | 'closing' | 'closed'
@@ -124,6 +153,9 @@ interface Slot {
   exited: Promise<void>
   onExit: (() => void) | undefined
   egressPort: MessagePort | undefined
+  /** Counters of earlier generations of this slot, and the current one's last report. */
+  carried: HandlerCounts
+  current: HandlerCounts
   // stats
   workerReq: number
   discards: number
@@ -216,6 +248,8 @@ export class Master extends EventEmitter {
           exited: Promise.resolve(),
           onExit: undefined,
           egressPort: undefined,
+          carried: emptyCounts(),
+          current: emptyCounts(),
           workerReq: 0,
           discards: 0,
           lost: 0,
@@ -546,8 +580,11 @@ export class Master extends EventEmitter {
           case 'stopped':
             this.log.debug({ slot: slot.index, stats: m.stats }, 'worker stopped')
             break
-          case 'stats':
+          case 'stats': {
+            const r = m.stats as Record<string, unknown>
+            for (const [k, src] of HANDLER_KEYS) if (typeof r[src] === 'number') slot.current[k] = r[src]
             break
+          }
         }
       })
       worker.on('error', (err) => {
@@ -570,6 +607,8 @@ export class Master extends EventEmitter {
 
   private onExit(slot: Slot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return
+    for (const [k] of HANDLER_KEYS) slot.carried[k] += slot.current[k]
+    slot.current = emptyCounts()
     slot.worker = undefined
     slot.live = false
     const done = slot.onExit
@@ -772,10 +811,24 @@ export class Master extends EventEmitter {
       lost_in_flight: split((s) => s.lost),
       requeued: this.requeued,
       respawns: split((s) => s.respawns),
+      handlers: this.handlerCounts(),
       deaths: { ...this.deaths },
       refused: { ...this.refused },
       rejects: { ...this.rejects },
     }
+  }
+
+  private handlerCounts(): HandlerCounts & { workers: HandlerCounts[] } {
+    const all = emptyCounts()
+    const workers = this.slots.map((s) => {
+      const c = emptyCounts()
+      for (const [k] of HANDLER_KEYS) {
+        c[k] = s.carried[k] + s.current[k]
+        all[k] += c[k]
+      }
+      return c
+    })
+    return { ...all, workers }
   }
 
   /** The live worker thread of a slot (for tests and tooling). */

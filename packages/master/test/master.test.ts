@@ -116,3 +116,25 @@ describe('master', () => {
     expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 1 }, { id: 1, count: 1 }] })).toThrow(/duplicate/)
   })
 })
+
+describe('work timeout', () => {
+  it('answers -10001 for a handler past its deadline, counts it, keeps its lane waiting, and keeps the worker', async () => {
+    const { master, fwd, broker } = await boot({ workTimeoutMs: 300, groups: [{ id: 1, count: 1 }] })
+    await broker.send([req(1, 'slow', { ms: 1200 }, {}, 1), req(1, 'echo', { seq: 2 }, {}, 2), req(2, 'echo', { seq: 3 }, {}, 3)])
+    await fwd.until(3, 10_000)
+    const rs = replies(fwd.messages)
+    // uid 2 is not held up; uid 1's timeout answer comes first, its next task only after the slow one settled
+    expect(rs.map((r) => [r.body.sn, r.ret])).toEqual([
+      [3, 0],
+      [1, ReplyCode.HANDLER_FAILED],
+      [2, 0],
+    ])
+    await waitFor(() => master.stats().handlers.timed_out === 1)
+    const s = master.stats()
+    expect(s.respawns.all).toBe(0)
+    expect(s.deaths).toEqual({})
+    // the late reply of the timed-out handler was dropped: one answer per request
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(replies(fwd.messages)).toHaveLength(3)
+  })
+})

@@ -416,9 +416,17 @@ export function packValue(value: unknown): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // Generic reader
 
-/** Thrown (internally) when bytes are not a well-formed msgpack value. */
-export class MalformedError extends Error {
-  override name = 'MalformedError'
+/**
+ * Thrown (internally) when bytes are not a well-formed msgpack value. Deliberately not an Error:
+ * a peer can send malformed frames at will, and capturing a stack trace for each would make every
+ * rejection several times more expensive. It never escapes the codec.
+ */
+export class MalformedError {
+  readonly name = 'MalformedError'
+  readonly message: string
+  constructor(message: string) {
+    this.message = message
+  }
 }
 
 const fatalDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })

@@ -131,11 +131,13 @@ async function onStop(): Promise<void> {
   } catch (err) {
     logger.error({ err }, 'worker stop hooks failed')
   }
+  clearInterval(statsTimer)
   flushDone()
   flushEgress()
   stats.egressSent = egressSent
   egressPort.close()
   clearInterval(heartbeat)
+  post({ t: 'stats', stats })
   post({ t: 'stopped', stats })
   port.close()
 }
@@ -148,5 +150,9 @@ port.on('message', (m: ToWorker) => {
     egressPort = m.port
   }
 })
+
+// The runtime's counters reach the master twice a second (and once more at stop).
+const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...runtime.stats() } }), 500)
+statsTimer.unref()
 
 post({ t: 'ready' })
