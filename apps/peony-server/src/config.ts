@@ -267,7 +267,7 @@ const specTable = {
     default: 10_000,
     defaultText: '10000',
     arg: '<ms>',
-    doc: 'Part of the stop budget given to workers to run their stop hooks and flush; ≤ stopTimeoutMs.',
+    doc: 'Part of the stop budget given to workers to run their stop hooks and flush; ≤ stopTimeoutMs (the master uses at most half the stop budget for it).',
   },
   respawnMinDelayMs: {
     rule: intRule(0, MAX_TIMER_MS, 'ms'),
@@ -728,6 +728,8 @@ function crossCheck(c: Collector, values: Map<ResolvedKey, Entry>): void {
     const s = get(small)
     const b = get(big)
     if (s === undefined || b === undefined) return
+    // A default never makes a valid setting fail: the master caps the defaults itself.
+    if (s.source === 'default') return
     if ((s.value as number) > (b.value as number)) {
       c.add({ key: small, source: s.source, origin: s.origin, expected: `at most ${label(big)}`, received: show(s.value) })
     }
