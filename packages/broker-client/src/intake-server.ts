@@ -33,8 +33,14 @@ export interface IntakeServerOptions {
   endpoints?: readonly string[]
   /** Largest payload frame accepted, checked before decoding. Default 1 MiB. */
   maxFrameBytes?: number
-  /** Called synchronously, once per message that holds at least one valid task, in arrival order. */
-  onTasks: (tasks: Task[], brokerId: Uint8Array) => void
+  /**
+   * Called synchronously, once per message that holds at least one valid task, in arrival order.
+   * With `ranges: true` it also gets the frame and each task's `[start, end)` byte range in it
+   * (at `2i`, `2i + 1`), so the task's original bytes can be forwarded without re-encoding.
+   */
+  onTasks: (tasks: Task[], brokerId: Uint8Array, frame: Uint8Array, ranges: number[] | undefined) => void
+  /** Report each task's byte range to `onTasks`. Default false. */
+  ranges?: boolean
   /** Called once per rejection (a whole message or one batch element). Rejections are counted either way. */
   onReject?: (rejection: Rejection, brokerId: Uint8Array) => void
   /**
@@ -95,6 +101,7 @@ class IntakeServerImpl implements IntakeServer {
   readonly #rcvhwm: number
   readonly #onTasks: IntakeServerOptions['onTasks']
   readonly #onReject: IntakeServerOptions['onReject']
+  readonly #ranges: boolean
   readonly #reporter: (err: PeonyError) => void
   #status: IntakeServerStatus = 'closed'
   #transition: Promise<void> = Promise.resolve()
@@ -122,6 +129,7 @@ class IntakeServerImpl implements IntakeServer {
     this.#rcvhwm = options.receiveHighWaterMark === undefined ? 1000 : nonNegativeInt(options.receiveHighWaterMark)
     this.#onTasks = options.onTasks
     this.#onReject = options.onReject
+    this.#ranges = options.ranges === true
     this.#reporter = createReporter(options.onError)
   }
 
@@ -233,11 +241,11 @@ class IntakeServerImpl implements IntakeServer {
       )
       return
     }
-    const { tasks, rejects } = decodeTasks(frame, { maxFrameBytes: this.#maxFrameBytes })
+    const { tasks, rejects, ranges } = decodeTasks(frame, { maxFrameBytes: this.#maxFrameBytes, ranges: this.#ranges })
     if (tasks.length > 0) {
       this.#tasks += tasks.length
       try {
-        this.#onTasks(tasks, brokerId)
+        this.#onTasks(tasks, brokerId, frame, ranges)
       } catch (err) {
         this.#report(toPeonyError(err, BrokerErrorCode.CALLBACK_FAILED, `onTasks threw: ${String(err)}`))
       }

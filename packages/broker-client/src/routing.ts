@@ -13,8 +13,12 @@
  */
 import type { Int64, Task } from './task.ts'
 
-/** A routing key as a Map key: `i<uid>`, `s<uid>`, `c<node_id>:<conn_id>`, or `''` when the task has none. */
-export type RoutingKey = string
+/**
+ * A routing key as a Map key: the uid itself for an int uid up to 2^53 (no string is built on the
+ * hot path), `i<uid>` for a larger one, `s<uid>` for a str uid, `c<node_id>:<conn_id>` for a
+ * connection, or `''` when the task has none. Numbers and strings never collide as Map keys.
+ */
+export type RoutingKey = string | number
 
 function fmix32(h: number): number {
   h ^= h >>> 16
@@ -47,6 +51,7 @@ export function hasUid(task: Task): boolean {
 export function routingKey(task: Task): RoutingKey {
   const u = task.uid
   if (u !== undefined && u !== 0 && u !== '' && u !== 0n) {
+    if (typeof u === 'number') return u
     return typeof u === 'string' ? 's' + u : 'i' + u.toString()
   }
   if (task.nodeId !== undefined && task.connId !== undefined) return 'c' + task.nodeId + ':' + task.connId.toString()

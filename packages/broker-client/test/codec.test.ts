@@ -372,3 +372,30 @@ describe('msgpack body codec', () => {
     )
   })
 })
+
+describe('decodeTasks ranges', () => {
+  it('reports the byte range of every valid task, so its original bytes can be forwarded', async () => {
+    const { decodeTasks, encodeTasks, packValue } = await import('../src/codec/index.ts')
+    const tasks = [
+      { cmd: 10, uid: 2 ** 40 + 1, body: new Uint8Array([1, 2, 3]) },
+      { cmd: 15, uid: 'p', nodeId: 3, connId: 4 },
+    ]
+    const good = encodeTasks(tasks)
+    // splice a bad element between the two good ones: [t0, {cmd: 1.5}, t1]
+    const t0 = encodeTasks([tasks[0]!]).subarray(1)
+    const t1 = encodeTasks([tasks[1]!]).subarray(1)
+    const bad = packValue({ cmd: 1.5 })
+    const frame = new Uint8Array([0x93, ...t0, ...bad, ...t1])
+    const out = decodeTasks(frame, { ranges: true })
+    expect(out.tasks).toHaveLength(2)
+    expect(out.rejects).toHaveLength(1)
+    const r = out.ranges!
+    expect(r).toHaveLength(4)
+    expect(Buffer.from(frame.subarray(r[0], r[1]))).toEqual(Buffer.from(t0))
+    expect(Buffer.from(frame.subarray(r[2], r[3]))).toEqual(Buffer.from(t1))
+    // the raw maps re-assembled into an array decode to the same tasks
+    const again = decodeTasks(new Uint8Array([0x92, ...frame.subarray(r[0], r[1]), ...frame.subarray(r[2], r[3])]))
+    expect(again.tasks).toEqual(out.tasks)
+    expect(decodeTasks(good, { ranges: true }).ranges).toEqual([1, 1 + t0.length, 1 + t0.length, good.length])
+  })
+})

@@ -13,7 +13,6 @@
 import { EventEmitter } from 'node:events'
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
-import { Packr } from 'msgpackr'
 import pino, { type Logger } from 'pino'
 import {
   createEgressSender,
@@ -86,6 +85,8 @@ export interface MasterStats {
   respawns: SplitCount
   /** Outcomes of tasks in the workers (as last reported, twice a second), per worker and summed. */
   handlers: HandlerCounts & { workers: HandlerCounts[] }
+  /** Dispatch messages posted to workers and the tasks they carried (tasks / messages = batch size). */
+  dispatch: { messages: number; tasks: number }
   /** Worker deaths by cause. */
   deaths: Record<string, number>
   /** Client requests refused with Peony's codes, by code. */
@@ -187,7 +188,7 @@ export class Master extends EventEmitter {
   private egressExited: Promise<void> = Promise.resolve()
   private egressClosing = false
   private egressStats: Record<string, unknown> = {}
-  private readonly packr = new Packr({ useRecords: false })
+  private readonly picked: Entry[] = []
   private readonly dirty = new Set<Slot>()
   private pumpScheduled = false
   private refusing = false
@@ -202,6 +203,8 @@ export class Master extends EventEmitter {
   private readonly rejects: Record<string, number> = {}
   private readonly deaths: Record<string, number> = {}
   private noRouteDiscards = 0
+  private dispatchMessages = 0
+  private dispatchTasks = 0
 
   constructor(input: MasterInput) {
     super()
@@ -307,7 +310,8 @@ export class Master extends EventEmitter {
     this.intake = createIntakeServer({
       endpoints: o.intakeEndpoints,
       maxFrameBytes: o.maxFrameBytes,
-      onTasks: (tasks) => this.onTasks(tasks),
+      onTasks: (tasks, _broker, frame, ranges) => this.onTasks(tasks, frame, ranges!),
+      ranges: true,
       onReject: (rej) => this.onReject(rej),
     })
     try {
@@ -419,7 +423,7 @@ export class Master extends EventEmitter {
     this.rlog.warn('reject:' + rej.code, { code: rej.code, index: rej.index, key: rej.key, reason: rej.message }, 'intake rejected a task')
   }
 
-  private onTasks(tasks: Task[]): void {
+  private onTasks(tasks: Task[], frame: Uint8Array, ranges: number[]): void {
     const qmax = this.options.queueMaxSize
     for (let i = 0; i < tasks.length; i++) {
       const task = tasks[i]!
@@ -447,7 +451,7 @@ export class Master extends EventEmitter {
         this.discard(slot, task, DiscardReason.QUEUE_FULL, ReplyCode.QUEUE_FULL)
         continue
       }
-      slot.sched.push(routingKey(task), task)
+      slot.sched.push(routingKey(task), task, frame.subarray(ranges[2 * i]!, ranges[2 * i + 1]!))
       this.dirty.add(slot)
     }
     this.schedulePump()
@@ -483,13 +487,19 @@ export class Master extends EventEmitter {
     })
   }
 
-  /** Moves ready tasks of a slot into its worker, up to the claimed window, as one message. */
+  /**
+   * Moves ready tasks of a slot into its worker, up to the claimed window, as one message: the
+   * tasks' original msgpack maps concatenated into one msgpack array (a memcpy, no re-encoding),
+   * and their dispatch ids; both buffers are transferred.
+   */
   private pump(slot: Slot): void {
     if (!slot.live && slot.worker === undefined) return
     const window = this.options.claimedMaxSize
     const sched = slot.sched
     if (!sched.hasReady() || slot.inFlight.size >= window) return
-    const flat: unknown[] = []
+    const picked = this.picked
+    picked.length = 0
+    let bytes = 5
     while (slot.inFlight.size < window) {
       const e = sched.next()
       if (e === undefined) break
@@ -498,15 +508,31 @@ export class Master extends EventEmitter {
       slot.nextId = id
       e.id = id
       slot.inFlight.set(id, e)
-      const t = e.task
-      flat.push(id, t.cmd, t.uid, t.nodeId, t.connId, t.tag, t.userdata, t.custom, t.flags, t.clientIp, t.ret, t.ts, t.body)
+      picked.push(e)
+      bytes += e.raw.length
     }
-    if (flat.length === 0) return
-    const packed = this.packr.pack(flat)
-    const buf = new ArrayBuffer(packed.length)
-    new Uint8Array(buf).set(packed)
-    const msg: ToWorker = { t: 'tasks', buf }
-    slot.worker!.postMessage(msg, [buf])
+    const n = picked.length
+    if (n === 0) return
+    const buf = new ArrayBuffer(bytes)
+    const out = new Uint8Array(buf)
+    out[0] = 0xdd
+    out[1] = n >>> 24
+    out[2] = (n >>> 16) & 0xff
+    out[3] = (n >>> 8) & 0xff
+    out[4] = n & 0xff
+    const ids = new Int32Array(n)
+    let p = 5
+    for (let i = 0; i < n; i++) {
+      const e = picked[i]!
+      out.set(e.raw, p)
+      p += e.raw.length
+      ids[i] = e.id
+    }
+    picked.length = 0
+    this.dispatchMessages++
+    this.dispatchTasks += n
+    const msg: ToWorker = { t: 'tasks', buf, ids }
+    slot.worker!.postMessage(msg, [buf, ids.buffer])
   }
 
   private onDone(slot: Slot, ids: Int32Array): void {
@@ -516,7 +542,9 @@ export class Master extends EventEmitter {
       slot.inFlight.delete(ids[i]!)
       slot.sched.settle(e)
     }
-    this.pump(slot)
+    // Coalesce: several done messages in one turn lead to one dispatch message.
+    this.dirty.add(slot)
+    this.schedulePump()
     if (this.drainWaiters.size > 0 && this.isDrained()) for (const w of this.drainWaiters) w()
   }
 
@@ -812,6 +840,7 @@ export class Master extends EventEmitter {
       requeued: this.requeued,
       respawns: split((s) => s.respawns),
       handlers: this.handlerCounts(),
+      dispatch: { messages: this.dispatchMessages, tasks: this.dispatchTasks },
       deaths: { ...this.deaths },
       refused: { ...this.refused },
       rejects: { ...this.rejects },

@@ -3,6 +3,7 @@ import type { Task } from '@peony/broker-client'
 import { LaneScheduler, type Entry as LaneEntry } from '../src/lanes/lane-scheduler.ts'
 
 const t = (uid: number, n: number): Task => ({ cmd: 10, uid, custom: n })
+const RAW = new Uint8Array(0)
 
 function drain(s: LaneScheduler, max = Infinity): LaneEntry[] {
   const out: LaneEntry[] = []
@@ -14,7 +15,7 @@ function drain(s: LaneScheduler, max = Infinity): LaneEntry[] {
 describe('LaneScheduler', () => {
   it('dispatches at most K tasks of one key at a time, in order', () => {
     const s = new LaneScheduler(2)
-    for (let i = 0; i < 5; i++) s.push('i1', t(1, i))
+    for (let i = 0; i < 5; i++) s.push(1, t(1, i), RAW)
     const first = drain(s)
     expect(first.map((e) => e.task.custom)).toEqual([0, 1])
     expect(s.queued).toBe(3)
@@ -25,15 +26,15 @@ describe('LaneScheduler', () => {
 
   it('serves ready lanes in turn so one busy key cannot starve the others', () => {
     const s = new LaneScheduler(100)
-    for (let i = 0; i < 50; i++) s.push('i1', t(1, i))
-    s.push('i2', t(2, 0))
+    for (let i = 0; i < 50; i++) s.push(1, t(1, i), RAW)
+    s.push(2, t(2, 0), RAW)
     const order = drain(s, 3).map((e) => e.task.uid)
     expect(order).toEqual([1, 2, 1])
   })
 
   it('requeues unstarted tasks at the head of their lanes in order', () => {
     const s = new LaneScheduler(4)
-    for (let i = 0; i < 6; i++) s.push('i1', t(1, i))
+    for (let i = 0; i < 6; i++) s.push(1, t(1, i), RAW)
     const sent = drain(s)
     expect(sent.map((e) => e.task.custom)).toEqual([0, 1, 2, 3])
     // task 0 was lost (started), 1..3 never started
@@ -46,7 +47,7 @@ describe('LaneScheduler', () => {
 
   it('deletes a lane once it is empty and idle', () => {
     const s = new LaneScheduler(1)
-    s.push('i1', t(1, 0))
+    s.push(1, t(1, 0), RAW)
     const [e] = drain(s)
     expect(s.lanes.size).toBe(1)
     s.settle(e!)
@@ -55,9 +56,9 @@ describe('LaneScheduler', () => {
 
   it('drainQueued returns every undispatched task and keeps in-flight lanes', () => {
     const s = new LaneScheduler(1)
-    s.push('i1', t(1, 0))
-    s.push('i1', t(1, 1))
-    s.push('i2', t(2, 0))
+    s.push(1, t(1, 0), RAW)
+    s.push(1, t(1, 1), RAW)
+    s.push(2, t(2, 0), RAW)
     drain(s)
     const left = s.drainQueued()
     expect(left.map((e) => [e.task.uid, e.task.custom])).toEqual([[1, 1]])

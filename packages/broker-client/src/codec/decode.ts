@@ -41,6 +41,11 @@ export interface Rejection {
 export interface DecodeOptions {
   /** Largest frame accepted, checked before any decoding. Default Defaults.MAX_FRAME_BYTES (1 MiB). */
   maxFrameBytes?: number
+  /**
+   * decodeTasks only: also report where each valid task's map lies in the frame (`ranges`), so a
+   * caller can forward the original bytes of a task without encoding it again.
+   */
+  ranges?: boolean
 }
 
 /** The result of decoding one intake frame. */
@@ -49,6 +54,8 @@ export interface DecodedTasks {
   tasks: Task[]
   /** One entry per refused element (or one for the whole frame). */
   rejects: Rejection[]
+  /** With `options.ranges`: `[start, end)` byte offsets in the frame of `tasks[i]`'s map at `2i`, `2i + 1`. */
+  ranges?: number[]
 }
 
 /** The result of decoding one egress frame. */
@@ -579,10 +586,11 @@ function malformed(err: unknown): Rejection {
  * Runs `element` for each map of a frame (a map or an array of maps); other values become
  * NOT_A_MAP rejections. Returns false when the frame is malformed (the caller discards it).
  */
-function eachMap(rejects: Rejection[], element: (n: number, index: number) => void): void {
+function eachMap(rejects: Rejection[], element: (n: number, index: number, start: number) => void): void {
+  const start0 = r.p
   const n = r.mapHeader()
   if (n >= 0) {
-    element(n, 0)
+    element(n, 0, start0)
   } else {
     const count = r.arrayHeader()
     if (count < 0) {
@@ -593,9 +601,10 @@ function eachMap(rejects: Rejection[], element: (n: number, index: number) => vo
     }
     if (count > r.e - r.p) throw new MalformedError('array longer than the frame')
     for (let i = 0; i < count; i++) {
+      const start = r.p
       const m = r.mapHeader()
       if (m >= 0) {
-        element(m, i)
+        element(m, i, start)
       } else {
         r.skip()
         rejects.push({ code: BrokerErrorCode.NOT_A_MAP, message: 'batch element is not a map', index: i })
@@ -619,7 +628,16 @@ export function decodeTasks(frame: Uint8Array, options?: DecodeOptions): Decoded
   }
   begin(frame)
   try {
-    eachMap(out.rejects, (n, index) => parseTask(n, index, out))
+    if (options?.ranges === true) {
+      const ranges: number[] = (out.ranges = [])
+      eachMap(out.rejects, (n, index, start) => {
+        const before = out.tasks.length
+        parseTask(n, index, out)
+        if (out.tasks.length > before) ranges.push(start, r.p)
+      })
+    } else {
+      eachMap(out.rejects, (n, index) => parseTask(n, index, out))
+    }
     return out
   } catch (err) {
     return { tasks: [], rejects: [malformed(err)] }

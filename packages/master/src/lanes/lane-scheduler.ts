@@ -7,11 +7,13 @@
  *   so one busy or slow player never holds up the worker's other players.
  * - `queued` counts every task waiting in any lane (the bound behind -10002).
  */
-import type { Task } from '@peony/broker-client'
+import type { RoutingKey, Task } from '@peony/broker-client'
 
 /** One task as the master holds it. */
 export interface Entry {
   task: Task
+  /** The task's original msgpack map, forwarded to the worker as is. */
+  raw: Uint8Array
   lane: Lane
   /** Dispatch id while in flight (0 when queued). */
   id: number
@@ -19,13 +21,13 @@ export interface Entry {
 
 /** The tasks of one routing key for one worker. */
 export class Lane {
-  readonly key: string
+  readonly key: RoutingKey
   /** Queued entries; `head` is the index of the first live one (amortised O(1) shift). */
   items: Entry[] = []
   head = 0
   inFlight = 0
   ready = false
-  constructor(key: string) {
+  constructor(key: RoutingKey) {
     this.key = key
   }
   get size(): number {
@@ -49,7 +51,7 @@ export class Lane {
 }
 
 export class LaneScheduler {
-  readonly lanes = new Map<string, Lane>()
+  readonly lanes = new Map<RoutingKey, Lane>()
   private ring: Lane[] = []
   private ringHead = 0
   /** Tasks waiting in lanes (not dispatched). */
@@ -62,13 +64,13 @@ export class LaneScheduler {
   }
 
   /** Queues a task at the tail of its lane. */
-  push(key: string, task: Task): void {
+  push(key: RoutingKey, task: Task, raw: Uint8Array): void {
     let lane = this.lanes.get(key)
     if (lane === undefined) {
       lane = new Lane(key)
       this.lanes.set(key, lane)
     }
-    lane.items.push({ task, lane, id: 0 })
+    lane.items.push({ task, raw, lane, id: 0 })
     this.queued++
     if (!lane.ready && lane.inFlight < this.maxInFlight) this.makeReady(lane)
   }

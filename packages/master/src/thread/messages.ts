@@ -6,7 +6,8 @@
  * worker hands its egress messages, batched per turn, through a MessagePort to the egress thread,
  * which owns the DEALER to the forwarder. Messages a worker posted survive its death.
  *
- * master → worker: `tasks` batches (msgpack of a flat array, 13 slots per task, transferred),
+ * master → worker: `tasks` batches (the tasks' original msgpack maps as one msgpack array, and
+ *                  their dispatch ids; both transferred),
  *                  `stop` (phase 3–4 of a graceful stop).
  * worker → master: `ready` (app loaded, onWorkerStart done), `done` (ids that settled, batched
  *                  per turn), `stopped` (stop hooks ran, egress drained), `fatal` (app failed to load).
@@ -23,7 +24,6 @@ import type { MessagePort, ResourceLimits } from 'node:worker_threads'
 import type { EgressMessage } from '@peony/broker-client'
 
 export const HEARTBEAT_MS = 100
-export const TASK_FIELDS = 13
 
 /** What the master passes to a worker thread as `workerData`. */
 export interface WorkerBoot {
@@ -43,7 +43,7 @@ export interface WorkerBoot {
   resourceLimits?: ResourceLimits | undefined
 }
 
-export type ToWorker = { t: 'tasks'; buf: ArrayBuffer } | { t: 'stop' } | { t: 'egress'; port: MessagePort }
+export type ToWorker = { t: 'tasks'; buf: ArrayBuffer; ids: Int32Array } | { t: 'stop' } | { t: 'egress'; port: MessagePort }
 
 export type FromWorker =
   | { t: 'ready' }

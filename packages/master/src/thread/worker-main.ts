@@ -5,11 +5,11 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
-import { Unpackr } from 'msgpackr'
-import type { EgressMessage, Task } from '@peony/broker-client'
+import type { EgressMessage } from '@peony/broker-client'
+import { decodeTasks } from '@peony/broker-client/codec'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
 import pino from 'pino'
-import { HEARTBEAT_MS, TASK_FIELDS, type FromWorker, type ToWorker, type WorkerBoot } from './messages.ts'
+import { HEARTBEAT_MS, type FromWorker, type ToWorker, type WorkerBoot } from './messages.ts'
 
 const boot = workerData as WorkerBoot
 const port = parentPort!
@@ -99,28 +99,14 @@ try {
   fatal(err)
 }
 
-// 'auto': int64 values come back as numbers when safe, bigints beyond (typed loosely by msgpackr).
-const unpackr = new Unpackr({ useRecords: false, int64AsType: 'auto' as 'bigint' })
-
-function onTasks(buf: ArrayBuffer): void {
-  const flat = unpackr.unpack(new Uint8Array(buf)) as unknown[]
-  for (let i = 0; i < flat.length; i += TASK_FIELDS) {
-    const task: Task = {
-      cmd: flat[i + 1] as number,
-      uid: flat[i + 2] as Task['uid'],
-      nodeId: flat[i + 3] as Task['nodeId'],
-      connId: flat[i + 4] as Task['connId'],
-      tag: flat[i + 5] as Task['tag'],
-      userdata: flat[i + 6] as Task['userdata'],
-      custom: flat[i + 7] as Task['custom'],
-      flags: flat[i + 8] as Task['flags'],
-      clientIp: flat[i + 9] as Task['clientIp'],
-      ret: flat[i + 10] as Task['ret'],
-      ts: flat[i + 11] as Task['ts'],
-      body: flat[i + 12] as Task['body'],
-    }
-    runtime.dispatch(flat[i] as number, task)
+/** A dispatch batch: the tasks' original maps (validated by the master already) and their ids. */
+function onTasks(buf: ArrayBuffer, ids: Int32Array): void {
+  const { tasks } = decodeTasks(new Uint8Array(buf), { maxFrameBytes: Number.MAX_SAFE_INTEGER })
+  if (tasks.length !== ids.length) {
+    // Cannot happen (the same decoder accepted each map); if it does, say so loudly.
+    logger.error({ tasks: tasks.length, ids: ids.length }, 'dispatch batch does not decode to its ids')
   }
+  for (let i = 0; i < tasks.length; i++) runtime.dispatch(ids[i]!, tasks[i]!)
 }
 
 async function onStop(): Promise<void> {
@@ -143,7 +129,7 @@ async function onStop(): Promise<void> {
 }
 
 port.on('message', (m: ToWorker) => {
-  if (m.t === 'tasks') onTasks(m.buf)
+  if (m.t === 'tasks') onTasks(m.buf, m.ids)
   else if (m.t === 'stop') void onStop()
   else if (m.t === 'egress') {
     egressPort.close()

@@ -33,7 +33,7 @@
  * (so a batch dispatched in one go gives one activate/deactivate pair). Tasks dispatched while
  * deactivate hooks run wait for them, then for a new activation.
  */
-import { PeonyError, ReplyCode, routingKey, type Int64, type Task } from '@peony/broker-client'
+import { PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task } from '@peony/broker-client'
 import type { BodyCodec, RequestBody } from '@peony/broker-client/codec'
 import { compileApp, type CompiledApp, type PeonyApp } from '../app.ts'
 import { systemClock } from '../clock.ts'
@@ -114,7 +114,7 @@ const FIRST_DONE = 2
 
 /** One routing key's queue: `q` holds id, task, id, task, … from `head` on. */
 interface Lane {
-  readonly key: string
+  readonly key: RoutingKey
   q: unknown[]
   head: number
   active: boolean
@@ -172,7 +172,7 @@ export class WorkerRuntime implements RuntimeHandle {
   #startPromise: Promise<void> | undefined = undefined
   #stopPromise: Promise<void> | undefined = undefined
 
-  readonly #lanes = new Map<string, Lane>()
+  readonly #lanes = new Map<RoutingKey, Lane>()
   #phase = GATED
   #queued = 0
   #running = 0
@@ -304,7 +304,12 @@ export class WorkerRuntime implements RuntimeHandle {
     // GATED / ACTIVATING / DEACTIVATING: the lane starts when the worker is busy again.
   }
 
-  async #drain(lane: Lane): Promise<void> {
+  /**
+   * Runs a lane's tasks one after another. Synchronous while tasks settle synchronously (no
+   * promise, no microtask hop); the first task that returns a promise continues the lane in
+   * #drainAfter once it settles.
+   */
+  #drain(lane: Lane): void {
     lane.active = true
     for (;;) {
       const q = lane.q
@@ -332,12 +337,20 @@ export class WorkerRuntime implements RuntimeHandle {
         if (this.#doneCount === before) this.#done(id, 'failed')
         continue
       }
-      if (this.#doneCount === before && r !== undefined) await r
+      if (this.#doneCount === before && r !== undefined) {
+        void this.#drainAfter(lane, r)
+        return
+      }
     }
     lane.q = []
     lane.head = 0
     lane.active = false
     this.#lanes.delete(lane.key)
+  }
+
+  async #drainAfter(lane: Lane, pending: Promise<void>): Promise<void> {
+    await pending
+    this.#drain(lane)
   }
 
   #activate(): void {
@@ -468,7 +481,87 @@ export class WorkerRuntime implements RuntimeHandle {
     }
   }
 
-  async #runRequest(
+  /**
+   * Runs one request. Fast path, taken when nothing else is needed: no preFirstRequest pending, no
+   * preRequest or onRequestEnd hooks, and a handler that returns synchronously: no promise is
+   * made. The deadline watch starts only if the handler returns a promise (a timer cannot fire
+   * while a synchronous handler runs; a blocked loop is the master's to detect). Everything else
+   * takes #runRequestSlow.
+   */
+  #runRequest(
+    req: PeonyRequest,
+    pre: readonly AnyHook[],
+    end: readonly AnyHook[],
+    handler: RouteHandler | undefined,
+    on: readonly AnyHook[] | undefined,
+    onName: AppHookName | undefined,
+    timeoutMs: number,
+  ): void | Promise<void> {
+    if (handler === undefined || pre.length > 0 || end.length > 0 || this.#firstState !== FIRST_DONE) {
+      return this.#runRequestSlow(req, pre, end, handler, on, onName, timeoutMs)
+    }
+    const id = req.id
+    if (this.#onStart !== undefined) {
+      try {
+        this.#onStart(id)
+      } catch (e) {
+        this.#logger.error({ err: e, taskId: id }, 'onTaskStart threw')
+      }
+    }
+    const t0 = timeoutMs > 0 ? this.#clock.now() : 0
+    let r: unknown
+    try {
+      r = handler(req)
+    } catch (e) {
+      return this.#finishFailed(req, this.#handlerError(e, req, undefined))
+    }
+    if (isThenable(r)) return this.#awaitHandler(req, r, t0, timeoutMs)
+    this.#done(id, 'ok')
+    return undefined
+  }
+
+  /** The fast path's continuation for a handler that returned a promise. */
+  async #awaitHandler(req: PeonyRequest, pending: PromiseLike<unknown>, t0: number, timeoutMs: number): Promise<void> {
+    if (timeoutMs > 0) this.#watchUntil(req, t0 + timeoutMs)
+    let err: WorkerError | undefined
+    try {
+      await pending
+    } catch (e) {
+      err = this.#handlerError(e, req, undefined)
+    }
+    // Same order as #runRequestSlow: the failure (-10001, onError), then the deadline.
+    let outcome: TaskOutcome = 'ok'
+    if (err !== undefined) {
+      outcome = 'failed'
+      this.#replyFailed(req)
+      try {
+        await this.#report(err, req)
+      } catch (e) {
+        this.#logger.error({ err: e, taskId: req.id }, 'internal error while reporting a failure')
+      }
+    }
+    if (timeoutMs > 0) {
+      this.#watched.delete(req)
+      if (this.#timedOut.has(req)) {
+        this.#timedOut.delete(req)
+        outcome = 'timed-out'
+      }
+    }
+    this.#done(req.id, outcome)
+  }
+
+  /** The fast path's end for a handler that threw synchronously. */
+  async #finishFailed(req: PeonyRequest, err: WorkerError): Promise<void> {
+    this.#replyFailed(req)
+    try {
+      await this.#report(err, req)
+    } catch (e) {
+      this.#logger.error({ err: e, taskId: req.id }, 'internal error while reporting a failure')
+    }
+    this.#done(req.id, 'failed')
+  }
+
+  async #runRequestSlow(
     req: PeonyRequest,
     pre: readonly AnyHook[],
     end: readonly AnyHook[],
@@ -709,7 +802,10 @@ export class WorkerRuntime implements RuntimeHandle {
   // ─────────────────────────── work deadline ───────────────────────────
 
   #watch(req: PeonyRequest, timeoutMs: number): void {
-    const deadline = this.#clock.now() + timeoutMs
+    this.#watchUntil(req, this.#clock.now() + timeoutMs)
+  }
+
+  #watchUntil(req: PeonyRequest, deadline: number): void {
     this.#watched.set(req, deadline)
     if (deadline < this.#wdAt) this.#arm(deadline)
   }
