@@ -300,13 +300,10 @@ export class Master extends EventEmitter {
       bufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
     })
-    try {
-      await this.spawnEgressThread()
-      await Promise.all(this.slots.map((s) => this.spawn(s, true)))
-    } catch (err) {
-      await this.abortStart()
-      throw err
-    }
+    // Every thread starts at once, and intake binds meanwhile: tasks that arrive before the
+    // workers are ready wait in their lanes (each worker's port buffers what is posted to it).
+    const egressReady = this.spawnEgressThread()
+    const workersReady = this.slots.map((s) => this.spawn(s, true))
     this.intake = createIntakeServer({
       endpoints: o.intakeEndpoints,
       maxFrameBytes: o.maxFrameBytes,
@@ -314,11 +311,11 @@ export class Master extends EventEmitter {
       ranges: true,
       onReject: (rej) => this.onReject(rej),
     })
-    try {
-      await this.intake.open()
-    } catch (err) {
+    const results = await Promise.allSettled([egressReady, ...workersReady, this.intake.open()])
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed !== undefined) {
       await this.abortStart()
-      throw err
+      throw failed.reason
     }
     const tick = Math.max(20, Math.min(500, Math.floor(o.blockedTimeoutMs / 5)))
     this.monitor = setInterval(() => this.checkHeartbeats(), tick)
@@ -571,6 +568,7 @@ export class Master extends EventEmitter {
       generation: slot.generation,
       egressPort,
       workTimeoutMs: o.workTimeoutMs,
+      logLevel: this.log.level,
       sab: slot.marks.buffer as SharedArrayBuffer,
       markMask: this.markMask,
     }

@@ -3,7 +3,7 @@
  * plain description; a WorkerRuntime (one per worker thread, or the test harness) runs it. Once a
  * runtime hosting the app has started, routes and hooks are frozen (`PEONY_ALREADY_STARTED`).
  */
-import { PeonyError } from '@peony/broker-client'
+import { PeonyError } from '@peony/broker-client/core'
 import { msgpackBodyCodec, type BodyCodec } from '@peony/broker-client/codec'
 import type { Blueprint } from './blueprint.ts'
 import { WorkerErrorCode } from './errors.ts'

@@ -6,7 +6,7 @@
  * memory only and do not take part in task lanes: a timer callback can run while a player's
  * async handler is awaiting.
  */
-import { PeonyError } from '@peony/broker-client'
+import { PeonyError } from '@peony/broker-client/core'
 import { WorkerError, WorkerErrorCode } from './errors.ts'
 import { isThenable } from './hooks.ts'
 import type { Clock } from './runtime/contract.ts'

@@ -38,6 +38,8 @@ export interface WorkerBoot {
   /** This worker's channel to the egress thread: it posts `EgressMessage[]` batches. */
   egressPort: MessagePort
   workTimeoutMs: number
+  /** pino level name of the master's logger; worker threads log at the same level. */
+  logLevel: string
   sab: SharedArrayBuffer
   markMask: number
   resourceLimits?: ResourceLimits | undefined

@@ -1,14 +1,15 @@
 /**
  * The entry of every worker thread: loads the application module, hosts a WorkerRuntime, feeds
  * it the master's task batches, records each task's start and end in shared memory, reports
- * settled tasks back in batches, and owns this worker's egress DEALER to the forwarder.
+ * settled tasks back in batches, and hands its egress to the egress thread through a port (no
+ * ZeroMQ here: see messages.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
 import type { EgressMessage } from '@peony/broker-client'
 import { decodeTasks } from '@peony/broker-client/codec'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
-import pino from 'pino'
+import { createThreadLogger } from './thread-logger.ts'
 import { HEARTBEAT_MS, type FromWorker, type ToWorker, type WorkerBoot } from './messages.ts'
 
 const boot = workerData as WorkerBoot
@@ -19,7 +20,7 @@ const post = (m: FromWorker): void => port.postMessage(m)
 
 const heartbeat = setInterval(() => Atomics.add(marks, 0, 1), HEARTBEAT_MS)
 
-const logger = pino({ level: process.env.PEONY_LOG_LEVEL ?? 'info', base: { slot: boot.slot, group: boot.groupId, gen: boot.generation } })
+const logger = createThreadLogger(boot.logLevel, { slot: boot.slot, group: boot.groupId, gen: boot.generation })
 
 function fatal(err: unknown): never {
   const e = err instanceof Error ? err : new Error(String(err))

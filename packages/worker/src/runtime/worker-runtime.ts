@@ -33,7 +33,7 @@
  * (so a batch dispatched in one go gives one activate/deactivate pair). Tasks dispatched while
  * deactivate hooks run wait for them, then for a new activation.
  */
-import { PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task } from '@peony/broker-client'
+import { PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task } from '@peony/broker-client/core'
 import type { BodyCodec, RequestBody } from '@peony/broker-client/codec'
 import { compileApp, type CompiledApp, type PeonyApp } from '../app.ts'
 import { systemClock } from '../clock.ts'

@@ -11,7 +11,7 @@
  * The harness hosts a real WorkerRuntime on a ManualClock: time moves only with
  * `h.advance(ms)`, so work timeouts, `worker.sleep` and timers are tested deterministically.
  */
-import type { EgressMessage, Int64, Task, Uid } from '@peony/broker-client'
+import type { EgressMessage, Int64, Task, Uid } from '@peony/broker-client/core'
 import type { PushBody, ReplyBody } from '@peony/broker-client/codec'
 import type { PeonyApp } from '../app.ts'
 import { ManualClock } from '../clock.ts'
