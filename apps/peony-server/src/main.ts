@@ -8,12 +8,14 @@
  * Exit codes: 0 stopped by a signal · 1 start failed, stop failed or forced, or the master
  * stopped on its own · 2 invalid configuration.
  */
-import { isPeonyError } from '@peony/broker-client'
+import { isPeonyError } from '@peony/broker-client/core'
 import { helpText, loadConfig, wantsHelp, type ServerConfig } from './config.ts'
 import { formatReadyLine } from './ready-line.ts'
 import type { PeonyServer } from './server.ts'
 
-const argv = process.argv.slice(2)
+// `pnpm start -- --x` and `npm start -- --x` pass a leading "--" through: skip it.
+const rawArgv = process.argv.slice(2)
+const argv = rawArgv[0] === '--' ? rawArgv.slice(1) : rawArgv
 
 if (wantsHelp(argv)) {
   process.stdout.write(helpText() + '\n')

@@ -34,7 +34,7 @@ import { HEARTBEAT_MS, type EgressBoot, type FromEgress, type FromWorker, type T
 
 /** Codes of errors the master raises. */
 export const MasterErrorCode = {
-  /** The application module failed to load or its onWorkerStart hooks threw during start. */
+  /** A worker failed to start: the application module did not load, or the thread died before it was ready. */
   APP_LOAD_FAILED: 'PEONY_WORKER_APP_LOAD_FAILED',
   /** start() called twice, or after stop(). */
   ALREADY_STARTED: 'PEONY_ALREADY_STARTED',
@@ -85,6 +85,8 @@ export interface MasterStats {
   respawns: SplitCount
   /** Outcomes of tasks in the workers (as last reported, twice a second), per worker and summed. */
   handlers: HandlerCounts & { workers: HandlerCounts[] }
+  /** Counters of the workers' egress sender (in the egress thread) as last reported, once a second, and of the master's own (refusals). */
+  egress: { workers: Record<string, unknown>; master: Record<string, unknown> }
   /** Dispatch messages posted to workers and the tasks they carried (tasks / messages = batch size). */
   dispatch: { messages: number; tasks: number }
   /** Worker deaths by cause. */
@@ -839,6 +841,7 @@ export class Master extends EventEmitter {
       respawns: split((s) => s.respawns),
       handlers: this.handlerCounts(),
       dispatch: { messages: this.dispatchMessages, tasks: this.dispatchTasks },
+      egress: { workers: { ...this.egressStats }, master: this.egress ? { ...this.egress.stats() } : {} },
       deaths: { ...this.deaths },
       refused: { ...this.refused },
       rejects: { ...this.rejects },

@@ -18,7 +18,7 @@ const sender = createEgressSender({
   ack: boot.egressAck,
   bufferMax: boot.egressBufferMax,
   maxFrameBytes: boot.maxFrameBytes,
-  onError: (err) => port.postMessage({ t: 'stats', stats: { error: err.message } } satisfies FromEgress),
+  onError: (err) => port.postMessage({ t: 'stats', stats: { lastError: err.message } } satisfies FromEgress),
 })
 
 let refusedLocally = 0
@@ -31,7 +31,8 @@ function attach(p: MessagePort): void {
       try {
         sender.send(batch[i]!)
       } catch {
-        // Unencodable or oversized message: the sender counted nothing, so count it here.
+        // Unencodable or oversized message (a 230 row with a str uid, say): the sender counted
+        // nothing, so count it here; it shows as egress.refusedLocally in the master's stats.
         refusedLocally++
       }
     }
@@ -39,11 +40,16 @@ function attach(p: MessagePort): void {
   p.on('close', () => ports.delete(p))
 }
 
+// The sender's counters reach the master once a second.
+const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...sender.stats(), refusedLocally } }), 1000)
+statsTimer.unref()
+
 port.on('message', (m: ToEgress) => {
   if (m.t === 'port') attach(m.port)
   else if (m.t === 'close') {
     // A worker's port closes after everything it posted was delivered here; wait for them all
     // (the workers have exited by now), at most half the linger, then hand over the rest.
+    clearInterval(statsTimer)
     void (async () => {
       const t0 = Date.now()
       while (ports.size > 0 && Date.now() - t0 < m.lingerMs / 2) await new Promise((r) => setTimeout(r, 5))
