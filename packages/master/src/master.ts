@@ -30,7 +30,7 @@ import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-clien
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
 import { RateLimitedLog } from './rate-limited-log.ts'
-import { HEARTBEAT_MS, type EgressBoot, type FromEgress, type FromWorker, type ToEgress, type ToWorker, type WorkerBoot } from './thread/messages.ts'
+import { HEARTBEAT_MS, type Assignment, type EgressBoot, type FromEgress, type FromWorker, type ThreadBoot, type ToEgress, type ToWorker } from './thread/messages.ts'
 
 /** Codes of errors the master raises. */
 export const MasterErrorCode = {
@@ -83,6 +83,8 @@ export interface MasterStats {
   requeued: number
   /** Workers respawned, per slot. */
   respawns: SplitCount
+  /** The spare thread: 'loaded' (ready to replace a dead worker), 'loading', or 'none'; and how many respawns it served. */
+  spare: { state: 'loaded' | 'loading' | 'none'; used: number }
   /** Outcomes of tasks in the workers (as last reported, twice a second), per worker and summed. */
   handlers: HandlerCounts & { workers: HandlerCounts[] }
   /** Counters of the workers' egress sender (in the egress thread) as last reported, once a second, and of the master's own (refusals). */
@@ -126,6 +128,13 @@ function emptyCounts(): HandlerCounts {
 
 export type MasterStatus = 'opening' | 'open' | 'closing' | 'closed'
 
+/** A worker thread: assigned to a slot, or the spare (loaded, waiting). */
+interface Thread {
+  worker: Worker
+  slot: Slot | undefined
+  loaded: boolean
+}
+
 interface Group {
   id: number | string
   key: string
@@ -156,6 +165,8 @@ interface Slot {
   exited: Promise<void>
   onExit: (() => void) | undefined
   egressPort: MessagePort | undefined
+  /** The pending start of the current generation (resolved on 'ready'). */
+  started: { resolve: () => void; reject: (err: Error) => void; initial: boolean } | undefined
   /** Counters of earlier generations of this slot, and the current one's last report. */
   carried: HandlerCounts
   current: HandlerCounts
@@ -187,6 +198,8 @@ export class Master extends EventEmitter {
   private intake: IntakeServer | undefined
   private egress: EgressSender | undefined
   private egressThread: Worker | undefined
+  private spare: Thread | undefined
+  private spareUsed = 0
   private egressExited: Promise<void> = Promise.resolve()
   private egressClosing = false
   private egressStats: Record<string, unknown> = {}
@@ -253,6 +266,7 @@ export class Master extends EventEmitter {
           exited: Promise.resolve(),
           onExit: undefined,
           egressPort: undefined,
+          started: undefined,
           carried: emptyCounts(),
           current: emptyCounts(),
           workerReq: 0,
@@ -323,6 +337,7 @@ export class Master extends EventEmitter {
     this.monitor = setInterval(() => this.checkHeartbeats(), tick)
     this.monitor.unref()
     this._status = 'open'
+    this.ensureSpare()
     const intakeEndpoints = [...this.intake.endpoints]
     this.log.info({ serverId: o.serverId, intake: intakeEndpoints, forwarder: o.forwarderEndpoint, workers: this.slots.length }, 'master open')
     return { intakeEndpoints, workers: this.slots.length }
@@ -340,9 +355,10 @@ export class Master extends EventEmitter {
    * before `process.exit()` whenever `stop()` cannot be awaited.
    */
   async destroy(): Promise<void> {
-    if (this._status === 'closed' && this.egressThread === undefined && this.slots.every((s) => s.worker === undefined)) return
+    if (this._status === 'closed' && this.egressThread === undefined && this.spare === undefined && this.slots.every((s) => s.worker === undefined)) return
     this._status = 'closing'
     if (this.monitor) clearInterval(this.monitor)
+    await this.dropSpare()
     await Promise.all(
       this.slots.map(async (s) => {
         s.stopping = true
@@ -554,15 +570,55 @@ export class Master extends EventEmitter {
 
   // ───────────────────────────── supervision ─────────────────────────────
 
+  /** Starts a worker thread; it loads the app and waits to be assigned a slot (or to be the spare). */
+  private newThread(): Thread {
+    const o = this.options
+    const boot: ThreadBoot = { appModule: o.appModule, logLevel: this.log.level }
+    const worker = startThread('worker-main', boot, [], { name: 'peony-worker', resourceLimits: o.resourceLimits }, /\.(c|m)?ts$/.test(o.appModule))
+    const t: Thread = { worker, slot: undefined, loaded: false }
+    worker.on('message', (m: FromWorker) => this.onThreadMessage(t, m))
+    worker.on('error', (err) => this.onThreadError(t, err))
+    worker.on('exit', (code) => this.onThreadExit(t, code))
+    return t
+  }
+
+  private async dropSpare(): Promise<void> {
+    const t = this.spare
+    this.spare = undefined
+    // Worker threads hold no ZeroMQ socket, so terminating one is safe.
+    if (t !== undefined) await t.worker.terminate()
+  }
+
+  /** Keeps one loaded spare thread ready to replace the next worker that dies. */
+  private ensureSpare(): void {
+    if (this.options.spareWorkers < 1 || this.spare !== undefined) return
+    if (this._status !== 'open' || this.refusing) return
+    this.spare = this.newThread()
+  }
+
+  /**
+   * Gives a slot a worker: the spare when one is loaded (a respawn then costs no thread start),
+   * else a new thread. Resolves once it is assigned and its onWorkerStart hooks ran.
+   */
   private spawn(slot: Slot, initial: boolean): Promise<void> {
     const o = this.options
     slot.generation++
     slot.marks = new Int32Array(new SharedArrayBuffer(4 * (this.markMask + 2)))
     slot.killReason = undefined
     slot.live = false
+    let t = this.spare
+    if (t !== undefined && t.loaded) {
+      this.spare = undefined
+      this.spareUsed++
+    } else t = this.newThread()
+    t.slot = slot
+    slot.worker = t.worker
+    slot.spawnedAt = Date.now()
+    slot.lastHeartbeat = 0
+    slot.lastHeartbeatAt = Date.now()
+    slot.exited = new Promise((resolve) => (slot.onExit = resolve))
     const egressPort = this.egressChannel(slot)
-    const boot: Omit<WorkerBoot, 'entry'> = {
-      appModule: o.appModule,
+    const assignment: Assignment = {
       slot: slot.index,
       groupId: slot.group.id,
       index: slot.indexInGroup,
@@ -570,67 +626,77 @@ export class Master extends EventEmitter {
       generation: slot.generation,
       egressPort,
       workTimeoutMs: o.workTimeoutMs,
-      logLevel: this.log.level,
       sab: slot.marks.buffer as SharedArrayBuffer,
       markMask: this.markMask,
     }
-    const worker = startThread('worker-main', boot, [egressPort], { name: `peony-worker-${slot.index}`, resourceLimits: o.resourceLimits }, /\.(c|m)?ts$/.test(o.appModule))
-    slot.worker = worker
-    slot.spawnedAt = Date.now()
-    slot.lastHeartbeat = 0
-    slot.lastHeartbeatAt = Date.now()
-    slot.exited = new Promise((resolve) => (slot.onExit = resolve))
-    // Whatever the lanes hold goes to the new thread right away; its port buffers until it listens.
+    t.worker.postMessage({ t: 'assign', assignment } satisfies ToWorker, [egressPort])
+    // Whatever the lanes hold goes to the thread right away; its port buffers until it listens.
     this.pump(slot)
+    if (!initial) this.ensureSpare()
     return new Promise<void>((resolve, reject) => {
-      let settled = false
-      worker.on('message', (m: FromWorker) => {
-        switch (m.t) {
-          case 'done':
-            this.onDone(slot, m.ids)
-            break
-          case 'ready':
-            slot.live = true
-            slot.readyAt = Date.now()
-            if (!settled) {
-              settled = true
-              resolve()
-            }
-            this.log.debug({ slot: slot.index, generation: slot.generation, ms: slot.readyAt - slot.spawnedAt }, 'worker ready')
-            break
-          case 'fatal':
-            this.log.error({ slot: slot.index, err: { message: m.message, stack: m.stack } }, 'worker failed to start')
-            if (initial && !settled) {
-              settled = true
-              reject(new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`))
-            }
-            break
-          case 'stopped':
-            this.log.debug({ slot: slot.index, stats: m.stats }, 'worker stopped')
-            break
-          case 'stats': {
-            const r = m.stats as Record<string, unknown>
-            for (const [k, src] of HANDLER_KEYS) if (typeof r[src] === 'number') slot.current[k] = r[src]
-            break
-          }
-        }
-      })
-      worker.on('error', (err) => {
-        slot.killReason ??= (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out_of_memory' : 'uncaught'
-        this.log.error({ slot: slot.index, err }, 'worker error')
-        if (initial && !settled) {
-          settled = true
-          reject(new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${err.message}`, { cause: err }))
-        }
-      })
-      worker.on('exit', (code) => {
-        if (!settled) {
-          settled = true
-          reject(new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} exited (code ${code}) before it was ready`))
-        }
-        this.onExit(slot, worker, code)
-      })
+      slot.started = { resolve, reject, initial }
     })
+  }
+
+  private settleStart(slot: Slot, err?: Error): void {
+    const w = slot.started
+    if (w === undefined) return
+    slot.started = undefined
+    if (err === undefined) w.resolve()
+    else if (w.initial) w.reject(err)
+    else w.resolve() // a respawn that fails is handled by onExit (back-off), not by a caller
+  }
+
+  private onThreadMessage(t: Thread, m: FromWorker): void {
+    const slot = t.slot
+    if (m.t === 'loaded') {
+      t.loaded = true
+      return
+    }
+    if (m.t === 'fatal') {
+      this.log.error({ slot: slot?.index, err: { message: m.message, stack: m.stack } }, slot ? 'worker failed to start' : 'spare worker failed to load the app')
+      if (slot) this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`))
+      return
+    }
+    if (slot === undefined) return
+    switch (m.t) {
+      case 'done':
+        this.onDone(slot, m.ids)
+        break
+      case 'ready':
+        slot.live = true
+        slot.readyAt = Date.now()
+        this.settleStart(slot)
+        this.log.debug({ slot: slot.index, generation: slot.generation, ms: slot.readyAt - slot.spawnedAt }, 'worker ready')
+        break
+      case 'stats': {
+        const r = m.stats as Record<string, unknown>
+        for (const [k, src] of HANDLER_KEYS) if (typeof r[src] === 'number') slot.current[k] = r[src]
+        break
+      }
+      case 'stopped':
+        this.log.debug({ slot: slot.index, stats: m.stats }, 'worker stopped')
+        break
+    }
+  }
+
+  private onThreadError(t: Thread, err: Error): void {
+    const slot = t.slot
+    if (slot === undefined) {
+      this.log.error({ err }, 'spare worker thread error')
+      return
+    }
+    slot.killReason ??= (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out_of_memory' : 'uncaught'
+    this.log.error({ slot: slot.index, err }, 'worker error')
+    this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${err.message}`, { cause: err }))
+  }
+
+  private onThreadExit(t: Thread, code: number): void {
+    if (this.spare === t) this.spare = undefined
+    const slot = t.slot
+    if (slot === undefined) return
+    this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} exited (code ${code}) before it was ready`))
+    this.onExit(slot, t.worker, code)
   }
 
   private onExit(slot: Slot, worker: Worker, code: number): void {
@@ -746,9 +812,10 @@ export class Master extends EventEmitter {
       }
       this.log.warn({ inFlight: this.slots.reduce((n, s) => n + s.inFlight.size, 0) }, 'stop: drain deadline passed')
     }
-    // (3) intake closes; no more respawns.
+    // (3) intake closes; no more respawns; the spare goes.
     this.refusing = false
     if (this.monitor) clearInterval(this.monitor)
+    await this.dropSpare()
     await this.intake?.close().catch((err: unknown) => this.log.error({ err }, 'intake close failed'))
     // (3) + (4): workers run their stop hooks, flush, drain their egress, exit.
     const workerDeadline = Math.min(deadline, Date.now() + closeBudget)
@@ -839,6 +906,7 @@ export class Master extends EventEmitter {
       lost_in_flight: split((s) => s.lost),
       requeued: this.requeued,
       respawns: split((s) => s.respawns),
+      spare: { state: this.spare === undefined ? 'none' : this.spare.loaded ? 'loaded' : 'loading', used: this.spareUsed },
       handlers: this.handlerCounts(),
       dispatch: { messages: this.dispatchMessages, tasks: this.dispatchTasks },
       egress: { workers: { ...this.egressStats }, master: this.egress ? { ...this.egress.stats() } : {} },
@@ -944,6 +1012,8 @@ function validate(o: MasterOptions): void {
   int('stopTimeoutMs', o.stopTimeoutMs, 0)
   int('workerCloseTimeoutMs', o.workerCloseTimeoutMs, 0)
   int('egressBufferMax', o.egressBufferMax, 1)
+  int('spareWorkers', o.spareWorkers, 0)
+  if (o.spareWorkers > 1) throw new RangeError(`master option spareWorkers must be 0 or 1 (got ${o.spareWorkers})`)
   const total = o.groups.reduce((n, g) => n + g.count, 0)
   if (total > o.shards) throw new RangeError(`master option shards (${o.shards}) must be ≥ the number of workers (${total})`)
   if (o.router !== undefined && typeof o.router !== 'function') throw new TypeError('master option router must be a function')

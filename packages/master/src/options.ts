@@ -50,6 +50,12 @@ export interface MasterOptions {
   stopTimeoutMs: number
   /** Budget of stop phase 4 (workers flush and close) within the stop budget (default 10,000). */
   workerCloseTimeoutMs: number
+  /**
+   * Loaded spare worker threads kept ready to replace a worker that dies, so a respawn costs no
+   * thread start (0 or 1; default 1). The spare holds the app module loaded but no slot and no
+   * players; it costs one idle thread's memory.
+   */
+  spareWorkers: number
   /** `resourceLimits` of each worker thread. */
   resourceLimits?: ResourceLimits | undefined
   /** Respawn back-off of crash-looping workers. */
@@ -74,6 +80,7 @@ export const masterDefaults = {
   workTimeoutMs: 30_000,
   stopTimeoutMs: 30_000,
   workerCloseTimeoutMs: 10_000,
+  spareWorkers: 1,
   respawnMinDelayMs: 50,
   respawnMaxDelayMs: 10_000,
 } as const satisfies Partial<MasterOptions>

@@ -127,3 +127,46 @@ describe('supervision: a worker killed under load', () => {
     expect(master.stats().deaths.exit_code).toBe(6)
   }, 60_000)
 })
+
+describe('spare worker', () => {
+  it('a dead worker is replaced by the loaded spare, and a new spare is loaded', async () => {
+    fwd = await startFakeForwarder()
+    master = createMaster({
+      serverId: 'spare',
+      appModule: TEST_APP,
+      intakeEndpoints: ['tcp://127.0.0.1:0'],
+      forwarderEndpoint: fwd.endpoint,
+      groups: [{ id: 1, count: 2 }],
+      logger: pino({ level: 'silent' }),
+    })
+    const { intakeEndpoints } = await master.start()
+    broker = new TestBroker(intakeEndpoints[0]!)
+    await waitFor(() => master!.stats().spare.state === 'loaded', { timeoutMs: 20_000 })
+    const victim = master.slotOf({ cmd: 10, uid: 1 })!
+    await master.workerThread(victim)!.terminate()
+    await waitFor(() => master!.stats().workers === 2 && master!.stats().respawns.all === 1, { timeoutMs: 20_000 })
+    expect(master.stats().spare.used).toBe(1)
+    // the replacement serves the slot, and a fresh spare is loading or loaded
+    await broker.send([req(1, 'echo', { seq: 1 })])
+    await fwd.until(1)
+    expect(replies(fwd.messages)[0]!.body.data).toMatchObject({ slot: victim, gen: 1 })
+    await waitFor(() => master!.stats().spare.state === 'loaded', { timeoutMs: 20_000 })
+  }, 60_000)
+
+  it('spareWorkers: 0 starts a new thread for each respawn', async () => {
+    fwd = await startFakeForwarder()
+    master = createMaster({
+      serverId: 'nospare',
+      appModule: TEST_APP,
+      intakeEndpoints: ['tcp://127.0.0.1:0'],
+      forwarderEndpoint: fwd.endpoint,
+      groups: [{ id: 1, count: 1 }],
+      spareWorkers: 0,
+      logger: pino({ level: 'silent' }),
+    })
+    await master.start()
+    await master.workerThread(0)!.terminate()
+    await waitFor(() => master!.stats().workers === 1 && master!.stats().respawns.all === 1, { timeoutMs: 20_000 })
+    expect(master.stats().spare).toEqual({ state: 'none', used: 0 })
+  }, 60_000)
+})

@@ -6,10 +6,11 @@
  * worker hands its egress messages, batched per turn, through a MessagePort to the egress thread,
  * which owns the DEALER to the forwarder. Messages a worker posted survive its death.
  *
- * master → worker: `tasks` batches (the tasks' original msgpack maps as one msgpack array, and
+ * master → worker: `assign` (slot identity, marks, egress port; a thread boots unassigned and
+ *                  may wait as the spare), `tasks` batches (the tasks' original msgpack maps as one msgpack array, and
  *                  their dispatch ids; both transferred),
  *                  `stop` (phase 3–4 of a graceful stop).
- * worker → master: `ready` (app loaded, onWorkerStart done), `done` (ids that settled, batched
+ * worker → master: `loaded` (app module loaded), `ready` (assigned, onWorkerStart done), `done` (ids that settled, batched
  *                  per turn), `stopped` (stop hooks ran, egress drained), `fatal` (app failed to load).
  *
  * Shared memory (`Int32Array` over a SharedArrayBuffer, one per slot incarnation):
@@ -20,16 +21,20 @@
  *                 task it had dispatched, whether it never started (re-queue), ran (lost), or
  *                 finished (done).
  */
-import type { MessagePort, ResourceLimits } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
 import type { EgressMessage } from '@peony/broker-client'
 
 export const HEARTBEAT_MS = 100
 
-/** What the master passes to a worker thread as `workerData`. */
-export interface WorkerBoot {
-  /** file: URL of the thread entry to import (used by the tsx bootstrap). */
-  entry: string
+/** What the master passes to a worker thread as `workerData`: enough to load the app. */
+export interface ThreadBoot {
   appModule: string
+  /** pino level name of the master's logger; worker threads log at the same level. */
+  logLevel: string
+}
+
+/** Assigns a loaded thread to a worker slot. */
+export interface Assignment {
   slot: number
   groupId: number | string
   index: number
@@ -38,16 +43,14 @@ export interface WorkerBoot {
   /** This worker's channel to the egress thread: it posts `EgressMessage[]` batches. */
   egressPort: MessagePort
   workTimeoutMs: number
-  /** pino level name of the master's logger; worker threads log at the same level. */
-  logLevel: string
   sab: SharedArrayBuffer
   markMask: number
-  resourceLimits?: ResourceLimits | undefined
 }
 
-export type ToWorker = { t: 'tasks'; buf: ArrayBuffer; ids: Int32Array } | { t: 'stop' } | { t: 'egress'; port: MessagePort }
+export type ToWorker = { t: 'assign'; assignment: Assignment } | { t: 'tasks'; buf: ArrayBuffer; ids: Int32Array } | { t: 'stop' } | { t: 'egress'; port: MessagePort }
 
 export type FromWorker =
+  | { t: 'loaded' }
   | { t: 'ready' }
   | { t: 'done'; ids: Int32Array }
   | { t: 'stopped'; stats: Record<string, unknown> }

@@ -1,31 +1,27 @@
 /**
- * The entry of every worker thread: loads the application module, hosts a WorkerRuntime, feeds
- * it the master's task batches, records each task's start and end in shared memory, reports
- * settled tasks back in batches, and hands its egress to the egress thread through a port (no
- * ZeroMQ here: see messages.ts).
+ * The entry of every worker thread. A thread boots unassigned: it loads the application module
+ * and reports `loaded`. The master then assigns it to a slot (`assign`: slot identity, the shared
+ * marks, the port to the egress thread), or keeps it as the spare that replaces the next worker
+ * to die. Once assigned it hosts a WorkerRuntime, feeds it the master's task batches, records
+ * each task's start and end in shared memory, reports settled tasks back in batches, and hands
+ * its egress to the egress thread through its port (no ZeroMQ here: see messages.ts).
  */
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
 import type { EgressMessage } from '@peony/broker-client'
 import { decodeTasks } from '@peony/broker-client/codec'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
 import { createThreadLogger } from './thread-logger.ts'
-import { HEARTBEAT_MS, type FromWorker, type ToWorker, type WorkerBoot } from './messages.ts'
+import { HEARTBEAT_MS, type Assignment, type FromWorker, type ThreadBoot, type ToWorker } from './messages.ts'
 
-const boot = workerData as WorkerBoot
+const boot = workerData as ThreadBoot
 const port = parentPort!
-const marks = new Int32Array(boot.sab)
-const mask = boot.markMask
 const post = (m: FromWorker): void => port.postMessage(m)
-
-const heartbeat = setInterval(() => Atomics.add(marks, 0, 1), HEARTBEAT_MS)
-
-const logger = createThreadLogger(boot.logLevel, { slot: boot.slot, group: boot.groupId, gen: boot.generation })
+let logger = createThreadLogger(boot.logLevel, {})
 
 function fatal(err: unknown): never {
   const e = err instanceof Error ? err : new Error(String(err))
   post({ t: 'fatal', message: e.message, stack: e.stack })
-  clearInterval(heartbeat)
   // Give the message a chance to leave, then end the thread with a failure.
   setTimeout(() => process.exit(1), 10)
   throw e
@@ -42,14 +38,23 @@ try {
   fatal(err)
 }
 
-/** Egress goes to the egress thread in one message per turn; never blocks a handler. */
-let egressPort = boot.egressPort
+/** Everything that exists once the thread is assigned to a slot. */
+interface Assigned {
+  runtime: WorkerRuntime
+  marks: Int32Array
+  heartbeat: NodeJS.Timeout
+  statsTimer: NodeJS.Timeout
+}
+let assigned: Assigned | undefined
+
+// Egress goes to the egress thread in one message per turn; never blocks a handler.
+let egressPort: MessagePort | undefined
 let egressBatch: EgressMessage[] = []
 let egressScheduled = false
 let egressSent = 0
 function flushEgress(): void {
   egressScheduled = false
-  if (egressBatch.length === 0) return
+  if (egressBatch.length === 0 || egressPort === undefined) return
   egressSent += egressBatch.length
   egressPort.postMessage(egressBatch)
   egressBatch = []
@@ -75,33 +80,44 @@ function flushDone(): void {
   post({ t: 'done', ids })
 }
 
-const runtime = new WorkerRuntime({
-  app,
-  info: { slot: boot.slot, groupId: boot.groupId, index: boot.index, serverId: boot.serverId, generation: boot.generation },
-  egress,
-  logger,
-  workTimeoutMs: boot.workTimeoutMs,
-  onTaskStart(id: number) {
-    Atomics.store(marks, 1 + (id & mask), id)
-  },
-  onTaskDone(id: number) {
-    Atomics.store(marks, 1 + (id & mask), -id)
-    done.push(id)
-    if (!flushScheduled) {
-      flushScheduled = true
-      setImmediate(flushDone)
-    }
-  },
-})
-
-try {
-  await runtime.start()
-} catch (err) {
-  fatal(err)
+function assign(a: Assignment): void {
+  logger = createThreadLogger(boot.logLevel, { slot: a.slot, group: a.groupId, gen: a.generation })
+  egressPort = a.egressPort
+  const marks = new Int32Array(a.sab)
+  const mask = a.markMask
+  const runtime = new WorkerRuntime({
+    app,
+    info: { slot: a.slot, groupId: a.groupId, index: a.index, serverId: a.serverId, generation: a.generation },
+    egress,
+    logger,
+    workTimeoutMs: a.workTimeoutMs,
+    onTaskStart(id: number) {
+      Atomics.store(marks, 1 + (id & mask), id)
+    },
+    onTaskDone(id: number) {
+      Atomics.store(marks, 1 + (id & mask), -id)
+      done.push(id)
+      if (!flushScheduled) {
+        flushScheduled = true
+        setImmediate(flushDone)
+      }
+    },
+  })
+  const heartbeat = setInterval(() => Atomics.add(marks, 0, 1), HEARTBEAT_MS)
+  // The runtime's counters reach the master twice a second (and once more at stop).
+  const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...runtime.stats() } }), 500)
+  statsTimer.unref()
+  assigned = { runtime, marks, heartbeat, statsTimer }
+  // Tasks may be dispatched from now on; they wait for the onWorkerStart hooks.
+  runtime.start().then(
+    () => post({ t: 'ready' }),
+    (err: unknown) => fatal(err),
+  )
 }
 
 /** A dispatch batch: the tasks' original maps (validated by the master already) and their ids. */
 function onTasks(buf: ArrayBuffer, ids: Int32Array): void {
+  const runtime = assigned!.runtime
   const { tasks } = decodeTasks(new Uint8Array(buf), { maxFrameBytes: Number.MAX_SAFE_INTEGER })
   if (tasks.length !== ids.length) {
     // Cannot happen (the same decoder accepted each map); if it does, say so loudly.
@@ -112,34 +128,41 @@ function onTasks(buf: ArrayBuffer, ids: Int32Array): void {
 
 async function onStop(): Promise<void> {
   let stats: Record<string, unknown> = {}
-  try {
-    await runtime.stop()
-    stats = { ...runtime.stats() }
-  } catch (err) {
-    logger.error({ err }, 'worker stop hooks failed')
+  if (assigned !== undefined) {
+    try {
+      await assigned.runtime.stop()
+      stats = { ...assigned.runtime.stats() }
+    } catch (err) {
+      logger.error({ err }, 'worker stop hooks failed')
+    }
+    clearInterval(assigned.statsTimer)
+    clearInterval(assigned.heartbeat)
   }
-  clearInterval(statsTimer)
   flushDone()
   flushEgress()
   stats.egressSent = egressSent
-  egressPort.close()
-  clearInterval(heartbeat)
+  egressPort?.close()
   post({ t: 'stats', stats })
   post({ t: 'stopped', stats })
   port.close()
 }
 
 port.on('message', (m: ToWorker) => {
-  if (m.t === 'tasks') onTasks(m.buf, m.ids)
-  else if (m.t === 'stop') void onStop()
-  else if (m.t === 'egress') {
-    egressPort.close()
-    egressPort = m.port
+  switch (m.t) {
+    case 'tasks':
+      onTasks(m.buf, m.ids)
+      break
+    case 'assign':
+      assign(m.assignment)
+      break
+    case 'stop':
+      void onStop()
+      break
+    case 'egress':
+      egressPort?.close()
+      egressPort = m.port
+      break
   }
 })
 
-// The runtime's counters reach the master twice a second (and once more at stop).
-const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...runtime.stats() } }), 500)
-statsTimer.unref()
-
-post({ t: 'ready' })
+post({ t: 'loaded' })
