@@ -165,6 +165,8 @@ interface Slot {
   exited: Promise<void>
   onExit: (() => void) | undefined
   egressPort: MessagePort | undefined
+  /** Tasks queued for this slot since its last dispatch message. */
+  sincePump: number
   /** The pending start of the current generation (resolved on 'ready'). */
   started: { resolve: () => void; reject: (err: Error) => void; initial: boolean } | undefined
   /** Counters of earlier generations of this slot, and the current one's last report. */
@@ -176,6 +178,9 @@ interface Slot {
   lost: number
   respawns: number
 }
+
+/** Tasks that make a dispatch message worth sending before the end of the turn. */
+const DISPATCH_BATCH = 64
 
 const HERE = import.meta.url
 const FROM_SOURCE = HERE.endsWith('.ts')
@@ -267,6 +272,7 @@ export class Master extends EventEmitter {
           onExit: undefined,
           egressPort: undefined,
           started: undefined,
+          sincePump: 0,
           carried: emptyCounts(),
           current: emptyCounts(),
           workerReq: 0,
@@ -466,8 +472,13 @@ export class Master extends EventEmitter {
         this.discard(slot, task, DiscardReason.QUEUE_FULL, ReplyCode.QUEUE_FULL)
         continue
       }
-      slot.sched.push(routingKey(task), task, frame.subarray(ranges[2 * i]!, ranges[2 * i + 1]!))
-      this.dirty.add(slot)
+      const r0 = ranges[2 * i]!
+      const r1 = ranges[2 * i + 1]!
+      slot.sched.push(routingKey(task), task, r0 === 0 && r1 === frame.length ? frame : frame.subarray(r0, r1))
+      // A batch's worth goes out at once: when intake has a backlog to drain, waiting for the
+      // end of the turn would hold every task until the whole backlog was read.
+      if (++slot.sincePump >= DISPATCH_BATCH) this.pump(slot)
+      else this.dirty.add(slot)
     }
     this.schedulePump()
   }
@@ -511,7 +522,10 @@ export class Master extends EventEmitter {
     if (!slot.live && slot.worker === undefined) return
     const window = this.options.claimedMaxSize
     const sched = slot.sched
-    if (!sched.hasReady() || slot.inFlight.size >= window) return
+    if (!sched.hasReady() || slot.inFlight.size >= window) {
+      slot.sincePump = 0
+      return
+    }
     const picked = this.picked
     picked.length = 0
     let bytes = 5
@@ -527,6 +541,7 @@ export class Master extends EventEmitter {
       bytes += e.raw.length
     }
     const n = picked.length
+    slot.sincePump = 0
     if (n === 0) return
     const buf = new ArrayBuffer(bytes)
     const out = new Uint8Array(buf)
