@@ -78,6 +78,7 @@ export interface ServerConfig {
   stopTimeoutMs: number
   workerCloseTimeoutMs: number
   respawnMinDelayMs: number
+  spareWorkers: number
   respawnMaxDelayMs: number
   workerResourceLimits: WorkerResourceLimits | undefined
   logLevel: LogLevel
@@ -268,6 +269,13 @@ const specTable = {
     defaultText: '10000',
     arg: '<ms>',
     doc: 'Part of the stop budget given to workers to run their stop hooks and flush; ≤ stopTimeoutMs (the master uses at most half the stop budget for it).',
+  },
+  spareWorkers: {
+    rule: intRule(0, 1),
+    default: 1,
+    defaultText: '1',
+    arg: '<0|1>',
+    doc: 'Loaded spare worker threads kept to replace a worker that dies at once (a respawn then costs no thread start); 0 turns it off.',
   },
   respawnMinDelayMs: {
     rule: intRule(0, MAX_TIMER_MS, 'ms'),
@@ -708,6 +716,7 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
     stopTimeoutMs: v('stopTimeoutMs'),
     workerCloseTimeoutMs: v('workerCloseTimeoutMs'),
     respawnMinDelayMs: v('respawnMinDelayMs'),
+    spareWorkers: v('spareWorkers'),
     respawnMaxDelayMs: v('respawnMaxDelayMs'),
     workerResourceLimits: v('workerResourceLimits'),
     logLevel: v('logLevel'),

@@ -27,6 +27,7 @@ export function toMasterInput(config: ServerConfig, logger?: Logger): MasterInpu
     stopTimeoutMs: config.stopTimeoutMs,
     workerCloseTimeoutMs: config.workerCloseTimeoutMs,
     respawnMinDelayMs: config.respawnMinDelayMs,
+    spareWorkers: config.spareWorkers,
     respawnMaxDelayMs: config.respawnMaxDelayMs,
     resourceLimits: config.workerResourceLimits === undefined ? undefined : { ...config.workerResourceLimits },
     logger,
