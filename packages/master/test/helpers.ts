@@ -1,6 +1,10 @@
 /** Shared helpers of the master's tests: a broker DEALER, request bodies, reply decoding. */
 import { fileURLToPath } from 'node:url'
+import { afterEach } from 'vitest'
+import pino from 'pino'
 import * as zmq from 'zeromq'
+import { startFakeForwarder, type FakeForwarder } from '@peony/test-utils'
+import { createMaster, type Master, type MasterInput } from '../src/index.ts'
 import type { EgressMessage, Task } from '@peony/broker-client'
 import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
 
@@ -14,7 +18,9 @@ export function req(uid: number | bigint | string | undefined, cmd: string, data
 /** A raw broker: one DEALER, tasks sent in frames of up to 64. */
 export class TestBroker {
   readonly sock = new zmq.Dealer({ sendHighWaterMark: 0 })
+  readonly endpoint: string
   constructor(endpoint: string) {
+    this.endpoint = endpoint
     this.sock.connect(endpoint)
   }
   async send(tasks: Task[], perFrame = 64): Promise<void> {
@@ -45,4 +51,42 @@ export function replies(msgs: readonly EgressMessage[]): Reply[] {
     out.push({ ret: m.ret ?? 0, body: msgpackBodyCodec.decodeReply(m.body) as Reply['body'], msg: m })
   }
   return out
+}
+
+/** A running master with the test app, the fake forwarder it sends to, and a broker connected to it. */
+export interface Booted {
+  master: Master
+  fwd: FakeForwarder
+  broker: TestBroker
+}
+
+/**
+ * For a test file: registers the clean-up (broker, master, forwarder) after each test and returns
+ * `boot(options)`, which starts a master with the test app on a free intake port, egress to a new
+ * fake forwarder, 2 workers and silent logs unless `options` say otherwise.
+ */
+export function masterFixture(defaults: Partial<MasterInput> = {}): (options?: Partial<MasterInput>) => Promise<Booted> {
+  const cleanups: (() => Promise<void>)[] = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c()
+  })
+  return async (options = {}) => {
+    const fwd = await startFakeForwarder()
+    cleanups.push(() => fwd.close())
+    const master = createMaster({
+      serverId: 'test',
+      appModule: TEST_APP,
+      intakeEndpoints: ['tcp://127.0.0.1:0'],
+      forwarderEndpoint: fwd.endpoint,
+      groups: [{ id: 1, count: 2 }],
+      logger: pino({ level: process.env.PEONY_LOG_LEVEL ?? 'silent' }),
+      ...defaults,
+      ...options,
+    })
+    cleanups.push(() => master.stop())
+    const { intakeEndpoints } = await master.start()
+    const broker = new TestBroker(intakeEndpoints[0]!)
+    cleanups.push(async () => broker.close())
+    return { master, fwd, broker }
+  }
 }

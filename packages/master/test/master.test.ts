@@ -1,38 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { startFakeForwarder, waitFor, type FakeForwarder } from '@peony/test-utils'
+import { describe, expect, it } from 'vitest'
+import { waitFor } from '@peony/test-utils'
 import { ReplyCode, type Task } from '@peony/broker-client'
 import { packValue } from '@peony/broker-client/codec'
-import pino from 'pino'
-import { createMaster, type Master, type MasterInput } from '../src/index.ts'
-import { replies, req, TestBroker, TEST_APP } from './helpers.ts'
+import { createMaster } from '../src/index.ts'
+import { masterFixture, replies, req, TEST_APP } from './helpers.ts'
 
-let master: Master | undefined
-let fwd: FakeForwarder | undefined
-let broker: TestBroker | undefined
-
-afterEach(async () => {
-  broker?.close()
-  await master?.stop()
-  await fwd?.close()
-  master = fwd = broker = undefined
-})
-
-async function boot(opts: Partial<MasterInput> = {}): Promise<{ master: Master; fwd: FakeForwarder; broker: TestBroker }> {
-  fwd = await startFakeForwarder()
-  master = createMaster({
-    serverId: 'test',
-    appModule: TEST_APP,
-    intakeEndpoints: ['tcp://127.0.0.1:0'],
-    forwarderEndpoint: fwd.endpoint,
-    groups: [{ id: 1, count: 2 }],
-    stopTimeoutMs: 5_000,
-    logger: pino({ level: process.env.PEONY_LOG_LEVEL ?? 'silent' }),
-    ...opts,
-  })
-  const { intakeEndpoints } = await master.start()
-  broker = new TestBroker(intakeEndpoints[0]!)
-  return { master, fwd, broker }
-}
+const boot = masterFixture({ stopTimeoutMs: 5_000 })
 
 describe('master', () => {
   it('routes every task of a uid to one worker, in order, and replies through egress', async () => {

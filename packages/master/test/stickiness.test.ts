@@ -4,45 +4,24 @@
  * arrive in order with no gap, every uid is served by one worker only, and each worker owns at
  * least 40 % of the uids.
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import pino from 'pino'
-import { startFakeForwarder, type FakeForwarder } from '@peony/test-utils'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import type { Task } from '@peony/broker-client'
 import { msgpackBodyCodec } from '@peony/broker-client/codec'
-import { createMaster, type Master } from '../src/index.ts'
-import { req, TestBroker, TEST_APP } from './helpers.ts'
+import { masterFixture, req, TestBroker } from './helpers.ts'
 
-let master: Master | undefined
-let fwd: FakeForwarder | undefined
-const brokers: TestBroker[] = []
-
-afterEach(async () => {
-  for (const b of brokers.splice(0)) b.close()
-  await master?.stop()
-  await fwd?.close()
-  master = fwd = undefined
-})
+const boot = masterFixture()
 
 describe('stickiness and per-uid order', () => {
   it('2 brokers × 100k tasks × 1,000 uids × 2 workers, async handlers', async () => {
     const PER_BROKER = 100_000
     const UIDS = 1000
-    fwd = await startFakeForwarder()
-    master = createMaster({
-      serverId: 'sticky',
-      appModule: TEST_APP,
-      intakeEndpoints: ['tcp://127.0.0.1:0'],
-      forwarderEndpoint: fwd.endpoint,
-      groups: [{ id: 1, count: 2 }],
-      queueMaxSize: 2 * PER_BROKER,
-      stopTimeoutMs: 10_000,
-      logger: pino({ level: 'silent' }),
-    })
-    const { intakeEndpoints } = await master.start()
+    // the fixture's broker is the first of the two
+    const { master, fwd, broker: first } = await boot({ queueMaxSize: 2 * PER_BROKER, stopTimeoutMs: 10_000 })
     const sends: Promise<void>[] = []
+    const second = new TestBroker(first.endpoint)
+    onTestFinished(() => second.close())
     for (let b = 0; b < 2; b++) {
-      const broker = new TestBroker(intakeEndpoints[0]!)
-      brokers.push(broker)
+      const broker = b === 0 ? first : second
       const tasks: Task[] = []
       for (let i = 0; i < PER_BROKER; i++) {
         const uid = 1 + (i % UIDS)
