@@ -187,7 +187,18 @@ class IntakeServerImpl implements IntakeServer {
       this.#status = 'closing'
       const sock = this.#sock
       this.#sock = undefined
-      sock?.close()
+      // Unbind first and wait for it: close() alone releases the endpoints asynchronously, so an
+      // immediate re-open (or a restart on the same port) could still find them in use.
+      if (sock !== undefined) {
+        for (const endpoint of this.#bound) {
+          try {
+            await sock.unbind(endpoint)
+          } catch {
+            // already gone: nothing to release
+          }
+        }
+        sock.close()
+      }
       await this.#loop
       this.#loop = undefined
       this.#brokers = 0
