@@ -349,7 +349,11 @@ class EgressSenderImpl implements EgressSender {
     this.#pumping = true
     try {
       let frames = 0
-      while (this.#linkUp && !this.#sock.closed) {
+      // Not gated on #linkUp: zeromq's monitor events can be missed under load, and a sender
+      // waiting for a 'handshake' that never comes would stall for good. With immediate: true
+      // and sendTimeout: 0 a send only succeeds over a completed connection and fails with
+      // EAGAIN otherwise, so trying is safe; the retry back-off (1–50 ms) paces the attempts.
+      while (!this.#sock.closed) {
         const front = this.#frontSeq()
         const start = this.#nextSeq - front
         if (start >= this.#outbox.length) break
@@ -366,6 +370,8 @@ class EgressSenderImpl implements EgressSender {
           return
         }
         this.#retryMs = RETRY_MIN_MS
+        // A frame went out: the link is up, whether or not its 'handshake' event was seen.
+        if (!this.#linkUp) this.#linkUp = true
         this.#stats.frames++
         this.#afterSend(firstSeq, lastSeq, epoch !== this.#epoch)
         if (++frames >= FRAMES_PER_TURN) {

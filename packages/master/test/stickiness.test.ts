@@ -16,7 +16,12 @@ describe('stickiness and per-uid order', () => {
     const PER_BROKER = 100_000
     const UIDS = 1000
     // the fixture's broker is the first of the two
-    const { master, fwd, broker: first } = await boot({ queueMaxSize: 2 * PER_BROKER, stopTimeoutMs: 10_000 })
+    const { master, fwd, broker: first } = await boot({
+      queueMaxSize: 2 * PER_BROKER,
+      // 200k replies can outrun the in-test forwarder; this test is about order, not egress capacity
+      egressBufferMax: 4 * PER_BROKER,
+      stopTimeoutMs: 10_000,
+    })
     const sends: Promise<void>[] = []
     const second = new TestBroker(first.endpoint)
     onTestFinished(() => second.close())
@@ -59,5 +64,6 @@ describe('stickiness and per-uid order', () => {
     const s = master.stats()
     expect(s.client_req).toBe(2 * PER_BROKER)
     expect(s.discard_tasks.all).toBe(0)
+    expect(s.egress.workers.overflow ?? 0).toBe(0)
   }, 180_000)
 })
