@@ -24,6 +24,7 @@ import { chooseServer } from './server-choice.ts'
 import type { Task } from './task.ts'
 import { assertEndpoint } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
+import { lingerOf, positiveInt } from './internal/options.ts'
 
 /** One peony server a broker sends to: a stable id (hashed for server choice) and its intake endpoint. */
 export interface BrokerClientServer {
@@ -130,11 +131,6 @@ interface FlushWaiter {
   reject: (err: unknown) => void
 }
 
-function positiveInt(v: unknown, name: string, dflt: number): number {
-  if (v === undefined) return dflt
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`)
-  return v
-}
 
 class BrokerClientImpl implements BrokerClient {
   readonly #servers: ServerState[]
@@ -246,8 +242,7 @@ class BrokerClientImpl implements BrokerClient {
 
   close(options: BrokerClientCloseOptions = {}): Promise<void> {
     if (this.#closing !== undefined) return this.#closing
-    const lingerMs = options.lingerMs ?? 0
-    if (typeof lingerMs !== 'number' || !(lingerMs >= 0)) throw new RangeError(`lingerMs must be a non-negative number, got ${String(lingerMs)}`)
+    const lingerMs = lingerOf(options)
     this.#status = 'closing'
     this.#closing = this.#close(lingerMs)
     return this.#closing

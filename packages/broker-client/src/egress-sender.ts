@@ -40,6 +40,7 @@ import type { EgressMessage } from './task.ts'
 import { Deque } from './internal/deque.ts'
 import { assertEndpoint, errCode } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
+import { lingerOf, positiveInt } from './internal/options.ts'
 
 /** Why a message was given up: dropped unsent (`overflow`) or forgotten after sending, unacknowledged (`evicted`). */
 export type EgressDropReason = 'overflow' | 'evicted'
@@ -131,11 +132,6 @@ interface Entry {
   sent: boolean
 }
 
-function positiveInt(v: unknown, name: string, dflt?: number): number {
-  if (v === undefined && dflt !== undefined) return dflt
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`)
-  return v
-}
 
 /** Frames sent per event-loop turn before yielding, so a big backlog cannot starve the loop. */
 const FRAMES_PER_TURN = 64
@@ -264,8 +260,7 @@ class EgressSenderImpl implements EgressSender {
 
   close(options: EgressSenderCloseOptions = {}): Promise<void> {
     if (this.#closing !== undefined) return this.#closing
-    const lingerMs = options.lingerMs ?? 0
-    if (typeof lingerMs !== 'number' || !(lingerMs >= 0)) throw new RangeError(`lingerMs must be a non-negative number, got ${String(lingerMs)}`)
+    const lingerMs = lingerOf(options)
     this.#status = 'closing'
     this.#closing = this.#close(lingerMs)
     return this.#closing

@@ -23,6 +23,7 @@ import { Defaults } from './protocol.ts'
 import type { Task } from './task.ts'
 import { assertEndpoint, errCode, ipcPath, probeIpcPath, removeStale } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
+import { positiveInt } from './internal/options.ts'
 
 /** Status of a long-lived resource. */
 export type IntakeServerStatus = 'opening' | 'open' | 'closing' | 'closed'
@@ -89,11 +90,6 @@ export function createIntakeServer(options: IntakeServerOptions): IntakeServer {
   return new IntakeServerImpl(options)
 }
 
-function positiveInt(v: unknown, name: string, dflt: number): number {
-  if (v === undefined) return dflt
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`)
-  return v
-}
 
 class IntakeServerImpl implements IntakeServer {
   readonly #configured: readonly string[]

@@ -367,15 +367,23 @@ function uint64Field(f: number): Int64 | undefined {
   return undefined
 }
 
-/** A str field at most `max` bytes. */
-function strField(f: number, max: number): string | undefined {
+/**
+ * Starts reading field `f`'s value: clears its error bit and consumes a nil, which counts as
+ * absent (returns true). Throws MalformedError when the frame ends here.
+ */
+function absentField(f: number): boolean {
   errMask &= ~(1 << f)
   if (r.p >= r.e) throw new MalformedError('truncated value')
-  const t = b[r.p]!
-  if (t === 0xc0) {
+  if (b[r.p] === 0xc0) {
     r.p++
-    return undefined
+    return true
   }
+  return false
+}
+
+/** A str field at most `max` bytes. */
+function strField(f: number, max: number): string | undefined {
+  if (absentField(f)) return undefined
   const len = r.strHeader()
   if (len < 0) {
     r.skip()
@@ -432,12 +440,7 @@ function uidField(): Uid | undefined {
 
 /** A bin field: a zero-copy view into the frame. */
 function binField(f: number): Uint8Array | undefined {
-  errMask &= ~(1 << f)
-  if (r.p >= r.e) throw new MalformedError('truncated value')
-  if (b[r.p] === 0xc0) {
-    r.p++
-    return undefined
-  }
+  if (absentField(f)) return undefined
   const len = r.binHeader()
   if (len < 0) {
     r.skip()
@@ -681,12 +684,7 @@ const MIN_LIST_UID = -3
 
 /** An int[] of uids (`uids`, `exclude`): each int64 ≥ −3. Records errors under `f` (key `keyName`). */
 function uidListField(f: number, keyName: string): Int64[] | undefined {
-  errMask &= ~(1 << f)
-  if (r.p >= r.e) throw new MalformedError('truncated value')
-  if (b[r.p] === 0xc0) {
-    r.p++
-    return undefined
-  }
+  if (absentField(f)) return undefined
   const n = r.arrayHeader()
   if (n < 0) {
     r.skip()
@@ -718,12 +716,7 @@ const R_EXCLUDE = 4
 /** The `rows` field of a 230. */
 function rowsField(): UsersRow[] | undefined {
   const f = F_ROWS
-  errMask &= ~(1 << f)
-  if (r.p >= r.e) throw new MalformedError('truncated value')
-  if (b[r.p] === 0xc0) {
-    r.p++
-    return undefined
-  }
+  if (absentField(f)) return undefined
   const n = r.arrayHeader()
   if (n < 0) {
     r.skip()
