@@ -28,8 +28,6 @@ export const BrokerErrorCode = {
   NOT_OPEN: 'PEONY_BROKER_NOT_OPEN',
   /** A message could not be encoded (unsupported value, out-of-range integer). */
   ENCODE_FAILED: 'PEONY_BROKER_ENCODE_FAILED',
-  /** A bounded send buffer overflowed; the message was dropped and counted. */
-  BUFFER_OVERFLOW: 'PEONY_BROKER_BUFFER_OVERFLOW',
   /** A user callback given to the wire layer (`onTasks`, `onReject`, `onOverflow`) threw; it is reported, the loop goes on. */
   CALLBACK_FAILED: 'PEONY_BROKER_CALLBACK_FAILED',
   /** An unexpected ZeroMQ error on an open socket (not a closed socket, not EAGAIN); it is reported, the loop goes on. */

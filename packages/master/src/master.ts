@@ -38,8 +38,6 @@ export const MasterErrorCode = {
   APP_LOAD_FAILED: 'PEONY_WORKER_APP_LOAD_FAILED',
   /** start() called twice, or after stop(). */
   ALREADY_STARTED: 'PEONY_ALREADY_STARTED',
-  /** Options that cannot work together. */
-  INVALID_OPTIONS: 'PEONY_CONFIG_INVALID',
 } as const
 export type MasterErrorCode = (typeof MasterErrorCode)[keyof typeof MasterErrorCode]
 
@@ -422,7 +420,11 @@ export class Master extends EventEmitter {
         reject(new Error(`egress thread exited with code ${code}`))
         this.spawnEgressThread()
           .then(() => {
-            for (const slot of this.slots) if (slot.worker !== undefined) slot.worker.postMessage({ t: 'egress', port: this.egressChannel(slot) } satisfies ToWorker, [slot.egressPort!])
+            for (const slot of this.slots) {
+              if (slot.worker === undefined) continue
+              const port = this.egressChannel(slot)
+              slot.worker.postMessage({ t: 'egress', port } satisfies ToWorker, [port])
+            }
           })
           .catch((err: unknown) => this.log.error({ err }, 'egress thread restart failed'))
       })
@@ -949,14 +951,6 @@ export class Master extends EventEmitter {
     return this.slots[slot]?.worker
   }
 
-  /** Waits until slot `slot` has a live, ready worker. */
-  async waitLive(slot: number, timeoutMs = 10_000): Promise<void> {
-    const t0 = Date.now()
-    while (!this.slots[slot]?.live) {
-      if (Date.now() - t0 > timeoutMs) throw new Error(`worker ${slot} not live after ${timeoutMs} ms`)
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
 }
 
 /**

@@ -28,9 +28,6 @@ export class TestBroker {
       for (const f of encodeTaskFrames(tasks.slice(i, i + perFrame))) await this.sock.send(f)
     }
   }
-  async sendRaw(frames: (Uint8Array | Uint8Array[])[]): Promise<void> {
-    for (const f of frames) await this.sock.send(f)
-  }
   close(): void {
     this.sock.linger = 0
     this.sock.close()

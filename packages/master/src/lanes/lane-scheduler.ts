@@ -9,6 +9,40 @@
  */
 import type { RoutingKey, Task } from '@peony/broker-client'
 
+/**
+ * A FIFO over an array with a moving head: O(1) push and shift, the consumed prefix dropped now
+ * and then. Used for each lane's tasks and for the ring of ready lanes.
+ */
+export class Queue<T> {
+  private items: (T | undefined)[] = []
+  private head = 0
+  get size(): number {
+    return this.items.length - this.head
+  }
+  push(v: T): void {
+    this.items.push(v)
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined
+    const v = this.items[this.head]
+    this.items[this.head++] = undefined
+    if (this.head > 64 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return v
+  }
+  /** Puts `vs` back at the head, in their order. */
+  unshiftAll(vs: readonly T[]): void {
+    this.items = (vs as (T | undefined)[]).concat(this.items.slice(this.head))
+    this.head = 0
+  }
+  clear(): void {
+    this.items = []
+    this.head = 0
+  }
+}
+
 /** One task as the master holds it. */
 export interface Entry {
   task: Task
@@ -22,38 +56,21 @@ export interface Entry {
 /** The tasks of one routing key for one worker. */
 export class Lane {
   readonly key: RoutingKey
-  /** Queued entries; `head` is the index of the first live one (amortised O(1) shift). */
-  items: Entry[] = []
-  head = 0
+  /** Queued entries, in arrival order. */
+  readonly items = new Queue<Entry>()
   inFlight = 0
   ready = false
   constructor(key: RoutingKey) {
     this.key = key
   }
   get size(): number {
-    return this.items.length - this.head
-  }
-  shift(): Entry | undefined {
-    const e = this.items[this.head]
-    if (e === undefined) return undefined
-    this.items[this.head++] = undefined as unknown as Entry
-    if (this.head > 64 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
-    return e
-  }
-  /** Puts entries back at the head, keeping their order. */
-  unshiftAll(entries: Entry[]): void {
-    this.items = entries.concat(this.items.slice(this.head))
-    this.head = 0
+    return this.items.size
   }
 }
 
 export class LaneScheduler {
   readonly lanes = new Map<RoutingKey, Lane>()
-  private ring: Lane[] = []
-  private ringHead = 0
+  private readonly ring = new Queue<Lane>()
   /** Tasks waiting in lanes (not dispatched). */
   queued = 0
   /** Tasks dispatched and not yet settled. */
@@ -82,19 +99,14 @@ export class LaneScheduler {
 
   /** True when some lane can dispatch a task now. */
   hasReady(): boolean {
-    return this.ring.length > this.ringHead
+    return this.ring.size > 0
   }
 
   /** Takes the next task to dispatch, serving ready lanes in turn; undefined when none is ready. */
   next(): Entry | undefined {
-    const lane = this.ring[this.ringHead]
+    const lane = this.ring.shift()
     if (lane === undefined) return undefined
-    this.ring[this.ringHead++] = undefined as unknown as Lane
-    if (this.ringHead > 256 && this.ringHead * 2 > this.ring.length) {
-      this.ring = this.ring.slice(this.ringHead)
-      this.ringHead = 0
-    }
-    const e = lane.shift()!
+    const e = lane.items.shift()!
     this.queued--
     this.inFlight++
     lane.inFlight++
@@ -128,7 +140,7 @@ export class LaneScheduler {
       list.push(e)
     }
     for (const [lane, list] of byLane) {
-      lane.unshiftAll(list)
+      lane.items.unshiftAll(list)
       lane.inFlight -= list.length
       this.inFlight -= list.length
       this.queued += list.length
@@ -145,8 +157,7 @@ export class LaneScheduler {
   }
 
   rebuildRing(): void {
-    this.ring = []
-    this.ringHead = 0
+    this.ring.clear()
     for (const lane of this.lanes.values()) {
       lane.ready = lane.size > 0 && lane.inFlight < this.maxInFlight
       if (lane.ready) this.ring.push(lane)
@@ -158,7 +169,7 @@ export class LaneScheduler {
     const out: Entry[] = []
     for (const lane of this.lanes.values()) {
       let e: Entry | undefined
-      while ((e = lane.shift()) !== undefined) out.push(e)
+      while ((e = lane.items.shift()) !== undefined) out.push(e)
       if (lane.inFlight === 0) this.lanes.delete(lane.key)
     }
     this.queued = 0

@@ -8,7 +8,7 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
-import type { EgressMessage } from '@peony/broker-client'
+import type { EgressMessage } from '@peony/broker-client/core'
 import { decodeTasks } from '@peony/broker-client/codec'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
 import { createThreadLogger } from './thread-logger.ts'
