@@ -132,32 +132,29 @@ export class ManualClock implements Clock {
    */
   runAll(limit = 10_000): number {
     let ran = 0
-    for (;;) {
-      const t = this.#timers.shift()
-      if (t === undefined) return ran
-      if (++ran > limit) {
-        this.#timers.unshift(t)
-        throw new RangeError(`ManualClock.runAll: more than ${limit} timers ran; is a repeating timer scheduled?`)
-      }
-      if (t.due > this.#now) this.#now = t.due
-      t.fn()
+    while (this.#runNext(++ran, limit, 'runAll'));
+    return ran - 1
+  }
+
+  /** Runs the next timer (moving time to it); false when none is left. Throws past `limit`. */
+  #runNext(n: number, limit: number, caller: string): boolean {
+    const t = this.#timers.shift()
+    if (t === undefined) return false
+    if (n > limit) {
+      this.#timers.unshift(t)
+      throw new RangeError(`ManualClock.${caller}: more than ${limit} timers ran; is a repeating timer scheduled?`)
     }
+    if (t.due > this.#now) this.#now = t.due
+    t.fn()
+    return true
   }
 
   /** `runAll` that lets promise jobs run between timers (see `advanceAsync`). */
   async runAllAsync(limit = 10_000): Promise<number> {
     let ran = 0
     await settleMicrotasks()
-    for (;;) {
-      const t = this.#timers.shift()
-      if (t === undefined) return ran
-      if (++ran > limit) {
-        this.#timers.unshift(t)
-        throw new RangeError(`ManualClock.runAllAsync: more than ${limit} timers ran; is a repeating timer scheduled?`)
-      }
-      if (t.due > this.#now) this.#now = t.due
-      t.fn()
-      await settleMicrotasks()
-    }
+    while (this.#runNext(++ran, limit, 'runAllAsync')) await settleMicrotasks()
+    return ran - 1
   }
+
 }

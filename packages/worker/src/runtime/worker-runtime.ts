@@ -299,7 +299,7 @@ export class WorkerRuntime implements RuntimeHandle {
     this.#queued++
     if (lane.active) return
     const ph = this.#phase
-    if (ph === BUSY) void this.#drain(lane)
+    if (ph === BUSY) this.#drain(lane)
     else if (ph === IDLE) this.#activate()
     // GATED / ACTIVATING / DEACTIVATING: the lane starts when the worker is busy again.
   }
@@ -355,15 +355,20 @@ export class WorkerRuntime implements RuntimeHandle {
 
   #activate(): void {
     this.#phase = ACTIVATING
-    const c = this.#compiled as CompiledApp
-    const r = c.hooks.onWorkerActivate.length === 0 ? undefined : this.#runOnHooks('onWorkerActivate', c.hooks.onWorkerActivate, this.worker)
-    if (r === undefined) this.#becomeBusy()
-    else void r.then(() => this.#becomeBusy())
+    this.#phaseHooks('onWorkerActivate', this.#becomeBusy)
   }
 
-  #becomeBusy(): void {
+  /** Runs the activate/deactivate hooks (if any), then `next`, synchronously when they are. */
+  #phaseHooks(name: 'onWorkerActivate' | 'onWorkerDeactivate', next: () => void): void {
+    const hooks = (this.#compiled as CompiledApp).hooks[name]
+    const r = hooks.length === 0 ? undefined : this.#runOnHooks(name, hooks, this.worker)
+    if (r === undefined) next()
+    else void r.then(next)
+  }
+
+  readonly #becomeBusy = (): void => {
     this.#phase = BUSY
-    for (const lane of this.#lanes.values()) if (!lane.active) void this.#drain(lane)
+    for (const lane of this.#lanes.values()) if (!lane.active) this.#drain(lane)
     if (this.#running === 0 && this.#queued === 0) this.#scheduleIdleCheck()
   }
 
@@ -375,13 +380,10 @@ export class WorkerRuntime implements RuntimeHandle {
 
   #deactivate(): void {
     this.#phase = DEACTIVATING
-    const c = this.#compiled as CompiledApp
-    const r = c.hooks.onWorkerDeactivate.length === 0 ? undefined : this.#runOnHooks('onWorkerDeactivate', c.hooks.onWorkerDeactivate, this.worker)
-    if (r === undefined) this.#afterDeactivate()
-    else void r.then(() => this.#afterDeactivate())
+    this.#phaseHooks('onWorkerDeactivate', this.#afterDeactivate)
   }
 
-  #afterDeactivate(): void {
+  readonly #afterDeactivate = (): void => {
     if (this.#queued > 0) {
       this.#activate()
       return

@@ -11,7 +11,7 @@
  * The harness hosts a real WorkerRuntime on a ManualClock: time moves only with
  * `h.advance(ms)`, so work timeouts, `worker.sleep` and timers are tested deterministically.
  */
-import type { EgressMessage, Int64, Task, Uid } from '@peony/broker-client/core'
+import type { EgressMessage, Int64, Task } from '@peony/broker-client/core'
 import type { PushBody, ReplyBody } from '@peony/broker-client/codec'
 import type { PeonyApp } from '../app.ts'
 import { ManualClock } from '../clock.ts'
@@ -40,22 +40,13 @@ export interface TestHarnessOptions {
  * leave it out of the task (`{ cmd: 'x', uid: 7, nodeId: undefined, connId: undefined, taskCmd: 100 }`).
  * For task cmds other than 10/100 a body is encoded only when `cmd` is given.
  */
-export interface InjectRequest {
+export interface InjectRequest extends Partial<Omit<Task, 'cmd' | 'body'>> {
   /** Body cmd (required for task cmd 10/100). */
   cmd?: BodyCmd | undefined
   data?: unknown
   sn?: Int64 | undefined
   /** Task cmd (default 10). 15 = client created, 20 = client closed. */
   taskCmd?: number | undefined
-  uid?: Uid | undefined
-  nodeId?: number | undefined
-  connId?: Int64 | undefined
-  tag?: number | undefined
-  userdata?: Int64 | undefined
-  custom?: Int64 | undefined
-  flags?: number | undefined
-  clientIp?: string | undefined
-  ts?: Int64 | undefined
 }
 
 /** What one injected task produced. */
