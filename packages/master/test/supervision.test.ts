@@ -10,21 +10,13 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import pino from 'pino'
-import { startFakeForwarder, tempDir, waitFor, type FakeForwarder } from '@peony/test-utils'
+import { tempDir, waitFor } from '@peony/test-utils'
 import { ReplyCode, type Task } from '@peony/broker-client'
-import { createMaster, type Master } from '../src/index.ts'
-import { replies, req, TestBroker, TEST_APP } from './helpers.ts'
+import { masterFixture, replies, req } from './helpers.ts'
 
-let master: Master | undefined
-let fwd: FakeForwarder | undefined
-let broker: TestBroker | undefined
+const boot = masterFixture()
 
-afterEach(async () => {
-  broker?.close()
-  await master?.stop()
-  await fwd?.close()
-  master = fwd = broker = undefined
+afterEach(() => {
   delete process.env.PEONY_TEST_MARKS
 })
 
@@ -34,22 +26,7 @@ async function killUnderLoad(kill: Kill): Promise<void> {
   const marksFile = join(tempDir(), 'marks.txt')
   writeFileSync(marksFile, '')
   process.env.PEONY_TEST_MARKS = marksFile
-  fwd = await startFakeForwarder()
-  master = createMaster({
-    serverId: 'sup',
-    appModule: TEST_APP,
-    intakeEndpoints: ['tcp://127.0.0.1:0'],
-    forwarderEndpoint: fwd.endpoint,
-    groups: [{ id: 1, count: 2 }],
-    queueMaxSize: 100_000,
-    workTimeoutMs: 2_000,
-    blockedTimeoutMs: 3_000,
-    resourceLimits: { maxOldGenerationSizeMb: 64 },
-    stopTimeoutMs: 10_000,
-    logger: pino({ level: 'silent' }),
-  })
-  const { intakeEndpoints } = await master.start()
-  broker = new TestBroker(intakeEndpoints[0]!)
+  const { master, fwd, broker } = await boot({ serverId: 'sup', queueMaxSize: 100_000, workTimeoutMs: 2_000, blockedTimeoutMs: 3_000, resourceLimits: { maxOldGenerationSizeMb: 64 }, stopTimeoutMs: 10_000 })
   const victimUid = 1
   const victimSlot = master.slotOf({ cmd: 10, uid: victimUid })!
   const tasks: Task[] = []
@@ -63,14 +40,14 @@ async function killUnderLoad(kill: Kill): Promise<void> {
   }
   const sending = broker.send(tasks)
   if (kill === 'terminate') {
-    await waitFor(() => master!.stats().client_req > 1000)
+    await waitFor(() => master.stats().client_req > 1000)
     await master.workerThread(victimSlot)!.terminate()
   }
   await sending
-  await waitFor(() => master!.stats().respawns.all >= 1, { timeoutMs: 20_000 })
+  await waitFor(() => master.stats().respawns.all >= 1, { timeoutMs: 20_000 })
   await waitFor(
     () => {
-      const s = master!.stats()
+      const s = master.stats()
       return s.client_req === N && s.pending_tasks.all === 0 && s.in_flight.all === 0
     },
     { timeoutMs: 30_000 },
@@ -82,7 +59,7 @@ async function killUnderLoad(kill: Kill): Promise<void> {
   for (const l of lines) (l[0] === 'S' ? started : finished).add(Number(l.slice(2)))
   const refused = s.discard_tasks.all
   const lost = s.lost_in_flight.all
-  await waitFor(() => replies(fwd!.messages).filter((r) => r.ret === ReplyCode.HANDLER_FAILED).length >= lost)
+  await waitFor(() => replies(fwd.messages).filter((r) => r.ret === ReplyCode.HANDLER_FAILED).length >= lost)
   const lostIds = new Set(replies(fwd.messages).filter((r) => r.ret === ReplyCode.HANDLER_FAILED).map((r) => Number(r.body.sn)))
   const handled = [...finished].filter((x) => !lostIds.has(x)).length
   const running = [...started].filter((x) => !finished.has(x) || lostIds.has(x)).length
@@ -104,24 +81,13 @@ describe('supervision: a worker killed under load', () => {
   }, 60_000)
 
   it('backs off a crash loop instead of respawning in a tight loop', async () => {
-    fwd = await startFakeForwarder()
-    master = createMaster({
-      serverId: 'loop',
-      appModule: TEST_APP,
-      intakeEndpoints: ['tcp://127.0.0.1:0'],
-      forwarderEndpoint: fwd.endpoint,
-      groups: [{ id: 1, count: 1 }],
-      respawnMinDelayMs: 200,
-      logger: pino({ level: 'silent' }),
-    })
-    const { intakeEndpoints } = await master.start()
-    broker = new TestBroker(intakeEndpoints[0]!)
+    const { master, broker } = await boot({ serverId: 'loop', groups: [{ id: 1, count: 1 }], respawnMinDelayMs: 200 })
     // Every respawned worker is killed by the next crash task at once.
     const tasks: Task[] = []
     for (let i = 0; i < 6; i++) tasks.push(req(1, 'echo', { crash: 'exit' }))
     const t0 = Date.now()
     await broker.send(tasks, 1)
-    await waitFor(() => master!.stats().lost_in_flight.all === 6, { timeoutMs: 30_000 })
+    await waitFor(() => master.stats().lost_in_flight.all === 6, { timeoutMs: 30_000 })
     // delays: 0, 200, 400, 800, 1600 ms between the 6 deaths
     expect(Date.now() - t0).toBeGreaterThan(2_500)
     expect(master.stats().deaths.exit_code).toBe(6)
@@ -130,43 +96,23 @@ describe('supervision: a worker killed under load', () => {
 
 describe('spare worker', () => {
   it('a dead worker is replaced by the loaded spare, and a new spare is loaded', async () => {
-    fwd = await startFakeForwarder()
-    master = createMaster({
-      serverId: 'spare',
-      appModule: TEST_APP,
-      intakeEndpoints: ['tcp://127.0.0.1:0'],
-      forwarderEndpoint: fwd.endpoint,
-      groups: [{ id: 1, count: 2 }],
-      logger: pino({ level: 'silent' }),
-    })
-    const { intakeEndpoints } = await master.start()
-    broker = new TestBroker(intakeEndpoints[0]!)
-    await waitFor(() => master!.stats().spare.state === 'loaded', { timeoutMs: 20_000 })
+    const { master, fwd, broker } = await boot({ serverId: 'spare' })
+    await waitFor(() => master.stats().spare.state === 'loaded', { timeoutMs: 20_000 })
     const victim = master.slotOf({ cmd: 10, uid: 1 })!
     await master.workerThread(victim)!.terminate()
-    await waitFor(() => master!.stats().workers === 2 && master!.stats().respawns.all === 1, { timeoutMs: 20_000 })
+    await waitFor(() => master.stats().workers === 2 && master.stats().respawns.all === 1, { timeoutMs: 20_000 })
     expect(master.stats().spare.used).toBe(1)
     // the replacement serves the slot, and a fresh spare is loading or loaded
     await broker.send([req(1, 'echo', { seq: 1 })])
     await fwd.until(1)
     expect(replies(fwd.messages)[0]!.body.data).toMatchObject({ slot: victim, gen: 1 })
-    await waitFor(() => master!.stats().spare.state === 'loaded', { timeoutMs: 20_000 })
+    await waitFor(() => master.stats().spare.state === 'loaded', { timeoutMs: 20_000 })
   }, 60_000)
 
   it('spareWorkers: 0 starts a new thread for each respawn', async () => {
-    fwd = await startFakeForwarder()
-    master = createMaster({
-      serverId: 'nospare',
-      appModule: TEST_APP,
-      intakeEndpoints: ['tcp://127.0.0.1:0'],
-      forwarderEndpoint: fwd.endpoint,
-      groups: [{ id: 1, count: 1 }],
-      spareWorkers: 0,
-      logger: pino({ level: 'silent' }),
-    })
-    await master.start()
+    const { master } = await boot({ serverId: 'nospare', groups: [{ id: 1, count: 1 }], spareWorkers: 0 })
     await master.workerThread(0)!.terminate()
-    await waitFor(() => master!.stats().workers === 1 && master!.stats().respawns.all === 1, { timeoutMs: 20_000 })
+    await waitFor(() => master.stats().workers === 1 && master.stats().respawns.all === 1, { timeoutMs: 20_000 })
     expect(master.stats().spare).toEqual({ state: 'none', used: 0 })
   }, 60_000)
 })
