@@ -535,12 +535,7 @@ export class WorkerRuntime implements RuntimeHandle {
     let outcome: TaskOutcome = 'ok'
     if (err !== undefined) {
       outcome = 'failed'
-      this.#replyFailed(req)
-      try {
-        await this.#report(err, req)
-      } catch (e) {
-        this.#logger.error({ err: e, taskId: req.id }, 'internal error while reporting a failure')
-      }
+      await this.#fail(req, err)
     }
     if (timeoutMs > 0) {
       this.#watched.delete(req)
@@ -554,13 +549,18 @@ export class WorkerRuntime implements RuntimeHandle {
 
   /** The fast path's end for a handler that threw synchronously. */
   async #finishFailed(req: PeonyRequest, err: WorkerError): Promise<void> {
+    await this.#fail(req, err)
+    this.#done(req.id, 'failed')
+  }
+
+  /** A failed request: -10001 when nobody answered yet, then onError; never throws. */
+  async #fail(req: PeonyRequest, err: WorkerError): Promise<void> {
     this.#replyFailed(req)
     try {
       await this.#report(err, req)
     } catch (e) {
       this.#logger.error({ err: e, taskId: req.id }, 'internal error while reporting a failure')
     }
-    this.#done(req.id, 'failed')
   }
 
   async #runRequestSlow(
