@@ -102,7 +102,7 @@ describe('docs/errors.md parity', () => {
   it('finds the codes of every package (the scan is not vacuous)', () => {
     const codes = codesInSources()
     expect(codes.size).toBeGreaterThanOrEqual(20)
-    for (const known of ['PEONY_BROKER_MALFORMED', 'PEONY_WORKER_APP_LOAD_FAILED', 'PEONY_HANDLER_FAILED', 'PEONY_CONFIG_INVALID']) {
+    for (const known of ['PEONY_BROKER_MALFORMED', 'PEONY_WORKER_APP_LOAD_FAILED', 'PEONY_HANDLER_FAILED', 'PEONY_CONFIG_INVALID', 'PEONY_STORAGE_NOT_OPEN', 'PEONY_STORAGE_CLOSED']) {
       expect(codes.has(known), `${known} should be found in the sources`).toBe(true)
     }
     for (const envName of ['PEONY_LOG_LEVEL', 'PEONY_REDIS_URL', 'PEONY_SERVER_ID', 'PEONY_ALLOW_NON_LOOPBACK']) {

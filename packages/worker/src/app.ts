@@ -9,6 +9,7 @@ import type { Blueprint } from './blueprint.ts'
 import { WorkerErrorCode } from './errors.ts'
 import { appHookNames, emptyHookTable, endOrderHooks, isAppHookName, type AnyHook, type AppHookName, type AppHooks, type HookTable } from './hooks.ts'
 import { APP_STATE, BP_STATE } from './internal/symbols.ts'
+import { defineSession, type SessionDef, type SessionDefinition } from './session/session.ts'
 import { makeRoute, type BodyCmd, type RouteHandler, type RouteInfo, type RouteOptions } from './routes.ts'
 
 /** Options of `createApp`. */
@@ -40,6 +41,8 @@ export interface AppState {
   readonly routes: Map<BodyCmd, RouteInfo>
   readonly hooks: HookTable
   readonly blueprints: Blueprint[]
+  /** The sessions' definition (`app.session`). */
+  session: SessionDef<unknown> | undefined
 }
 
 /** Throws PEONY_ROUTE_DUPLICATE when `cmd` already has a different handler; returns false when the same one is there. */
@@ -60,7 +63,7 @@ export function addRouteTo(app: PeonyApp, route: RouteInfo): void {
 /** The application a game developer writes: routes, blueprints, hooks. Create it with `createApp()`. */
 export class PeonyApp {
   /** @internal */
-  readonly [APP_STATE]: AppState = { started: false, routes: new Map(), hooks: emptyHookTable(), blueprints: [] }
+  readonly [APP_STATE]: AppState = { started: false, routes: new Map(), hooks: emptyHookTable(), blueprints: [], session: undefined }
   /** The codec of the business body; replies and pushes are encoded with it. */
   readonly bodyCodec: BodyCodec
 
@@ -107,6 +110,25 @@ export class PeonyApp {
     if (s.started) throw new PeonyError(WorkerErrorCode.ALREADY_STARTED, `cannot add hook ${name}: the app already runs`)
     ;(s.hooks[name] as AppHooks[K][]).push(fn)
     return this
+  }
+
+  /**
+   * Gives every player a session: state loaded once on their first request, kept in the
+   * worker's memory, written back by write-behind (docs/sessions.md). Returns the typed
+   * definition; `def.of(req)` is the session of a request. Once per app.
+   */
+  session<S>(definition: SessionDefinition<S>): SessionDef<S> {
+    const s = this[APP_STATE]
+    if (s.started) throw new PeonyError(WorkerErrorCode.ALREADY_STARTED, 'cannot define sessions: the app already runs')
+    if (s.session !== undefined) throw new TypeError('the app already defines sessions')
+    const def = defineSession(definition)
+    s.session = def as SessionDef<unknown>
+    return def
+  }
+
+  /** The sessions' definition, if any. */
+  get sessionDefinition(): SessionDef<unknown> | undefined {
+    return this[APP_STATE].session
   }
 
   /** Handles tasks whose task cmd is not 10/15/20/100 (same as `addHook('onTask', fn)`). */

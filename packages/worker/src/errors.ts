@@ -25,6 +25,22 @@ export const WorkerErrorCode = {
   HOOK_FAILED: 'PEONY_HOOK_FAILED',
   /** A `worker.timers` callback threw or rejected. Reported to onError; the timer stays scheduled. */
   TIMER_FAILED: 'PEONY_TIMER_FAILED',
+  /** A player's session could not be loaded (storage error, or the app's `decode` threw). Waiting tasks are answered -10005. */
+  SESSION_LOAD_FAILED: 'PEONY_SESSION_LOAD_FAILED',
+  /** A session load did not finish within `loadTimeoutMs`. Waiting tasks are answered -10005. */
+  SESSION_LOAD_TIMEOUT: 'PEONY_SESSION_LOAD_TIMEOUT',
+  /** A write-behind flush failed; the sessions stay dirty and are retried with back-off. Reported to onError (rate-limited). */
+  SESSION_FLUSH_FAILED: 'PEONY_SESSION_FLUSH_FAILED',
+  /** The app's `encode` threw for a session; the session stays dirty and is retried. Reported to onError. */
+  SESSION_ENCODE_FAILED: 'PEONY_SESSION_ENCODE_FAILED',
+  /** Storage refused a flush because a newer owner loaded the session (fencing); this copy is dropped. Reported to onError. */
+  SESSION_FENCED: 'PEONY_SESSION_FENCED',
+  /** A session was changed after it was evicted (its changes would be lost); thrown. */
+  SESSION_EVICTED: 'PEONY_SESSION_EVICTED',
+  /** A durable timer fired whose name has no handler in the session definition. Reported; the timer is dropped. */
+  SESSION_TIMER_UNKNOWN: 'PEONY_SESSION_TIMER_UNKNOWN',
+  /** The app defines sessions but the runtime was given no storage, or sessions are used without a definition (thrown). */
+  SESSION_NOT_CONFIGURED: 'PEONY_SESSION_NOT_CONFIGURED',
 } as const
 export type WorkerErrorCode = (typeof WorkerErrorCode)[keyof typeof WorkerErrorCode]
 

@@ -26,6 +26,15 @@ export { WorkerRuntime } from './runtime/worker-runtime.ts'
 export type { WorkerRuntimeOptions, WorkerRuntimeStats, RuntimeStatus } from './runtime/worker-runtime.ts'
 export type { Clock, EgressSink, RuntimeHandle, RuntimeLogger, TaskOutcome, WorkerInfo } from './runtime/contract.ts'
 
+// Sessions
+export { defineSession, Session } from './session/session.ts'
+export type { SessionDef, SessionDefinition, DurableTimerHandler, TimerFiring } from './session/session.ts'
+export { SessionManager, SessionLoadError } from './session/session-manager.ts'
+export type { SessionOptions, SessionStats } from './session/session-manager.ts'
+export { SessionTimers } from './session/session-timers.ts'
+export type { DurableTimer, DurableTimerOptions } from './session/session-timers.ts'
+export type { LatencySummary } from './session/latency-histogram.ts'
+
 // Clock and timers
 export { systemClock, ManualClock } from './clock.ts'
 export { WorkerTimers } from './timers.ts'

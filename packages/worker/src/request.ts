@@ -14,6 +14,7 @@ import type { RequestBody } from '@peony/broker-client/codec'
 import { EMIT, buildWriteToWorker, usersRow, type UsersFilter, type WorkerTarget } from './egress.ts'
 import type { BodyCmd, RouteInfo } from './routes.ts'
 import type { WorkerContext } from './worker-context.ts'
+import type { Session } from './session/session.ts'
 
 const NOT_READ = 0
 const READ = 1
@@ -38,6 +39,8 @@ export class PeonyRequest {
   #replied = false
   #interrupted = false
   #locals: Record<string | symbol, unknown> | undefined = undefined
+  /** @internal Set by the runtime. */
+  _session: Session | undefined = undefined
 
   /** @internal `body` is the decoded body of a 10/100 task; for other tasks it is decoded on first use. */
   constructor(id: number, task: Task, worker: WorkerContext, route: RouteInfo | undefined, body: RequestBody | undefined) {
@@ -50,6 +53,16 @@ export class PeonyRequest {
   }
 
   // ─────────────────────────── task fields ───────────────────────────
+
+  /**
+   * The player's session (when the app defines sessions): loaded before a route handler runs;
+   * for client-created/closed and generic tasks, the resident one if any. Undefined without a
+   * uid or for a route with `session: false` whose player is not resident. Typed access:
+   * `def.of(req)` with the definition `app.session()` returned.
+   */
+  get session(): Session | undefined {
+    return this._session
+  }
 
   /** The task cmd: 10 client request, 15 client created, 20 client closed, 100 write to worker, or another value. */
   get taskCmd(): number {

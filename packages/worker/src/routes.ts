@@ -20,6 +20,8 @@ export interface RouteOptions {
   workTimeoutMs?: number | undefined
   /** Free data kept with the route (the original's extra route kwargs), readable as `req.route.meta`. */
   meta?: Readonly<Record<string, unknown>> | undefined
+  /** False: this route never loads the player's session (`req.session` is the resident one, if any). Default true. */
+  session?: boolean | undefined
 }
 
 /** A registered route, as `req.route` shows it. */
@@ -30,6 +32,8 @@ export interface RouteInfo {
   readonly blueprint: Blueprint | undefined
   readonly workTimeoutMs: number | undefined
   readonly meta: Readonly<Record<string, unknown>>
+  /** Whether the route loads the player's session (when the app defines sessions). */
+  readonly session: boolean
   readonly handler: RouteHandler
 }
 
@@ -43,6 +47,7 @@ export function makeRoute(cmd: unknown, handler: unknown, opts: RouteOptions | u
     throw new TypeError(`route cmd must be an integer or a non-empty string, got ${typeof cmd === 'string' ? '""' : typeof cmd}`)
   }
   if (typeof handler !== 'function') throw new TypeError(`route handler for cmd ${String(cmd)} must be a function`)
+  if (opts?.session !== undefined && typeof opts.session !== 'boolean') throw new TypeError('route option session must be a boolean')
   const t = opts?.workTimeoutMs
   if (t !== undefined && !(Number.isFinite(t) && t >= 0)) throw new RangeError(`route workTimeoutMs must be a finite number >= 0, got ${t}`)
   const base = opts?.name ?? (handler.name !== '' ? handler.name : String(cmd))
@@ -52,6 +57,7 @@ export function makeRoute(cmd: unknown, handler: unknown, opts: RouteOptions | u
     blueprint,
     workTimeoutMs: t,
     meta: opts?.meta === undefined ? EMPTY_META : Object.freeze({ ...opts.meta }),
+    session: opts?.session !== false,
     handler: handler as RouteHandler,
   })
 }

@@ -1,8 +1,10 @@
 /**
- * Worker timers: `worker.timers.once(ms, fn)` and `every(ms, fn)` on the runtime's clock. A
+ * Worker timers: `worker.timers.once(ms, fn)`, `every(ms, fn)` and `everyTick(fn)` on the runtime's clock. A
  * callback that throws (or rejects) is logged and reported to onError, and a repeating timer
  * stays scheduled (fixes the original's B4). Repeating timers keep their phase (`due + ms`) and
- * never catch up missed runs. Every timer is cancelled when the worker stops. Timers are in
+ * never catch up missed runs. `everyTick` callbacks (the original's per-tick `schedule`) run once
+ * after each event-loop turn in which the worker ran tasks or timers, never while it is idle, so
+ * they cannot busy-spin (fixes the original's S4). Every timer is cancelled when the worker stops. Timers are in
  * memory only and do not take part in task lanes: a timer callback can run while a player's
  * async handler is awaiting.
  */
@@ -43,6 +45,19 @@ class Timer implements TimerHandle {
   }
 }
 
+class TickTimer implements TimerHandle {
+  active = true
+  readonly owner: WorkerTimers
+  readonly fn: () => unknown
+  constructor(owner: WorkerTimers, fn: () => unknown) {
+    this.owner = owner
+    this.fn = fn
+  }
+  cancel(): void {
+    this.owner.cancelTick(this)
+  }
+}
+
 function checkMs(ms: number, what: string): number {
   if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`timers.${what}(ms) needs a finite ms >= 0, got ${ms}`)
   return ms
@@ -53,6 +68,8 @@ export class WorkerTimers {
   readonly #clock: Clock
   readonly #report: TimerErrorReporter
   readonly #timers = new Set<Timer>()
+  readonly #ticks = new Set<TickTimer>()
+  #tickScheduled = false
   #closed = false
 
   constructor(clock: Clock, report: TimerErrorReporter) {
@@ -71,9 +88,48 @@ export class WorkerTimers {
     return this.#add(ms, fn, ms)
   }
 
-  /** Number of active timers. */
+  /**
+   * Runs `fn` once after every event-loop turn in which the worker did work (tasks, timers),
+   * and not at all while it is idle. A throwing callback is reported and stays registered.
+   */
+  everyTick(fn: () => unknown): TimerHandle {
+    if (typeof fn !== 'function') throw new TypeError('a timer needs a callback function')
+    if (this.#closed) throw new PeonyError(WorkerErrorCode.WORKER_STOPPED, 'cannot schedule a timer: the worker stopped')
+    const t = new TickTimer(this, fn)
+    this.#ticks.add(t)
+    return t
+  }
+
+  /** Number of active timers (everyTick callbacks included). */
   get size(): number {
-    return this.#timers.size
+    return this.#timers.size + this.#ticks.size
+  }
+
+  /** @internal The worker did work this turn: run the everyTick callbacks once, after it. */
+  kick(): void {
+    if (this.#tickScheduled || this.#ticks.size === 0) return
+    this.#tickScheduled = true
+    setImmediate(this.#runTicks)
+  }
+
+  readonly #runTicks = (): void => {
+    this.#tickScheduled = false
+    for (const t of this.#ticks) {
+      let r: unknown
+      try {
+        r = t.fn()
+      } catch (err) {
+        this.#fail(err)
+        continue
+      }
+      if (isThenable(r)) r.then(undefined, (err: unknown) => this.#fail(err))
+    }
+  }
+
+  /** @internal */
+  cancelTick(t: TickTimer): void {
+    t.active = false
+    this.#ticks.delete(t)
   }
 
   /** Cancels every timer. After `close` (the worker stopped) new timers throw `PEONY_WORKER_STOPPED`. */
@@ -83,6 +139,8 @@ export class WorkerTimers {
       this.#clock.clearTimeout(t.handle)
     }
     this.#timers.clear()
+    for (const t of this.#ticks) t.active = false
+    this.#ticks.clear()
   }
 
   /** @internal Cancels every timer and refuses new ones. */
@@ -113,6 +171,7 @@ export class WorkerTimers {
       t.active = false
       this.#timers.delete(t)
     }
+    this.kick()
     let r: unknown
     try {
       r = t.fn()

@@ -7,6 +7,7 @@ import type { PeonyApp } from './app.ts'
 import type { WorkerEgress } from './egress.ts'
 import type { Clock, RuntimeLogger, WorkerInfo } from './runtime/contract.ts'
 import type { WorkerTimers } from './timers.ts'
+import type { SessionManager } from './session/session-manager.ts'
 
 /** One worker's context, shared by every request it runs. */
 export class WorkerContext {
@@ -24,6 +25,7 @@ export class WorkerContext {
   readonly timers: WorkerTimers
   /** Free per-worker state for the application (players in memory, caches…). */
   readonly locals: Record<string | symbol, unknown> = {}
+  #sessions: SessionManager | undefined = undefined
 
   constructor(info: WorkerInfo, app: PeonyApp, logger: RuntimeLogger, clock: Clock, egress: WorkerEgress, timers: WorkerTimers) {
     this.info = Object.freeze({ ...info })
@@ -32,6 +34,16 @@ export class WorkerContext {
     this.clock = clock
     this.egress = egress
     this.timers = timers
+  }
+
+  /** The worker's sessions: resident players, stats, flush and evict (disabled when the app defines none). */
+  get sessions(): SessionManager {
+    return this.#sessions as SessionManager
+  }
+
+  /** @internal Set once by the runtime. */
+  _setSessions(m: SessionManager): void {
+    this.#sessions = m
   }
 
   /** Global slot index (0 … workers−1), stable across respawns. */

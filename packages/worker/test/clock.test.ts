@@ -116,4 +116,31 @@ describe('worker.timers', () => {
     expect(() => h.worker.timers.once(-1, () => {})).toThrow(RangeError)
     await h.stop()
   })
+
+  test('everyTick runs once after each turn with work and never while idle (no busy-spin, S4)', async () => {
+    const app = createApp().route('x', (req) => req.reply(1))
+    const h = createTestHarness(app)
+    await h.ready
+    let ticks = 0
+    const t = h.worker.timers.everyTick(() => {
+      ticks++
+      if (ticks === 1) throw new Error('tick failed')
+    })
+    await new Promise((r) => setTimeout(r, 20))
+    expect(ticks).toBe(0) // idle: nothing runs
+    await Promise.all([h.inject({ cmd: 'x', uid: 1 }), h.inject({ cmd: 'x', uid: 2 }), h.inject({ cmd: 'x', uid: 3 })])
+    await new Promise((r) => setImmediate(r))
+    expect(ticks).toBe(1) // one turn of work, one tick; its throw is reported and it stays
+    await h.inject({ cmd: 'x', uid: 1 })
+    await new Promise((r) => setImmediate(r))
+    expect(ticks).toBe(2)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(ticks).toBe(2)
+    expect(h.logs.some((e) => (e.obj as { code?: string }).code === WorkerErrorCode.TIMER_FAILED)).toBe(true)
+    t.cancel()
+    await h.inject({ cmd: 'x', uid: 1 })
+    await new Promise((r) => setImmediate(r))
+    expect(ticks).toBe(2)
+    await h.stop()
+  })
 })

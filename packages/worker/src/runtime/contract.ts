@@ -33,6 +33,7 @@ export type TaskOutcome =
   | 'failed' // the handler threw or rejected: answered -10001
   | 'timed-out' // the handler passed its deadline (answered -10001) and settled later
   | 'interrupted' // a pre-hook called interrupt()
+  | 'load-failed' // the player's session could not be loaded: answered -10005
 
 /** Identity of the worker the runtime runs in. */
 export interface WorkerInfo {

@@ -33,7 +33,7 @@
  * (so a batch dispatched in one go gives one activate/deactivate pair). Tasks dispatched while
  * deactivate hooks run wait for them, then for a new activation.
  */
-import { PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task } from '@peony/broker-client/core'
+import { hasUid, PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task, type Uid } from '@peony/broker-client/core'
 import type { BodyCodec, RequestBody } from '@peony/broker-client/codec'
 import { compileApp, type CompiledApp, type PeonyApp } from '../app.ts'
 import { systemClock } from '../clock.ts'
@@ -44,6 +44,8 @@ import { APP_STATE } from '../internal/symbols.ts'
 import { consoleLogger } from '../logger.ts'
 import { PeonyRequest } from '../request.ts'
 import type { RouteHandler } from '../routes.ts'
+import type { Session } from '../session/session.ts'
+import { SessionManager, type SessionOptions, type SessionStats } from '../session/session-manager.ts'
 import { WorkerTimers } from '../timers.ts'
 import { WorkerContext } from '../worker-context.ts'
 import type { Clock, EgressSink, RuntimeHandle, RuntimeLogger, TaskOutcome, WorkerInfo } from './contract.ts'
@@ -66,6 +68,8 @@ export interface WorkerRuntimeOptions {
   onTaskStart?: ((id: number) => void) | undefined
   /** Called exactly once per dispatched task, when it has fully settled (after onRequestEnd). */
   onTaskDone?: ((id: number, outcome: TaskOutcome) => void) | undefined
+  /** Storage and write-behind settings of the app's sessions; required when the app defines sessions (`app.session`). */
+  sessions?: SessionOptions | undefined
 }
 
 /** Counters and gauges of a runtime. Every settled task counts in `handled` and in exactly one outcome counter. */
@@ -84,6 +88,8 @@ export interface WorkerRuntimeStats {
   timedOut: number
   /** Outcome 'interrupted'. */
   interrupted: number
+  /** Outcome 'load-failed': the player's session could not be loaded (answered -10005). */
+  loadFailed: number
   /** Hook calls that threw or rejected (pre-hooks, onRequestEnd, worker hooks), except the onClientCreated/onClientClosed/onTask hooks serving a task, which count as `failed`. onError hooks are only logged. */
   hookFailed: number
   /** Tasks started and not yet settled. */
@@ -92,6 +98,8 @@ export interface WorkerRuntimeStats {
   queued: number
   /** Lanes (routing keys) with something queued or running. */
   lanes: number
+  /** The sessions' counters, when the app defines sessions. */
+  sessions?: SessionStats
 }
 
 /** Lifecycle status of a runtime. */
@@ -120,7 +128,10 @@ interface Lane {
   active: boolean
 }
 
-type Counters = Omit<WorkerRuntimeStats, 'running' | 'queued' | 'lanes'>
+type Counters = Omit<WorkerRuntimeStats, 'running' | 'queued' | 'lanes' | 'sessions'>
+
+/** Internal work on a lane (session timers): queued with id -1. */
+type LaneJob = () => unknown
 
 const OUTCOME_COUNTER: Record<TaskOutcome, keyof Counters | undefined> = {
   ok: 'ok',
@@ -129,6 +140,7 @@ const OUTCOME_COUNTER: Record<TaskOutcome, keyof Counters | undefined> = {
   'bad-body': 'badBody',
   'timed-out': undefined, // counted when the deadline passes
   interrupted: 'interrupted',
+  'load-failed': 'loadFailed',
 }
 
 function hasConnection(task: Task): boolean {
@@ -183,7 +195,10 @@ export class WorkerRuntime implements RuntimeHandle {
     if (this.#phase === BUSY && this.#running === 0 && this.#queued === 0) this.#deactivate()
   }
   #idleWaiters: (() => void)[] = []
-  readonly #counters: Counters = { handled: 0, ok: 0, failed: 0, noHandler: 0, badBody: 0, timedOut: 0, interrupted: 0, hookFailed: 0 }
+  readonly #counters: Counters = { handled: 0, ok: 0, failed: 0, noHandler: 0, badBody: 0, timedOut: 0, interrupted: 0, loadFailed: 0, hookFailed: 0 }
+  readonly #sessions: SessionManager
+  /** Ids of queued tasks whose session load failed while they waited (answered -10005 when their turn comes). */
+  readonly #loadFailed = new Set<number>()
 
   #firstState = FIRST_NONE
   #firstPromise: Promise<void> | undefined = undefined
@@ -214,6 +229,22 @@ export class WorkerRuntime implements RuntimeHandle {
     this.#onDone = options.onTaskDone
     const timers = new WorkerTimers(this.#clock, (err) => void this.#report(err, undefined))
     this.worker = new WorkerContext(info, app, this.#logger, this.#clock, new WorkerEgress(egress, app.bodyCodec), timers)
+    const def = app[APP_STATE].session
+    this.#sessions = new SessionManager(
+      def,
+      options.sessions,
+      def === undefined
+        ? undefined
+        : {
+            worker: this.worker,
+            clock: this.#clock,
+            logger: this.#logger,
+            report: (err) => void this.#report(err, undefined),
+            enqueue: (key, job) => this.#enqueueJob(key, job),
+            laneBusy: (key) => this.#lanes.has(key),
+          },
+    )
+    this.worker._setSessions(this.#sessions)
   }
 
   /** Lifecycle status. */
@@ -237,9 +268,11 @@ export class WorkerRuntime implements RuntimeHandle {
   }
 
   async #doStart(c: CompiledApp): Promise<void> {
+    await this.#sessions.open()
     const r = this.#runOnHooks('onWorkerStart', c.hooks.onWorkerStart, this.worker)
     if (r !== undefined) await r
     if (this.#status === 'starting') this.#status = 'started'
+    this.#sessions.start()
     this.#phase = IDLE
     if (this.#queued > 0) this.#activate()
   }
@@ -267,12 +300,58 @@ export class WorkerRuntime implements RuntimeHandle {
     const c = this.#compiled as CompiledApp
     const r = this.#runOnHooks('onWorkerStop', c.hooks.onWorkerStop, this.worker)
     if (r !== undefined) await r
+    // Write every dirty session (retrying storage errors) before the worker counts as stopped.
+    await this.#sessions.close()
     this.#status = 'stopped'
   }
 
   /** Counters and gauges (a fresh object). */
   stats(): WorkerRuntimeStats {
-    return { ...this.#counters, running: this.#running, queued: this.#queued, lanes: this.#lanes.size }
+    const st: WorkerRuntimeStats = { ...this.#counters, running: this.#running, queued: this.#queued, lanes: this.#lanes.size }
+    if (this.#sessions.enabled) st.sessions = this.#sessions.stats()
+    return st
+  }
+
+  /** Queues internal work (a session timer) on a lane, behind its tasks. Dropped unless the runtime runs. */
+  #enqueueJob(key: RoutingKey, job: LaneJob): void {
+    if (this.#status !== 'started' && this.#status !== 'starting') return
+    let lane = this.#lanes.get(key)
+    if (lane === undefined) {
+      lane = { key, q: [], head: 0, active: false }
+      this.#lanes.set(key, lane)
+    }
+    lane.q.push(-1, job)
+    this.#queued++
+    if (lane.active) return
+    if (this.#phase === BUSY) this.#drain(lane)
+    else if (this.#phase === IDLE) this.#activate()
+  }
+
+  /** Runs a lane job; undefined when it finished synchronously, else a promise that never rejects. */
+  #runJob(job: LaneJob): Promise<void> | undefined {
+    let r: unknown
+    try {
+      r = job()
+    } catch (err) {
+      this.#logger.error({ err }, 'internal error in a lane job')
+    }
+    if (isThenable(r)) {
+      return Promise.resolve(r).then(
+        () => this.#jobDone(),
+        (err: unknown) => {
+          this.#logger.error({ err }, 'internal error in a lane job')
+          this.#jobDone()
+        },
+      )
+    }
+    this.#jobDone()
+    return undefined
+  }
+
+  #jobDone(): void {
+    this.worker.timers.kick()
+    this.#running--
+    if (this.#running === 0 && this.#queued === 0) this.#scheduleIdleCheck()
   }
 
   // ─────────────────────────── dispatch and lanes ───────────────────────────
@@ -327,6 +406,14 @@ export class WorkerRuntime implements RuntimeHandle {
       }
       this.#queued--
       this.#running++
+      if (id < 0) {
+        const jr = this.#runJob(task as unknown as LaneJob)
+        if (jr !== undefined) {
+          void this.#drainAfter(lane, jr)
+          return
+        }
+        continue
+      }
       const before = this.#doneCount
       let r: void | Promise<void>
       try {
@@ -398,6 +485,7 @@ export class WorkerRuntime implements RuntimeHandle {
 
   /** Settles a task: counters, onTaskDone, idle detection. Called exactly once per task. */
   #done(id: number, outcome: TaskOutcome): void {
+    this.worker.timers.kick()
     this.#running--
     this.#doneCount++
     const c = this.#counters
@@ -436,7 +524,23 @@ export class WorkerRuntime implements RuntimeHandle {
         return
       }
       const req = new PeonyRequest(id, task, this.worker, route.info, body)
-      return this.#runRequest(req, route.pre, route.end, route.info.handler, undefined, undefined, route.info.workTimeoutMs ?? this.#timeoutMs)
+      const timeoutMs = route.info.workTimeoutMs ?? this.#timeoutMs
+      if (this.#sessions.enabled && hasUid(task)) {
+        const failed = this.#loadFailed.size > 0 && this.#loadFailed.delete(id)
+        const lane = routingKey(task)
+        if (route.info.session) {
+          if (failed) {
+            this.#answerLoadFailed(id, task, body)
+            return
+          }
+          const s = this.#sessions.touch(lane)
+          if (s === undefined) return this.#loadThenRun(req, lane, task.uid as Uid, route.pre, route.end, timeoutMs)
+          req._session = s
+        } else {
+          req._session = this.#sessions.touch(lane)
+        }
+      }
+      return this.#runRequest(req, route.pre, route.end, route.info.handler, undefined, undefined, timeoutMs)
     }
     let on: readonly AnyHook[]
     let onName: AppHookName
@@ -456,7 +560,53 @@ export class WorkerRuntime implements RuntimeHandle {
       }
     }
     const req = new PeonyRequest(id, task, this.worker, undefined, undefined)
+    if (this.#sessions.enabled && hasUid(task)) {
+      // Client created/closed and generic tasks see a resident session but never load one.
+      const lane = routingKey(task)
+      if (tc === 20) {
+        req._session = this.#sessions.get(task.uid as Uid)
+        this.#sessions.clientClosed(lane)
+      } else {
+        req._session = this.#sessions.touch(lane)
+      }
+    }
     return this.#runRequest(req, c.hooks.preRequest, c.hooks.onRequestEnd, undefined, on, onName, this.#timeoutMs)
+  }
+
+  /**
+   * The first task of a player whose session is not resident: loads it (the lane waits), fires
+   * its overdue durable timers, then runs the request. A failed load answers this task and every
+   * task queued behind it on the lane with -10005 (outcome 'load-failed').
+   */
+  async #loadThenRun(req: PeonyRequest, lane: RoutingKey, uid: Uid, pre: readonly AnyHook[], end: readonly AnyHook[], timeoutMs: number): Promise<void> {
+    let s: Session
+    try {
+      s = await this.#sessions.load(lane, uid)
+    } catch (err) {
+      void this.#report(err as PeonyError, req)
+      const l = this.#lanes.get(lane)
+      if (l !== undefined) for (let i = l.head; i < l.q.length; i += 2) if ((l.q[i] as number) >= 0) this.#loadFailed.add(l.q[i] as number)
+      this.#answerLoadFailed(req.id, req.task, req.body as RequestBody)
+      return
+    }
+    const r = this.#sessions.fireDue(s)
+    if (r !== undefined) await r
+    req._session = s
+    const rr = this.#runRequest(req, pre, end, req.route!.handler, undefined, undefined, timeoutMs)
+    if (rr !== undefined) await rr
+  }
+
+  /** -10005 for a request whose session could not be loaded. */
+  #answerLoadFailed(id: number, task: Task, body: RequestBody): void {
+    if (hasConnection(task)) this.#autoReply(id, task, body.cmd, body.sn, ReplyCode.STATE_LOAD_FAILED)
+    this.#done(id, 'load-failed')
+  }
+
+  /** Settles a request: the automatic dirty mark of a session its route loads, then #done. */
+  #settle(req: PeonyRequest, outcome: TaskOutcome): void {
+    const s = req._session
+    if (s !== undefined && req.route?.session === true) this.#sessions.afterHandler(s)
+    this.#done(req.id, outcome)
   }
 
   #rejectBody(id: number, task: Task, bytes: Uint8Array, err: unknown): void {
@@ -518,7 +668,7 @@ export class WorkerRuntime implements RuntimeHandle {
       return this.#finishFailed(req, this.#handlerError(e, req, undefined))
     }
     if (isThenable(r)) return this.#awaitHandler(req, r, t0, timeoutMs)
-    this.#done(id, 'ok')
+    this.#settle(req, 'ok')
     return undefined
   }
 
@@ -544,13 +694,13 @@ export class WorkerRuntime implements RuntimeHandle {
         outcome = 'timed-out'
       }
     }
-    this.#done(req.id, outcome)
+    this.#settle(req, outcome)
   }
 
   /** The fast path's end for a handler that threw synchronously. */
   async #finishFailed(req: PeonyRequest, err: WorkerError): Promise<void> {
     await this.#fail(req, err)
-    this.#done(req.id, 'failed')
+    this.#settle(req, 'failed')
   }
 
   /** A failed request: -10001 when nobody answered yet, then onError; never throws. */
@@ -671,7 +821,7 @@ export class WorkerRuntime implements RuntimeHandle {
         }
       }
       settled = true
-      this.#done(id, outcome)
+      this.#settle(req, outcome)
     } catch (internal) {
       this.#logger.error({ err: internal, taskId: id }, 'internal error while running a request')
       if (!settled) {

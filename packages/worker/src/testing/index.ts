@@ -21,6 +21,8 @@ import type { BodyCmd } from '../routes.ts'
 import type { RuntimeLogger, TaskOutcome, WorkerInfo } from '../runtime/contract.ts'
 import { WorkerRuntime, type WorkerRuntimeStats } from '../runtime/worker-runtime.ts'
 import type { WorkerContext } from '../worker-context.ts'
+import { MemoryStorage, type AbstractStorage } from '@peony/storage'
+import type { SessionOptions } from '../session/session-manager.ts'
 
 /** Options of `createTestHarness`. */
 export interface TestHarnessOptions {
@@ -32,6 +34,12 @@ export interface TestHarnessOptions {
   workTimeoutMs?: number | undefined
   /** Logger (default: a memory logger whose entries are `harness.logs`). */
   logger?: RuntimeLogger | undefined
+  /**
+   * Session settings, for an app that defines sessions. The storage defaults to a new
+   * MemoryStorage (`harness.storage`); pass one storage to several harnesses to play two owners
+   * of the same players.
+   */
+  sessions?: (Omit<SessionOptions, 'storage'> & { storage?: AbstractStorage | undefined }) | undefined
 }
 
 /**
@@ -85,6 +93,8 @@ export interface TestHarness {
   readonly worker: WorkerContext
   /** Resolves once `runtime.start()` (the onWorkerStart hooks) finished. */
   readonly ready: Promise<void>
+  /** The sessions' storage (undefined when the app defines no sessions). */
+  readonly storage: AbstractStorage | undefined
   /** The runtime's stats. */
   stats(): WorkerRuntimeStats
   /** Stops the runtime (waits for tasks, runs onWorkerStop hooks). */
@@ -139,8 +149,10 @@ export function createTestHarness(app: PeonyApp, options: TestHarnessOptions = {
     }
   }
 
+  const storage = app.sessionDefinition === undefined ? undefined : (options.sessions?.storage ?? new MemoryStorage())
   const runtime = new WorkerRuntime({
     app,
+    sessions: storage === undefined ? undefined : { ...options.sessions, storage },
     info,
     clock,
     logger,
@@ -209,6 +221,7 @@ export function createTestHarness(app: PeonyApp, options: TestHarnessOptions = {
     runtime,
     worker: runtime.worker,
     ready,
+    storage,
     stats: () => runtime.stats(),
     stop: () => runtime.stop(),
   }

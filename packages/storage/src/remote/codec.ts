@@ -1,0 +1,174 @@
+/**
+ * The messages between RemoteStorage and serveStorage, and how bulk data crosses the port.
+ *
+ * Many values travel as ONE ArrayBuffer (their bytes back to back) plus an Int32Array of lengths
+ * (-1: a missing value or a delete), both transferred, never cloned. Many keys travel as one
+ * string joined with '\0', which no key can contain. So a writeFenced of 100,000 ops is a handful
+ * of objects on the port, whatever the number of values.
+ */
+import { PeonyError, isPeonyError } from '@peony/broker-client/core'
+import { StorageError, StorageErrorCode, type StorageErrorCode as Code } from '../errors.ts'
+import type { BatchOp, StorageSupports } from '../storage.ts'
+
+/** Keys joined with '\0'. */
+export type PackedKeys = string
+
+/** Values back to back in `data`; `lens[i]` is the length of value i, or -1 for none. */
+export interface PackedValues {
+  lens: Int32Array
+  data: ArrayBuffer
+}
+
+/** Ops: their keys, and their values as PackedValues (-1: a delete). */
+export interface PackedOps extends PackedValues {
+  keys: PackedKeys
+}
+
+/** Client → host. */
+export type Request =
+  | { i: number; op: 'hello' }
+  | { i: number; op: 'get'; key: string }
+  | { i: number; op: 'getMany'; keys: PackedKeys }
+  | { i: number; op: 'put'; key: string; value: ArrayBuffer }
+  | { i: number; op: 'del'; key: string }
+  | { i: number; op: 'batch'; ops: PackedOps }
+  | { i: number; op: 'acquire'; fence: string }
+  | { i: number; op: 'claim'; fence: string; keys: PackedKeys }
+  | { i: number; op: 'writeFenced'; fences: PackedKeys; gens: Float64Array; counts: Uint32Array; ops: PackedOps }
+
+/** Host → client. */
+export type Response = { i: number; ok: true; r: unknown } | { i: number; ok: false; e: WireError }
+
+/** The answer to `hello`. */
+export interface Hello {
+  supports: StorageSupports
+}
+
+/** An error as it crosses the port: its code and flag survive (structured clone would drop them). */
+export interface WireError {
+  name: string
+  message: string
+  code?: string
+  retryable?: boolean
+}
+
+export function packKeys(keys: readonly string[]): PackedKeys {
+  return keys.join('\0')
+}
+
+/** The keys back ('' is no key: a key is never empty). */
+export function unpackKeys(keys: PackedKeys): string[] {
+  return keys === '' ? [] : keys.split('\0')
+}
+
+/** Packs values (undefined allowed) into one buffer. */
+export function packValues(values: readonly (Uint8Array | undefined)[]): PackedValues {
+  let total = 0
+  for (const v of values) if (v !== undefined) total += v.byteLength
+  const lens = new Int32Array(values.length)
+  const data = bytes(total)
+  let off = 0
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (v === undefined) {
+      lens[i] = -1
+      continue
+    }
+    data.set(v, off)
+    lens[i] = v.byteLength
+    off += v.byteLength
+  }
+  return { lens, data: data.buffer as ArrayBuffer }
+}
+
+/** Views into the transferred buffer (no copy; the buffer belongs to the receiver). */
+export function unpackValues(p: PackedValues): (Uint8Array | undefined)[] {
+  const out = new Array<Uint8Array | undefined>(p.lens.length)
+  let off = 0
+  for (let i = 0; i < p.lens.length; i++) {
+    const len = p.lens[i]!
+    if (len < 0) {
+      out[i] = undefined
+      continue
+    }
+    out[i] = new Uint8Array(p.data, off, len)
+    off += len
+  }
+  return out
+}
+
+/** Packs the ops of several groups (a batch is one group, a writeFenced one group per write). */
+export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
+  let n = 0
+  let total = 0
+  for (const g of groups) {
+    n += g.length
+    for (const op of g) if (op.type === 'put') total += op.value.byteLength
+  }
+  const keys = new Array<string>(n)
+  const lens = new Int32Array(n)
+  const data = bytes(total)
+  let i = 0
+  let off = 0
+  for (const g of groups) {
+    for (const op of g) {
+      keys[i] = op.key
+      if (op.type === 'put') {
+        data.set(op.value, off)
+        lens[i] = op.value.byteLength
+        off += op.value.byteLength
+      } else {
+        lens[i] = -1
+      }
+      i++
+    }
+  }
+  return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
+}
+
+/** The ops back, values as views into the transferred buffer. */
+export function unpackOps(p: PackedOps): BatchOp[] {
+  const keys = p.lens.length === 0 ? [] : p.keys.split('\0')
+  const out = new Array<BatchOp>(keys.length)
+  let off = 0
+  for (let i = 0; i < keys.length; i++) {
+    const len = p.lens[i]!
+    if (len < 0) {
+      out[i] = { type: 'del', key: keys[i]! }
+    } else {
+      out[i] = { type: 'put', key: keys[i]!, value: new Uint8Array(p.data, off, len) }
+      off += len
+    }
+  }
+  return out
+}
+
+/** The buffers of a packed structure, for the transfer list. */
+export function transferOf(p: PackedValues): ArrayBuffer[] {
+  return [p.lens.buffer as ArrayBuffer, p.data]
+}
+
+/** A copy of `v` in a buffer of its own (to transfer). */
+export function ownBuffer(v: Uint8Array): ArrayBuffer {
+  const u = bytes(v.byteLength)
+  u.set(v)
+  return u.buffer as ArrayBuffer
+}
+
+export function toWireError(err: unknown): WireError {
+  if (isPeonyError(err)) return { name: err.name, message: err.message, code: err.code, retryable: err.retryable }
+  if (err instanceof TypeError || err instanceof RangeError) return { name: err.name, message: err.message }
+  const message = err instanceof Error ? err.message : String(err)
+  return { name: 'StorageError', message, code: StorageErrorCode.FAILED, retryable: false }
+}
+
+export function fromWireError(e: WireError): Error {
+  if (e.code === undefined) return e.name === 'RangeError' ? new RangeError(e.message) : new TypeError(e.message)
+  if (e.code.startsWith('PEONY_STORAGE_')) return new StorageError(e.code as Code, e.message, { retryable: e.retryable ?? false })
+  return new PeonyError(e.code, e.message, { retryable: e.retryable ?? false })
+}
+
+/** Uninitialized bytes in an ArrayBuffer of exactly `n` bytes (not Buffer's shared pool, so it can be transferred). */
+function bytes(n: number): Uint8Array {
+  return Buffer.allocUnsafeSlow(n)
+}

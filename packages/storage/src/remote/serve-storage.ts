@@ -1,0 +1,100 @@
+/**
+ * serveStorage: the host side of a remote storage. A storage host thread opens the one LevelDB
+ * handle of the process and serves each worker thread's RemoteStorage over its own MessagePort.
+ * Requests start in arrival order and run concurrently, through the storage's public calls minus
+ * their argument checks (the client made them; status, prefix and in-flight tracking still apply).
+ * Errors go back with their code and retryable flag.
+ */
+import type { MessagePort } from 'node:worker_threads'
+import { type AbstractStorage, type FencedWrite, type UncheckedCalls, uncheckedCalls } from '../storage.ts'
+import { type Hello, type Request, type Response, ownBuffer, packValues, toWireError, transferOf, unpackKeys, unpackOps } from './codec.ts'
+
+/** What serveStorage returns. */
+export interface StorageServer {
+  /** Stops serving and closes the port (the client's pending calls reject with PEONY_STORAGE_CLOSED). Does not close the storage. */
+  close(): void
+}
+
+/** Serves `storage` on `port` (a worker_threads MessagePort) until the port closes. Returns a handle to stop serving. */
+export function serveStorage(storage: AbstractStorage, port: MessagePort): StorageServer {
+  // The RemoteStorage at the other end checked every argument already.
+  const calls = uncheckedCalls(storage)
+  let closed = false
+  const reply = (res: Response, transfer: ArrayBuffer[] = []): void => {
+    if (!closed) port.postMessage(res, transfer)
+  }
+  const onMessage = (msg: Request): void => {
+    const i = msg?.i
+    if (typeof i !== 'number') return
+    let run: Promise<[unknown, ArrayBuffer[]?]>
+    try {
+      run = handle(storage, calls, msg)
+    } catch (err) {
+      run = Promise.reject(err)
+    }
+    run.then(
+      ([r, transfer]) => reply({ i, ok: true, r }, transfer),
+      (err: unknown) => reply({ i, ok: false, e: toWireError(err) }),
+    )
+  }
+  const stop = (): void => {
+    if (closed) return
+    closed = true
+    port.off('message', onMessage)
+    port.off('close', stop)
+  }
+  port.on('message', onMessage)
+  port.on('close', stop)
+  return {
+    close() {
+      stop()
+      port.close()
+    },
+  }
+}
+
+async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Request): Promise<[unknown, ArrayBuffer[]?]> {
+  switch (m.op) {
+    case 'hello': {
+      const hello: Hello = { supports: { ...storage.supports } }
+      return [hello]
+    }
+    case 'get': {
+      const v = await calls.get(m.key)
+      if (v === undefined) return [null]
+      const b = ownBuffer(v)
+      return [b, [b]]
+    }
+    case 'getMany': {
+      const p = packValues(await calls.getMany(unpackKeys(m.keys)))
+      return [p, transferOf(p)]
+    }
+    case 'put':
+      return [await calls.put(m.key, new Uint8Array(m.value))]
+    case 'del':
+      return [await calls.del(m.key)]
+    case 'batch':
+      return [await calls.batch(unpackOps(m.ops))]
+    case 'acquire':
+      return [await calls.acquire(m.fence)]
+    case 'claim': {
+      const { generation, values } = await calls.claim(m.fence, unpackKeys(m.keys))
+      const p = packValues(values)
+      return [{ generation, values: p }, transferOf(p)]
+    }
+    case 'writeFenced': {
+      const fences = unpackKeys(m.fences)
+      const ops = unpackOps(m.ops)
+      const writes = new Array<FencedWrite>(fences.length)
+      let o = 0
+      for (let w = 0; w < fences.length; w++) {
+        const n = m.counts[w]!
+        writes[w] = { fence: fences[w]!, generation: m.gens[w]!, ops: ops.slice(o, o + n) }
+        o += n
+      }
+      return [await calls.writeFenced(writes)]
+    }
+    default:
+      throw new TypeError(`unknown remote storage op ${JSON.stringify((m as { op?: unknown }).op)}`)
+  }
+}

@@ -1,0 +1,144 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { LevelStorage } from '@peony/storage/leveldb'
+import { storageSuite } from '@peony/storage/testing'
+import { tempDir } from '@peony/test-utils'
+import { afterEach, describe, expect, it } from 'vitest'
+
+storageSuite({
+  name: 'LevelStorage',
+  factory: ({ prefix }) => new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), prefix }),
+  reopen: (previous, { prefix }) => new LevelStorage({ location: (previous as LevelStorage).location, prefix }),
+  cleanup: (s) => rmSync((s as LevelStorage).location, { recursive: true, force: true }),
+})
+
+storageSuite({
+  name: 'LevelStorage with readSync',
+  factory: ({ prefix }) => new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), prefix, readSync: true }),
+  reopen: (previous, { prefix }) => new LevelStorage({ location: (previous as LevelStorage).location, prefix, readSync: true }),
+  cleanup: (s) => rmSync((s as LevelStorage).location, { recursive: true, force: true }),
+})
+
+const WRITER = fileURLToPath(new URL('./fixtures/level-writer.ts', import.meta.url))
+const BOOT = new URL('./fixtures/boot.mjs', import.meta.url)
+
+/** Starts level-writer.ts as a child process; resolves with it and its first `ready` line. */
+function startWriter(dir: string, mode: 'hold' | 'loop'): { child: ChildProcess; next: () => Promise<Record<string, unknown>> } {
+  const child = spawn(process.execPath, ['--conditions=@peony/source', '--import', 'tsx', WRITER, dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout! })
+  const queue: Record<string, unknown>[] = []
+  const waiters: ((m: Record<string, unknown>) => void)[] = []
+  lines.on('line', (l) => {
+    const m = JSON.parse(l) as Record<string, unknown>
+    const w = waiters.shift()
+    if (w) w(m)
+    else queue.push(m)
+  })
+  const next = () =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const m = queue.shift()
+      if (m) return resolve(m)
+      waiters.push(resolve)
+      child.once('exit', (code) => reject(new Error(`writer exited with ${code}`)))
+    })
+  return { child, next }
+}
+
+function killed(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once('exit', () => resolve())
+    child.kill('SIGKILL')
+  })
+}
+
+describe('LevelStorage: locks and crashes', () => {
+  const open: LevelStorage[] = []
+  const children: ChildProcess[] = []
+  afterEach(async () => {
+    for (const c of children.splice(0)) await killed(c)
+    for (const s of open.splice(0)) await s.close()
+  })
+  const level = (location: string) => {
+    const s = new LevelStorage({ location })
+    open.push(s)
+    return s
+  }
+
+  it('a second handle in this process gets PEONY_STORAGE_LOCKED (retryable) and stays closed', async () => {
+    const dir = join(tempDir(), 'db')
+    await level(dir).open()
+    const second = level(dir)
+    await expect(second.open()).rejects.toMatchObject({ code: 'PEONY_STORAGE_LOCKED', retryable: true })
+    expect(second.status).toBe('closed')
+  })
+
+  it('a directory held by another process: PEONY_STORAGE_LOCKED; after that process is SIGKILLed it reopens with its data and generations', async () => {
+    const dir = join(tempDir(), 'db')
+    const w = startWriter(dir, 'hold')
+    children.push(w.child)
+    const ready = await w.next()
+    expect(ready.gens).toEqual([1, 1, 1, 1, 1, 1, 1, 1])
+    await expect(level(dir).open()).rejects.toMatchObject({ code: 'PEONY_STORAGE_LOCKED', retryable: true })
+    await killed(w.child)
+    const s = level(dir)
+    await s.open()
+    expect(Buffer.from((await s.get('held'))!).toString()).toBe('by-writer')
+    expect(await s.acquire('s0')).toBe(2)
+  })
+
+  it('SIGKILL in the middle of a stream of fenced writes: it reopens, every write landed whole or not at all', async () => {
+    const dir = join(tempDir(), 'db')
+    const w = startWriter(dir, 'loop')
+    children.push(w.child)
+    const { gens } = (await w.next()) as { gens: number[] }
+    await w.next() // 20 rounds written
+    await new Promise((r) => setTimeout(r, 20 + Math.random() * 80))
+    await killed(w.child)
+    const s = level(dir)
+    await s.open()
+    const keys = gens.flatMap((_, i) => [`s${i}/a`, `s${i}/b`])
+    const values = await s.getMany(keys)
+    for (let i = 0; i < gens.length; i++) {
+      const a = values[2 * i]!
+      const bb = values[2 * i + 1]!
+      expect(a).toBeDefined()
+      expect(Buffer.from(a).equals(Buffer.from(bb)), `s${i}: a and b were written in one fenced write`).toBe(true)
+      expect(Buffer.from(a).readUInt32LE(0)).toBeGreaterThanOrEqual(20)
+    }
+    // The dead writer's generation is still the current one; a new owner fences it off.
+    const c = await s.claim('s0', ['s0/a'])
+    expect(c.generation).toBe(gens[0]! + 1)
+  })
+
+  for (const mode of ['hold', 'loop'] as const) {
+    it(`a worker thread that had it open is terminated (${mode === 'loop' ? 'while writing' : 'idle'}): this thread opens it at once`, async () => {
+      const dir = join(tempDir(), 'db')
+      const worker = new Worker(BOOT, { workerData: { entry: new URL('./fixtures/level-writer.ts', import.meta.url).href, dir, mode }, execArgv: ['--conditions=@peony/source'] })
+      const msgs: Record<string, unknown>[] = []
+      await new Promise<void>((resolve, reject) => {
+        worker.on('message', (m: Record<string, unknown>) => {
+          msgs.push(m)
+          if (mode === 'hold' ? m.ready : m.writing) resolve()
+        })
+        worker.once('error', reject)
+      })
+      await expect(level(dir).open()).rejects.toMatchObject({ code: 'PEONY_STORAGE_LOCKED' })
+      await worker.terminate()
+      const s = level(dir)
+      await s.open()
+      expect(Buffer.from((await s.get('held'))!).toString()).toBe('by-writer')
+      expect(await s.acquire('s0')).toBe(2)
+    })
+  }
+
+  it('options: location is required; writeBufferSize must be an integer ≥ 64 KiB', () => {
+    expect(() => new LevelStorage({} as never)).toThrow(TypeError)
+    expect(() => new LevelStorage({ location: 'x', writeBufferSize: 100 })).toThrow(RangeError)
+    expect(new LevelStorage({ location: 'x', writeBufferSize: 16 << 20 }).location).toBe('x')
+  })
+})

@@ -1,0 +1,809 @@
+/**
+ * The session manager of one worker (`worker.sessions`): loads a player's session once, keeps it
+ * resident, writes dirty sessions back in batches (write-behind, fenced), evicts idle, closed
+ * and over-budget sessions, and fires session timers on the player's lane. docs/sessions.md has
+ * the whole story; the rules in short:
+ *
+ * - Load: `storage.claim(key, [key])` takes a new fencing generation and reads the record. A
+ *   load that fails or passes `loadTimeoutMs` leaves nothing behind (the runtime answers the
+ *   waiting tasks -10005).
+ * - Write-behind: every `flushIntervalMs` a tick writes every session whose oldest unflushed
+ *   change would otherwise pass `maxUnflushedAgeMs` before the next tick, in `writeFenced`
+ *   calls of `flushBatchSize` sessions. A failed write puts its sessions in the retry set, kept
+ *   dirty, retried with exponential back-off (`retryBaseMs` … `retryMaxMs`). A write refused by
+ *   fencing means a newer owner loaded the session: this copy is dropped (PEONY_SESSION_FENCED).
+ * - Eviction (checked on each tick; never while the player's lane has work): idle for
+ *   `idleTimeoutMs`; client closed `closeGraceMs` ago; over `memoryBudgetBytes` (estimated) or
+ *   `maxSessions`, least recently used first. A dirty session is flushed first, then dropped; a
+ *   task arriving meanwhile cancels the eviction.
+ * - `close()` (graceful stop) cancels the session timers and flushes until nothing is dirty,
+ *   retrying storage errors, however long it takes (the host bounds it).
+ */
+import { PeonyError, routingKey, type Task, type Uid } from '@peony/broker-client/core'
+import { packValue, unpackValue } from '@peony/broker-client/codec'
+import type { AbstractStorage, FencedWrite } from '@peony/storage'
+import { WorkerError, WorkerErrorCode } from '../errors.ts'
+import { isThenable } from '../hooks.ts'
+import type { Clock, RuntimeLogger } from '../runtime/contract.ts'
+import type { WorkerContext } from '../worker-context.ts'
+import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts'
+import {
+  EVICT_CLOSED,
+  EVICT_IDLE,
+  EVICT_MANUAL,
+  EVICT_MEMORY,
+  EVICT_REASONS,
+  DIRTY,
+  EVICTING,
+  FLUSHING,
+  GONE,
+  Session,
+  type SessionDef,
+  type SessionOwner,
+  type TimerFiring,
+} from './session.ts'
+import { SessionTimers, type DurableTimer, type SessionTimerHost } from './session-timers.ts'
+
+/** Write-behind, eviction and load settings of a worker's sessions. */
+export interface SessionOptions {
+  /** Where sessions are loaded from and written to. */
+  storage: AbstractStorage
+  /** Period of the write-behind tick, which also checks evictions (default 1,000 ms). */
+  flushIntervalMs?: number | undefined
+  /** Bound on the age of an unflushed change while storage answers (default 5,000 ms; ≥ flushIntervalMs). */
+  maxUnflushedAgeMs?: number | undefined
+  /** Sessions per `writeFenced` call (default 500). */
+  flushBatchSize?: number | undefined
+  /** Deadline of one load (default 5,000 ms; 0 = none). */
+  loadTimeoutMs?: number | undefined
+  /** Evict a session idle this long (default 900,000 ms = 15 min; 0 = never). */
+  idleTimeoutMs?: number | undefined
+  /** Evict a session this long after its client closed (default 60,000 ms; 0 = on the next tick). */
+  closeGraceMs?: number | undefined
+  /** Estimated bytes of resident state above which least recently used sessions are evicted (default 256 MiB; 0 = no limit). */
+  memoryBudgetBytes?: number | undefined
+  /** Resident sessions above which least recently used ones are evicted (default 0 = no limit). */
+  maxSessions?: number | undefined
+  /** First retry delay after a failed flush (default 250 ms), doubled per failure up to retryMaxMs (default 15,000 ms). */
+  retryBaseMs?: number | undefined
+  retryMaxMs?: number | undefined
+  /** At most this many firings per repeating durable timer when it is overdue on load (default 100); the rest are skipped and counted in `firing.skipped`. */
+  catchUpLimit?: number | undefined
+}
+
+/** Counters and gauges of a worker's sessions. */
+export interface SessionStats {
+  /** Sessions in memory. */
+  resident: number
+  /** Loads under way. */
+  loading: number
+  /** Sessions with unflushed changes (including the retry set). */
+  dirty: number
+  /** Dirty sessions waiting for a retry after a failed flush. */
+  retrying: number
+  /** Estimated bytes of resident state (the memory budget's measure). */
+  bytes: number
+  /** Age in ms of the oldest unflushed change (0 when nothing is dirty). */
+  flushLagMs: number
+  loads: number
+  /** Loads that failed or timed out. */
+  loadFailures: number
+  loadTimeouts: number
+  /** Load latency (claim + decode), ms. */
+  loadLatency: LatencySummary
+  /** writeFenced calls that succeeded. */
+  flushes: number
+  /** Sessions written. */
+  flushedSessions: number
+  /** writeFenced calls that failed (their sessions were kept dirty and retried). */
+  flushErrors: number
+  /** Sessions whose encode threw (kept dirty, retried). */
+  encodeErrors: number
+  /** Sessions dropped because storage refused their write (a newer owner). */
+  fenced: number
+  evictions: { idle: number; closed: number; memory: number; manual: number; fenced: number }
+  /** Durable timer firings and in-memory session timer runs. */
+  timersFired: number
+  timerFailures: number
+}
+
+/** What the runtime gives the manager. */
+export interface SessionBridge {
+  readonly worker: WorkerContext
+  readonly clock: Clock
+  readonly logger: RuntimeLogger
+  /** Reports an error (log + onError). */
+  report(err: PeonyError): void
+  /** Queues `job` on the lane `key` (after its queued tasks). Ignored once the runtime stops. */
+  enqueue(key: string | number, job: () => unknown): void
+  /** True when the lane `key` has tasks queued or running. */
+  laneBusy(key: string | number): boolean
+}
+
+const DEFAULTS = {
+  flushIntervalMs: 1000,
+  maxUnflushedAgeMs: 5000,
+  flushBatchSize: 500,
+  loadTimeoutMs: 5000,
+  idleTimeoutMs: 900_000,
+  closeGraceMs: 60_000,
+  memoryBudgetBytes: 256 * 1024 * 1024,
+  maxSessions: 0,
+  retryBaseMs: 250,
+  retryMaxMs: 15_000,
+  catchUpLimit: 100,
+} as const
+
+type Resolved = { -readonly [K in keyof typeof DEFAULTS]: number }
+
+function resolveOptions(o: SessionOptions): Resolved {
+  const r = { ...DEFAULTS } as Resolved
+  for (const k of Object.keys(DEFAULTS) as (keyof Resolved)[]) {
+    const v = o[k]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`sessions.${k} must be a finite number >= 0, got ${String(v)}`)
+    r[k] = v
+  }
+  for (const k of ['flushIntervalMs', 'flushBatchSize', 'retryBaseMs', 'retryMaxMs', 'catchUpLimit'] as const) {
+    if (!(r[k] >= 1)) throw new RangeError(`sessions.${k} must be >= 1`)
+  }
+  if (r.maxUnflushedAgeMs < r.flushIntervalMs) r.maxUnflushedAgeMs = r.flushIntervalMs
+  return r
+}
+
+/** Record layout in storage: msgpack `[1, state bytes, timers | nil]`, timers as `[name, due, every, data]`. */
+const RECORD_VERSION = 1
+
+function unref(handle: unknown): void {
+  if (typeof handle === 'object' && handle !== null) (handle as { unref?: () => void }).unref?.()
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** A session load that failed: what the runtime answers -10005 with. */
+export class SessionLoadError extends WorkerError<typeof WorkerErrorCode.SESSION_LOAD_FAILED | typeof WorkerErrorCode.SESSION_LOAD_TIMEOUT> {}
+
+/** The sessions of one worker. */
+export class SessionManager implements SessionOwner, SessionTimerHost {
+  readonly #def: SessionDef<unknown> | undefined
+  readonly #bridge: SessionBridge | undefined
+  readonly #storage: AbstractStorage | undefined
+  readonly #o: Resolved
+  readonly #encode: (state: unknown) => Uint8Array
+  readonly #decode: (bytes: Uint8Array, uid: Uid) => unknown
+  readonly #auto: boolean
+
+  /** Resident sessions by lane key, in (approximately) least recently used order. */
+  readonly #sessions = new Map<string | number, Session>()
+  /** Dirty sessions not in the retry set, in order of their first unflushed change. */
+  readonly #dirty = new Set<Session>()
+  /** Dirty sessions whose last write failed. */
+  readonly #retry = new Set<Session>()
+  /** Sessions whose client closed. */
+  readonly #closed = new Set<Session>()
+  #bytes = 0
+  #loading = 0
+  #failures = 0
+  #retryAt = 0
+  #flushing: Promise<void> | undefined = undefined
+  #tickHandle: unknown = undefined
+  #closedDown = false
+  #lastFlushReport = -Infinity
+  readonly #hist = new LatencyHistogram()
+  readonly #c = {
+    loads: 0,
+    loadFailures: 0,
+    loadTimeouts: 0,
+    flushes: 0,
+    flushedSessions: 0,
+    flushErrors: 0,
+    encodeErrors: 0,
+    fenced: 0,
+    timersFired: 0,
+    timerFailures: 0,
+  }
+  readonly #ev = { idle: 0, closed: 0, memory: 0, manual: 0, fenced: 0 }
+
+  /** @internal Created by the runtime. Without a definition the manager is disabled. */
+  constructor(def: SessionDef<unknown> | undefined, options: SessionOptions | undefined, bridge: SessionBridge | undefined) {
+    this.#def = def
+    this.#bridge = bridge
+    if (def !== undefined && (options?.storage === undefined || bridge === undefined)) {
+      throw new PeonyError(WorkerErrorCode.SESSION_NOT_CONFIGURED, 'the app defines sessions (app.session) but the runtime was given no storage (options.sessions.storage)')
+    }
+    this.#storage = options?.storage
+    this.#o = resolveOptions(options ?? ({} as SessionOptions))
+    this.#encode = def?.encode ?? packValue
+    this.#decode = def?.decode ?? unpackValue
+    this.#auto = def?.dirty !== 'manual'
+  }
+
+  /** True when the app defines sessions. */
+  get enabled(): boolean {
+    return this.#def !== undefined
+  }
+
+  /** The worker (SessionOwner). */
+  get worker(): WorkerContext {
+    return (this.#bridge as SessionBridge).worker
+  }
+
+  /** Resident sessions. */
+  get size(): number {
+    return this.#sessions.size
+  }
+
+  /** The resident session of `uid`, if any (never loads). */
+  get(uid: Uid): Session | undefined {
+    return this.#sessions.get(laneKeyOf(uid))
+  }
+
+  /** The storage key of a uid's session: `<namespace>:<uid>` (`<namespace>:<group>:<uid>` with scope 'group'); string uids as `s:<uid>`. */
+  keyOf(uid: Uid): string {
+    const d = this.#def
+    const ns = d?.namespace ?? 'player'
+    const u = typeof uid === 'string' ? 's:' + uid : String(uid)
+    return d?.scope === 'group' ? `${ns}:${String(this.worker.groupId)}:${u}` : `${ns}:${u}`
+  }
+
+  stats(): SessionStats {
+    const now = this.#bridge?.clock.now() ?? 0
+    let oldest = Infinity
+    const first = this.#dirty.values().next()
+    if (!first.done) oldest = first.value._dirtySince
+    for (const s of this.#retry) if (s._dirtySince < oldest) oldest = s._dirtySince
+    return {
+      resident: this.#sessions.size,
+      loading: this.#loading,
+      dirty: this.#dirty.size + this.#retry.size,
+      retrying: this.#retry.size,
+      bytes: this.#bytes,
+      flushLagMs: oldest === Infinity ? 0 : Math.max(0, now - oldest),
+      ...this.#c,
+      loadLatency: this.#hist.summary(),
+      evictions: { ...this.#ev },
+    }
+  }
+
+  // ─────────────────────────── runtime side ───────────────────────────
+
+  /** @internal Opens the storage (idempotent; the host may have opened it already). */
+  async open(): Promise<void> {
+    if (this.#def !== undefined) await (this.#storage as AbstractStorage).open()
+  }
+
+  /** The storage sessions live in (undefined when the app defines none). */
+  get storage(): AbstractStorage | undefined {
+    return this.#storage
+  }
+
+  /** @internal Starts the write-behind tick (runtime start). */
+  start(): void {
+    if (this.#def === undefined) return
+    this.#armTick()
+  }
+
+  /**
+   * @internal The resident session of a lane for a task about to run, refreshed (last active,
+   * client-closed and eviction cancelled); undefined when it must be loaded.
+   */
+  touch(lane: string | number): Session | undefined {
+    const s = this.#sessions.get(lane)
+    if (s === undefined) return undefined
+    const now = (this.#bridge as SessionBridge).clock.now()
+    if (now - s._lastActive >= 1000) {
+      // Keep the map in approximate LRU order without paying a reinsert per task.
+      this.#sessions.delete(lane)
+      this.#sessions.set(lane, s)
+    }
+    s._lastActive = now
+    if ((s._flags & EVICTING) !== 0) s._flags &= ~(EVICTING | EVICT_REASONS)
+    if (this.#closed.size > 0 && this.#closed.delete(s)) s._closedAt = 0
+    return s
+  }
+
+  /** @internal After a handler ran on `s`: the automatic dirty mark. */
+  afterHandler(s: Session): void {
+    if (this.#auto && (s._flags & GONE) === 0) this.markDirty(s)
+  }
+
+  /** @internal Task cmd 20 for a lane: the client closed; evict after the grace period. */
+  clientClosed(lane: string | number): void {
+    const s = this.#sessions.get(lane)
+    if (s === undefined) return
+    s._closedAt = (this.#bridge as SessionBridge).clock.now()
+    this.#closed.add(s)
+  }
+
+  /** @internal Loads the session of `uid` on lane `lane` (called by the runtime on the lane). */
+  async load(lane: string | number, uid: Uid): Promise<Session> {
+    const b = this.#bridge as SessionBridge
+    const storage = this.#storage as AbstractStorage
+    const key = this.keyOf(uid)
+    const t0 = performance.now()
+    this.#loading++
+    let handle: unknown = undefined
+    try {
+      const claim = storage.claim(key, [key])
+      let res: Awaited<typeof claim>
+      const ms = this.#o.loadTimeoutMs
+      if (ms > 0) {
+        res = await new Promise<Awaited<typeof claim>>((resolve, reject) => {
+          handle = b.clock.setTimeout(() => {
+            this.#c.loadTimeouts++
+            reject(new SessionLoadError(WorkerErrorCode.SESSION_LOAD_TIMEOUT, `loading the session ${key} took more than ${ms} ms`, { uid }))
+          }, ms)
+          unref(handle)
+          claim.then(resolve, reject)
+        })
+      } else {
+        res = await claim
+      }
+      const bytes = res.values[0]
+      let state: unknown
+      let timers: DurableTimer[] | undefined
+      let size = 0
+      if (bytes === undefined) {
+        state = (this.#def as SessionDef<unknown>).initial(uid)
+      } else {
+        const rec = this.#readRecord(bytes, key)
+        state = this.#decode(rec.state, uid)
+        timers = rec.timers
+        size = bytes.length
+      }
+      const s = new Session(this, lane, uid, key, state, res.generation, b.clock.now(), 0)
+      if (timers !== undefined && timers.length > 0) {
+        s._timers = new SessionTimers(this, s, timers)
+      }
+      s._size = this.#sizeOf(s, size)
+      this.#bytes += s._size
+      this.#sessions.set(lane, s)
+      this.#c.loads++
+      this.#hist.record(performance.now() - t0)
+      return s
+    } catch (err) {
+      this.#c.loadFailures++
+      if (err instanceof SessionLoadError) throw err
+      throw new SessionLoadError(WorkerErrorCode.SESSION_LOAD_FAILED, `loading the session ${key} failed: ${messageOf(err)}`, { uid, cause: err })
+    } finally {
+      this.#loading--
+      if (handle !== undefined) b.clock.clearTimeout(handle)
+    }
+  }
+
+  /**
+   * @internal Fires every due durable timer of `s` (in due order; a repeating timer once per due
+   * time up to catchUpLimit), then re-arms. Returns a promise only if a handler returned one.
+   */
+  fireDue(s: Session): void | Promise<void> {
+    const t = s._timers
+    if (t === undefined || t._durable.size === 0 || (s._flags & GONE) !== 0) return
+    const now = (this.#bridge as SessionBridge).clock.now()
+    for (;;) {
+      let next: DurableTimer | undefined
+      for (const d of t._durable.values()) if (d.due <= now && (next === undefined || d.due < next.due)) next = d
+      if (next === undefined) break
+      const r = this.#fireOne(s, t, next, now)
+      if (r !== undefined) return r.then(() => this.fireDue(s))
+    }
+    this.#armDurable(s)
+  }
+
+  #fireOne(s: Session, t: SessionTimers, d: DurableTimer, now: number): Promise<void> | undefined {
+    let skipped = 0
+    if (d.every > 0) {
+      const behind = Math.floor((now - d.due) / d.every) + 1
+      if (behind > this.#o.catchUpLimit) skipped = behind - this.#o.catchUpLimit
+    }
+    const due = d.due + skipped * d.every
+    if (d.every > 0) t._durable.set(d.name, Object.freeze({ ...d, due: due + d.every }))
+    else t._durable.delete(d.name)
+    this.markDirty(s)
+    const handler = this.#def?.timers?.[d.name]
+    if (handler === undefined) {
+      t._durable.delete(d.name)
+      this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_TIMER_UNKNOWN, `durable timer ${JSON.stringify(d.name)} of ${s.key} has no handler; dropped`, { uid: s.uid }))
+      return undefined
+    }
+    const firing: TimerFiring = { name: d.name, due, every: d.every, data: d.data, skipped }
+    this.#c.timersFired++
+    let r: unknown
+    try {
+      r = handler(s, firing)
+    } catch (err) {
+      this.#timerFailed(s, d.name, err)
+      return undefined
+    }
+    if (isThenable(r)) return Promise.resolve(r).then(
+      () => undefined,
+      (err: unknown) => this.#timerFailed(s, d.name, err),
+    )
+    return undefined
+  }
+
+  #timerFailed(s: Session, name: string, err: unknown): void {
+    this.#c.timerFailures++
+    this.#bridge?.report(new WorkerError(WorkerErrorCode.TIMER_FAILED, `session timer ${name} of ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }))
+  }
+
+  #armDurable(s: Session): void {
+    const t = s._timers
+    if (t === undefined || (s._flags & GONE) !== 0) return
+    let due = Infinity
+    for (const d of t._durable.values()) if (d.due < due) due = d.due
+    if (due === t._armedAt) return
+    if (t._handle !== undefined) this.cancel(t._handle)
+    t._handle = undefined
+    t._armedAt = due
+    if (due === Infinity) return
+    const b = this.#bridge as SessionBridge
+    t._handle = b.clock.setTimeout(() => {
+      t._handle = undefined
+      t._armedAt = Infinity
+      if ((s._flags & GONE) === 0) b.enqueue(s._lane, () => this.fireDue(s))
+    }, Math.max(0, due - b.clock.now()))
+    unref(t._handle)
+  }
+
+  // ─────────────────────────── SessionOwner / SessionTimerHost ───────────────────────────
+
+  /** @internal */
+  markDirty(s: Session): void {
+    s._version++
+    if ((s._flags & (DIRTY | GONE)) !== 0) return
+    s._flags |= DIRTY
+    s._dirtySince = (this.#bridge as SessionBridge).clock.now()
+    this.#dirty.add(s)
+  }
+
+  /** @internal */
+  timersOf(s: Session): SessionTimers {
+    return new SessionTimers(this, s, undefined)
+  }
+
+  /** @internal */
+  now(): number {
+    return (this.#bridge as SessionBridge).clock.now()
+  }
+
+  /** @internal */
+  durableChanged(t: SessionTimers): void {
+    const s = t._session as Session
+    this.markDirty(s)
+    this.#armDurable(s)
+  }
+
+  /** @internal */
+  hasHandler(name: string): boolean {
+    return typeof this.#def?.timers?.[name] === 'function'
+  }
+
+  /** @internal */
+  schedule(_t: SessionTimers, ms: number, run: () => void): unknown {
+    const h = (this.#bridge as SessionBridge).clock.setTimeout(run, ms)
+    unref(h)
+    return h
+  }
+
+  /** @internal */
+  cancel(handle: unknown): void {
+    if (handle !== undefined) (this.#bridge as SessionBridge).clock.clearTimeout(handle)
+  }
+
+  /** @internal */
+  runOnLane(t: SessionTimers, fn: () => unknown): void {
+    const s = t._session as Session
+    const b = this.#bridge as SessionBridge
+    b.enqueue(s._lane, () => {
+      if ((s._flags & GONE) !== 0) return undefined
+      this.#c.timersFired++
+      let r: unknown
+      try {
+        r = fn()
+      } catch (err) {
+        this.#timerFailed(s, 'once/every', err)
+        return undefined
+      }
+      if (isThenable(r)) return Promise.resolve(r).then(undefined, (err: unknown) => this.#timerFailed(s, 'once/every', err))
+      return undefined
+    })
+  }
+
+  /** @internal */
+  checkLive(t: SessionTimers): void {
+    const s = t._session as Session
+    if ((s._flags & GONE) !== 0) throw new PeonyError(WorkerErrorCode.SESSION_EVICTED, `the session ${s.key} was evicted; its timers cannot change`)
+  }
+
+  // ─────────────────────────── write-behind ───────────────────────────
+
+  /**
+   * Writes every dirty session now (waiting for a flush under way first). Resolves with the
+   * number of sessions written and of sessions still dirty (a failed write is not thrown: the
+   * sessions stay dirty and the retry goes on).
+   */
+  async flush(): Promise<{ written: number; dirty: number }> {
+    if (this.#def === undefined) return { written: 0, dirty: 0 }
+    while (this.#flushing !== undefined) await this.#flushing
+    const before = this.#c.flushedSessions
+    const list = [...this.#retry, ...this.#dirty]
+    if (list.length > 0) await this.#startFlush(list)
+    return { written: this.#c.flushedSessions - before, dirty: this.#dirty.size + this.#retry.size }
+  }
+
+  /** Evicts the resident session of `uid` now (flushing it first). False when not resident or its lane is busy. */
+  async evict(uid: Uid): Promise<boolean> {
+    const s = this.get(uid)
+    if (s === undefined) return false
+    const list: Session[] = []
+    if (!this.#startEvict(s, EVICT_MANUAL, list)) return false
+    if (list.length > 0) {
+      while (this.#flushing !== undefined) await this.#flushing
+      await this.#startFlush(list)
+    }
+    return (s._flags & GONE) !== 0
+  }
+
+  /**
+   * @internal Graceful stop: cancels every session timer, then flushes until nothing is dirty,
+   * retrying failed writes with back-off (capped at 1 s during stop).
+   */
+  async close(): Promise<void> {
+    if (this.#def === undefined || this.#closedDown) return
+    this.#closedDown = true
+    if (this.#tickHandle !== undefined) this.cancel(this.#tickHandle)
+    this.#tickHandle = undefined
+    for (const s of this.#sessions.values()) s._timers?._clear()
+    const b = this.#bridge as SessionBridge
+    for (;;) {
+      while (this.#flushing !== undefined) await this.#flushing
+      const list = [...this.#retry, ...this.#dirty]
+      if (list.length === 0) break
+      const errorsBefore = this.#c.flushErrors
+      await this.#startFlush(list)
+      if (this.#retry.size > 0 && this.#c.flushErrors === errorsBefore) {
+        // Nothing failed in storage: what is left cannot be encoded; retrying will not help.
+        b.logger.error({ sessions: this.#retry.size }, 'stopping: sessions whose encode fails are not written')
+        break
+      }
+      if (this.#retry.size > 0) {
+        const wait = Math.min(1000, this.#o.retryBaseMs * 2 ** Math.min(this.#failures, 10))
+        b.logger.warn({ dirty: this.#retry.size + this.#dirty.size, retryInMs: wait }, 'stopping: sessions not yet written, retrying')
+        await new Promise<void>((resolve) => setTimeout(resolve, wait))
+      }
+    }
+  }
+
+  #armTick(): void {
+    const b = this.#bridge as SessionBridge
+    this.#tickHandle = b.clock.setTimeout(this.#tick, this.#o.flushIntervalMs)
+    unref(this.#tickHandle)
+  }
+
+  readonly #tick = (): void => {
+    if (this.#closedDown) return
+    this.#armTick()
+    if (this.#flushing !== undefined) return
+    const now = (this.#bridge as SessionBridge).clock.now()
+    const list: Session[] = []
+    if (now < this.#retryAt) {
+      // Backing off after a failed write: evict what is clean, write nothing.
+      this.#collectEvictions(now, list)
+      return
+    }
+    const cutoff = now + this.#o.flushIntervalMs - this.#o.maxUnflushedAgeMs
+    for (const s of this.#dirty) {
+      if (s._dirtySince > cutoff) break
+      list.push(s)
+    }
+    for (const s of this.#retry) list.push(s)
+    this.#collectEvictions(now, list)
+    if (list.length > 0) void this.#startFlush(list)
+  }
+
+  #collectEvictions(now: number, list: Session[]): void {
+    const o = this.#o
+    for (const s of this.#closed) if (now - s._closedAt >= o.closeGraceMs) this.#startEvict(s, EVICT_CLOSED, list)
+    if (o.idleTimeoutMs > 0) {
+      for (const s of this.#sessions.values()) {
+        if (now - s._lastActive < o.idleTimeoutMs) break
+        this.#startEvict(s, EVICT_IDLE, list)
+      }
+    }
+    let overBytes = o.memoryBudgetBytes > 0 ? this.#bytes - o.memoryBudgetBytes : 0
+    let overCount = o.maxSessions > 0 ? this.#sessions.size - o.maxSessions : 0
+    if (overBytes <= 0 && overCount <= 0) return
+    for (const s of this.#sessions.values()) {
+      if (overBytes <= 0 && overCount <= 0) break
+      if ((s._flags & EVICTING) !== 0) {
+        overBytes -= s._size
+        overCount--
+        continue
+      }
+      if (this.#startEvict(s, EVICT_MEMORY, list)) {
+        overBytes -= s._size
+        overCount--
+      }
+    }
+  }
+
+  /** Starts evicting `s` (dropping it now when clean, else adding it to `list` to flush first). */
+  #startEvict(s: Session, reason: number, list: Session[]): boolean {
+    if ((s._flags & (EVICTING | GONE)) !== 0) return false
+    if ((this.#bridge as SessionBridge).laneBusy(s._lane)) return false
+    s._flags |= EVICTING | reason
+    if ((s._flags & DIRTY) !== 0) {
+      if ((s._flags & FLUSHING) === 0) list.push(s)
+    } else if ((s._flags & FLUSHING) === 0) {
+      this.#drop(s, reason)
+    }
+    return true
+  }
+
+  #drop(s: Session, reason: number): void {
+    if ((s._flags & GONE) !== 0) return
+    s._flags = GONE
+    if (this.#sessions.get(s._lane) === s) this.#sessions.delete(s._lane)
+    this.#dirty.delete(s)
+    this.#retry.delete(s)
+    this.#closed.delete(s)
+    s._timers?._clear()
+    this.#bytes -= s._size
+    const ev = this.#ev
+    if (reason === EVICT_IDLE) ev.idle++
+    else if (reason === EVICT_CLOSED) ev.closed++
+    else if (reason === EVICT_MEMORY) ev.memory++
+    else if (reason === EVICT_MANUAL) ev.manual++
+    else ev.fenced++
+  }
+
+  #startFlush(list: Session[]): Promise<void> {
+    const p = this.#flushList(list).finally(() => {
+      this.#flushing = undefined
+    })
+    this.#flushing = p
+    return p
+  }
+
+  /** Writes the sessions of `list` (skipping clean or gone ones) in fenced batches. */
+  async #flushList(list: Session[]): Promise<void> {
+    const storage = this.#storage as AbstractStorage
+    const size = this.#o.flushBatchSize
+    let writes: FencedWrite[] = []
+    let batch: Session[] = []
+    let since: number[] = []
+    let failed = false
+    for (let i = 0; i <= list.length; i++) {
+      if (i < list.length) {
+        const s = list[i] as Session
+        if ((s._flags & DIRTY) === 0 || (s._flags & (GONE | FLUSHING)) !== 0) continue
+        let value: Uint8Array
+        try {
+          value = this.#writeRecord(s)
+        } catch (err) {
+          this.#c.encodeErrors++
+          this.#dirty.delete(s)
+          this.#retry.add(s)
+          this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_ENCODE_FAILED, `encoding the session ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }))
+          continue
+        }
+        since.push(s._dirtySince)
+        this.#dirty.delete(s)
+        this.#retry.delete(s)
+        s._flags = (s._flags & ~DIRTY) | FLUSHING
+        const newSize = this.#sizeOf(s, value.length)
+        this.#bytes += newSize - s._size
+        s._size = newSize
+        writes.push({ fence: s.key, generation: s._generation, ops: [{ type: 'put', key: s.key, value }] })
+        batch.push(s)
+        if (batch.length < size) continue
+      }
+      if (batch.length === 0) continue
+      if (failed) this.#writeFailed(batch, since)
+      else failed = !(await this.#write(storage, writes, batch, since))
+      writes = []
+      batch = []
+      since = []
+    }
+  }
+
+  /** One writeFenced call; false when it failed (its sessions went to the retry set). */
+  async #write(storage: AbstractStorage, writes: FencedWrite[], batch: Session[], since: number[]): Promise<boolean> {
+    let refused: number[]
+    try {
+      refused = (await storage.writeFenced(writes)).refused
+    } catch (err) {
+      this.#c.flushErrors++
+      this.#failures++
+      const delay = Math.min(this.#o.retryMaxMs, this.#o.retryBaseMs * 2 ** Math.min(this.#failures - 1, 20))
+      const b = this.#bridge as SessionBridge
+      this.#retryAt = b.clock.now() + delay
+      this.#writeFailed(batch, since)
+      const now = Date.now()
+      if (now - this.#lastFlushReport >= 5000) {
+        this.#lastFlushReport = now
+        b.report(
+          new WorkerError(WorkerErrorCode.SESSION_FLUSH_FAILED, `writing ${batch.length} sessions failed (${this.#retry.size} dirty sessions wait; retry in ${delay} ms): ${messageOf(err)}`, {
+            cause: err,
+          }),
+        )
+      }
+      return false
+    }
+    this.#failures = 0
+    this.#c.flushes++
+    const refusedSet = refused.length > 0 ? new Set(refused) : undefined
+    for (let i = 0; i < batch.length; i++) {
+      const s = batch[i] as Session
+      s._flags &= ~FLUSHING
+      if (refusedSet?.has(i) === true) {
+        this.#c.fenced++
+        this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_FENCED, `storage refused the session ${s.key}: a newer owner loaded it; this copy is dropped`, { uid: s.uid }))
+        this.#drop(s, 0)
+        continue
+      }
+      this.#c.flushedSessions++
+      if ((s._flags & (EVICTING | DIRTY)) === EVICTING && !(this.#bridge as SessionBridge).laneBusy(s._lane)) this.#drop(s, s._flags & EVICT_REASONS)
+    }
+    return true
+  }
+
+  #writeFailed(batch: Session[], since: number[]): void {
+    for (let i = 0; i < batch.length; i++) {
+      const s = batch[i] as Session
+      s._flags &= ~FLUSHING
+      if ((s._flags & GONE) !== 0) continue
+      const t = since[i] as number
+      if ((s._flags & DIRTY) === 0 || t < s._dirtySince) s._dirtySince = t
+      s._flags |= DIRTY
+      this.#dirty.delete(s)
+      this.#retry.add(s)
+    }
+  }
+
+  #sizeOf(s: Session, encoded: number): number {
+    const f = this.#def?.sizeOf
+    if (f === undefined) return encoded
+    try {
+      const n = f(s._state)
+      return Number.isFinite(n) && n >= 0 ? n : encoded
+    } catch {
+      return encoded
+    }
+  }
+
+  #writeRecord(s: Session): Uint8Array {
+    const state = this.#encode(s._state)
+    if (!(state instanceof Uint8Array)) throw new TypeError('encode must return a Uint8Array')
+    const t = s._timers
+    let timers: unknown[] | null = null
+    if (t !== undefined && t._durable.size > 0) {
+      timers = []
+      for (const d of t._durable.values()) timers.push(d.data === undefined ? [d.name, d.due, d.every] : [d.name, d.due, d.every, d.data])
+    }
+    return packValue([RECORD_VERSION, state, timers])
+  }
+
+  #readRecord(bytes: Uint8Array, key: string): { state: Uint8Array; timers: DurableTimer[] | undefined } {
+    const rec = unpackValue(bytes)
+    if (!Array.isArray(rec) || rec[0] !== RECORD_VERSION || !(rec[1] instanceof Uint8Array)) {
+      throw new TypeError(`the stored record of ${key} is not a Peony session record (version ${RECORD_VERSION})`)
+    }
+    let timers: DurableTimer[] | undefined
+    if (Array.isArray(rec[2])) {
+      timers = []
+      for (const e of rec[2] as unknown[]) {
+        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || typeof e[2] !== 'number') throw new TypeError(`a durable timer of ${key} is malformed`)
+        timers.push(Object.freeze({ name: e[0], due: e[1], every: e[2], data: e[3] }))
+      }
+    }
+    return { state: rec[1], timers }
+  }
+}
+
+/** The lane key of a uid (the runtime's routing key of a task with this uid). */
+function laneKeyOf(uid: Uid): string | number {
+  return routingKey({ cmd: 10, uid } as Task)
+}
