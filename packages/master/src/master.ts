@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events'
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
 import pino, { type Logger } from 'pino'
+import type { SessionStats } from '@peony/worker'
 import {
   createEgressSender,
   createIntakeServer,
@@ -30,12 +31,26 @@ import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-clien
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
 import { RateLimitedLog } from './rate-limited-log.ts'
-import { HEARTBEAT_MS, type Assignment, type EgressBoot, type FromEgress, type FromWorker, type ThreadBoot, type ToEgress, type ToWorker } from './thread/messages.ts'
+import {
+  HEARTBEAT_MS,
+  type Assignment,
+  type EgressBoot,
+  type FromEgress,
+  type FromStorage,
+  type FromWorker,
+  type StorageBoot,
+  type ThreadBoot,
+  type ToEgress,
+  type ToStorage,
+  type ToWorker,
+} from './thread/messages.ts'
 
 /** Codes of errors the master raises. */
 export const MasterErrorCode = {
   /** A worker failed to start: the application module did not load, or the thread died before it was ready. */
   APP_LOAD_FAILED: 'PEONY_WORKER_APP_LOAD_FAILED',
+  /** The storage thread could not open the configured storage (the cause's code, e.g. PEONY_STORAGE_LOCKED, is in the message and `cause`). */
+  STORAGE_OPEN_FAILED: 'PEONY_STORAGE_OPEN_FAILED',
   /** start() called twice, or after stop(). */
   ALREADY_STARTED: 'PEONY_ALREADY_STARTED',
 } as const
@@ -85,6 +100,10 @@ export interface MasterStats {
   spare: { state: 'loaded' | 'loading' | 'none'; used: number }
   /** Outcomes of tasks in the workers (as last reported, twice a second), per worker and summed. */
   handlers: HandlerCounts & { workers: HandlerCounts[] }
+  /** The storage thread: configured driver and state. */
+  storage: { driver: string; state: string }
+  /** The players' sessions, summed over workers (absent when the app defines none). */
+  sessions: SessionCounts | undefined
   /** Counters of the workers' egress sender (in the egress thread) as last reported, once a second, and of the master's own (refusals). */
   egress: { workers: Record<string, unknown>; master: Record<string, unknown> }
   /** Dispatch messages posted to workers and the tasks they carried (tasks / messages = batch size). */
@@ -106,8 +125,12 @@ export interface HandlerCounts {
   bad_body: number
   timed_out: number
   interrupted: number
+  load_failed: number
   hook_failed: number
 }
+
+/** The workers' session counters (see @peony/worker SessionStats), summed, plus each worker's last report. */
+export type SessionCounts = Partial<SessionStats> & { workers: (Record<string, unknown> | undefined)[] }
 
 const HANDLER_KEYS = [
   ['handled', 'handled'],
@@ -117,11 +140,12 @@ const HANDLER_KEYS = [
   ['bad_body', 'badBody'],
   ['timed_out', 'timedOut'],
   ['interrupted', 'interrupted'],
+  ['load_failed', 'loadFailed'],
   ['hook_failed', 'hookFailed'],
 ] as const
 
 function emptyCounts(): HandlerCounts {
-  return { handled: 0, ok: 0, failed: 0, no_handler: 0, bad_body: 0, timed_out: 0, interrupted: 0, hook_failed: 0 }
+  return { handled: 0, ok: 0, failed: 0, no_handler: 0, bad_body: 0, timed_out: 0, interrupted: 0, load_failed: 0, hook_failed: 0 }
 }
 
 export type MasterStatus = 'opening' | 'open' | 'closing' | 'closed'
@@ -170,6 +194,8 @@ interface Slot {
   /** Counters of earlier generations of this slot, and the current one's last report. */
   carried: HandlerCounts
   current: HandlerCounts
+  /** The current generation's last sessions report. */
+  sessions: Record<string, unknown> | undefined
   // stats
   workerReq: number
   discards: number
@@ -201,6 +227,9 @@ export class Master extends EventEmitter {
   private intake: IntakeServer | undefined
   private egress: EgressSender | undefined
   private egressThread: Worker | undefined
+  private storageThread: Worker | undefined
+  private storageExited: Promise<void> = Promise.resolve()
+  private storageState: 'none' | 'opening' | 'open' | 'closing' | 'closed' | 'failed' = 'none'
   private spare: Thread | undefined
   private spareUsed = 0
   private egressExited: Promise<void> = Promise.resolve()
@@ -273,6 +302,7 @@ export class Master extends EventEmitter {
           sincePump: 0,
           carried: emptyCounts(),
           current: emptyCounts(),
+          sessions: undefined,
           workerReq: 0,
           discards: 0,
           lost: 0,
@@ -323,6 +353,7 @@ export class Master extends EventEmitter {
     // Every thread starts at once, and intake binds meanwhile: tasks that arrive before the
     // workers are ready wait in their lanes (each worker's port buffers what is posted to it).
     const egressReady = this.spawnEgressThread()
+    const storageReady = this.spawnStorageThread()
     const workersReady = this.slots.map((s) => this.spawn(s, true))
     this.intake = createIntakeServer({
       endpoints: o.intakeEndpoints,
@@ -331,7 +362,7 @@ export class Master extends EventEmitter {
       ranges: true,
       onReject: (rej) => this.onReject(rej),
     })
-    const results = await Promise.allSettled([egressReady, ...workersReady, this.intake.open()])
+    const results = await Promise.allSettled([storageReady, egressReady, ...workersReady, this.intake.open()])
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed !== undefined) {
       await this.abortStart()
@@ -375,6 +406,7 @@ export class Master extends EventEmitter {
       }),
     )
     await this.intake?.close().catch(() => {})
+    await this.closeStorageThread(1_000)
     this.egressClosing = true
     const et = this.egressThread
     if (et !== undefined) {
@@ -385,6 +417,79 @@ export class Master extends EventEmitter {
     }
     await this.egress?.close({ lingerMs: 0 })
     this._status = 'closed'
+  }
+
+  /**
+   * Starts the storage thread when `options.storage` is set: it opens the storage and serves
+   * it to each worker over that worker's own port. Resolves when the storage is open.
+   */
+  private spawnStorageThread(): Promise<void> {
+    const config = this.options.storage
+    if (config === undefined) return Promise.resolve()
+    const t = startThread('storage-main', { config } satisfies StorageBoot, [], { name: 'peony-storage' }, false)
+    this.storageThread = t
+    this.storageState = 'opening'
+    let onExit!: () => void
+    this.storageExited = new Promise((r) => (onExit = r))
+    return new Promise<void>((resolve, reject) => {
+      t.on('message', (m: FromStorage) => {
+        if (m.t === 'ready') {
+          this.storageState = 'open'
+          this.log.debug({ driver: config.driver, supports: m.supports }, 'storage open')
+          resolve()
+        } else if (m.t === 'fatal') {
+          this.storageState = 'failed'
+          reject(
+            new PeonyError(MasterErrorCode.STORAGE_OPEN_FAILED, `the ${config.driver} storage could not be opened: ${m.code ?? ''} ${m.message}`.replace('  ', ' '), {
+              cause: Object.assign(new Error(m.message), { code: m.code }),
+            }),
+          )
+        } else if (m.t === 'closed') {
+          if (m.error !== undefined) this.log.error({ err: m.error }, 'storage close failed')
+        }
+      })
+      t.on('error', (err) => {
+        this.log.error({ err }, 'storage thread error')
+        reject(err)
+      })
+      t.on('exit', (code) => {
+        onExit()
+        if (this.storageThread !== t) return
+        this.storageThread = undefined
+        if (this.storageState === 'closing') {
+          this.storageState = 'closed'
+          return
+        }
+        this.storageState = 'failed'
+        // No application code runs there; a death is a driver bug. Sessions keep their dirty
+        // state and retry (PEONY_STORAGE_CLOSED is retryable) until the server is restarted.
+        this.log.error({ code }, 'storage thread died: session loads and flushes fail until restart')
+        reject(new Error(`storage thread exited with code ${code}`))
+      })
+    })
+  }
+
+  /** Asks the storage thread to close the storage; terminates it after `ms`. */
+  private async closeStorageThread(ms: number): Promise<void> {
+    const t = this.storageThread
+    if (t === undefined) return
+    this.storageState = 'closing'
+    t.postMessage({ t: 'close' } satisfies ToStorage)
+    const timer = setTimeout(() => {
+      this.log.warn('storage did not close in time; terminating its thread')
+      void t.terminate()
+    }, ms)
+    await this.storageExited
+    clearTimeout(timer)
+  }
+
+  /** A new channel between a worker and the storage thread; returns the worker's end. */
+  private storageChannel(): MessagePort | undefined {
+    const t = this.storageThread
+    if (t === undefined) return undefined
+    const { port1, port2 } = new MessageChannel()
+    t.postMessage({ t: 'serve', port: port1 } satisfies ToStorage, [port1])
+    return port2
   }
 
   /** Starts the egress thread (the one owner of the workers' DEALER to the forwarder). */
@@ -635,6 +740,7 @@ export class Master extends EventEmitter {
     slot.lastHeartbeatAt = Date.now()
     slot.exited = new Promise((resolve) => (slot.onExit = resolve))
     const egressPort = this.egressChannel(slot)
+    const storagePort = this.storageChannel()
     const assignment: Assignment = {
       slot: slot.index,
       groupId: slot.group.id,
@@ -645,8 +751,10 @@ export class Master extends EventEmitter {
       workTimeoutMs: o.workTimeoutMs,
       sab: slot.marks.buffer as SharedArrayBuffer,
       markMask: this.markMask,
+      storagePort,
+      sessions: o.sessions,
     }
-    t.worker.postMessage({ t: 'assign', assignment } satisfies ToWorker, [egressPort])
+    t.worker.postMessage({ t: 'assign', assignment } satisfies ToWorker, storagePort === undefined ? [egressPort] : [egressPort, storagePort])
     // Whatever the lanes hold goes to the thread right away; its port buffers until it listens.
     this.pump(slot)
     if (!initial) this.ensureSpare()
@@ -689,6 +797,7 @@ export class Master extends EventEmitter {
       case 'stats': {
         const r = m.stats as Record<string, unknown>
         for (const [k, src] of HANDLER_KEYS) if (typeof r[src] === 'number') slot.current[k] = r[src]
+        if (typeof r.sessions === 'object' && r.sessions !== null) slot.sessions = r.sessions as Record<string, unknown>
         break
       }
       case 'stopped':
@@ -729,6 +838,8 @@ export class Master extends EventEmitter {
       done?.()
       return
     }
+    // A dead worker's sessions are gone (its players reload from storage); a stopped one's last report stays.
+    slot.sessions = undefined
     const cause = slot.killReason ?? (code === 0 ? 'exit' : 'exit_code')
     this.deaths[cause] = (this.deaths[cause] ?? 0) + 1
     this.accountDeath(slot)
@@ -855,6 +966,8 @@ export class Master extends EventEmitter {
         clearTimeout(timer)
       }),
     )
+    // (4b) every worker has written its sessions: close the storage.
+    await this.closeStorageThread(Math.max(1_000, deadline - Date.now()))
     // (5) the workers' egress (egress thread) and the master's own, with what is left as linger.
     const linger = Math.max(0, deadline - Date.now())
     this.egressClosing = true
@@ -925,6 +1038,8 @@ export class Master extends EventEmitter {
       respawns: split((s) => s.respawns),
       spare: { state: this.spare === undefined ? 'none' : this.spare.loaded ? 'loaded' : 'loading', used: this.spareUsed },
       handlers: this.handlerCounts(),
+      storage: { driver: this.options.storage?.driver ?? 'none', state: this.storageState },
+      sessions: this.sessionCounts(),
       dispatch: { messages: this.dispatchMessages, tasks: this.dispatchTasks },
       egress: { workers: { ...this.egressStats }, master: this.egress ? { ...this.egress.stats() } : {} },
       deaths: { ...this.deaths },
@@ -946,6 +1061,24 @@ export class Master extends EventEmitter {
     return { ...all, workers }
   }
 
+  /**
+   * The workers' session counters, summed (latency: the largest p50/p99/max of any worker), with
+   * each worker's last report; undefined when no worker reported sessions.
+   */
+  private sessionCounts(): SessionCounts | undefined {
+    const workers = this.slots.map((s) => s.sessions)
+    if (workers.every((w) => w === undefined)) return undefined
+    const sum: Record<string, unknown> = {}
+    const add = (into: Record<string, unknown>, from: Record<string, unknown>, maxKeys: boolean): void => {
+      for (const [k, v] of Object.entries(from)) {
+        if (typeof v === 'number') into[k] = maxKeys ? Math.max((into[k] as number | undefined) ?? 0, v) : ((into[k] as number | undefined) ?? 0) + v
+        else if (typeof v === 'object' && v !== null) add((into[k] ??= {}) as Record<string, unknown>, v as Record<string, unknown>, maxKeys || k === 'loadLatency')
+      }
+    }
+    for (const w of workers) if (w !== undefined) add(sum, w, false)
+    return { ...(sum as object), workers } as SessionCounts
+  }
+
   /** The live worker thread of a slot (for tests and tooling). */
   workerThread(slot: number): Worker | undefined {
     return this.slots[slot]?.worker
@@ -959,7 +1092,7 @@ export class Master extends EventEmitter {
  * bootstrap that registers tsx first; from built JS it starts the entry directly.
  */
 function startThread(
-  name: 'worker-main' | 'egress-main',
+  name: 'worker-main' | 'egress-main' | 'storage-main',
   data: object,
   transferList: MessagePort[],
   opts: { name: string; resourceLimits?: MasterOptions['resourceLimits'] },

@@ -5,6 +5,9 @@
 import type { ResourceLimits } from 'node:worker_threads'
 import type { Task } from '@peony/broker-client'
 import type { Logger } from 'pino'
+import type { SessionSettings, StorageConfig } from './thread/messages.ts'
+
+export type { SessionSettings, StorageConfig }
 
 /** A worker group of the original: `count` workers that share the tasks its router gives it. */
 export interface GroupOptions {
@@ -63,6 +66,14 @@ export interface MasterOptions {
   respawnMaxDelayMs: number
   /** pino logger; a default one writes JSON to stdout. */
   logger?: Logger | undefined
+  /**
+   * The storage of the players' sessions, opened by the storage thread and served to every
+   * worker (default: none; an app that defines sessions then fails to start with
+   * PEONY_SESSION_NOT_CONFIGURED).
+   */
+  storage?: StorageConfig | undefined
+  /** Write-behind, eviction and load settings of the sessions (every field defaults; see @peony/worker SessionOptions). */
+  sessions?: SessionSettings | undefined
 }
 
 /** The defaults of every optional field. */

@@ -23,6 +23,31 @@
  */
 import type { MessagePort } from 'node:worker_threads'
 import type { EgressMessage } from '@peony/broker-client'
+import type { SessionOptions } from '@peony/worker'
+import type { StorageSupports } from '@peony/storage'
+
+/** Session settings without the storage (the worker builds a RemoteStorage to the storage thread). */
+export type SessionSettings = Omit<SessionOptions, 'storage'>
+
+/** Which storage the storage thread opens. */
+export type StorageConfig =
+  | { driver: 'memory' }
+  | { driver: 'leveldb'; location: string; writeBufferSize?: number | undefined }
+  | { driver: 'redis'; url?: string | undefined; prefix?: string | undefined }
+  /** A module whose default export is a factory `(options) => AbstractStorage` (a third-party driver). */
+  | { driver: 'module'; module: string; options?: unknown }
+
+/** What the master passes to the storage thread as `workerData`. */
+export interface StorageBoot {
+  config: StorageConfig
+}
+
+export type ToStorage = { t: 'serve'; port: MessagePort } | { t: 'close' }
+
+export type FromStorage =
+  | { t: 'ready'; supports: StorageSupports }
+  | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined }
+  | { t: 'closed'; error?: string | undefined }
 
 export const HEARTBEAT_MS = 100
 
@@ -45,6 +70,10 @@ export interface Assignment {
   workTimeoutMs: number
   sab: SharedArrayBuffer
   markMask: number
+  /** This worker's channel to the storage thread (a RemoteStorage's port); absent without storage. */
+  storagePort?: MessagePort | undefined
+  /** Write-behind and eviction settings of the app's sessions. */
+  sessions?: SessionSettings | undefined
 }
 
 export type ToWorker = { t: 'assign'; assignment: Assignment } | { t: 'tasks'; buf: ArrayBuffer; ids: Int32Array } | { t: 'stop' } | { t: 'egress'; port: MessagePort }

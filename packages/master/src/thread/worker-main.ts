@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url'
 import type { EgressMessage } from '@peony/broker-client/core'
 import { decodeTasks } from '@peony/broker-client/codec'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
+import { RemoteStorage } from '@peony/storage/remote'
 import { createThreadLogger } from './thread-logger.ts'
 import { HEARTBEAT_MS, type Assignment, type FromWorker, type ThreadBoot, type ToWorker } from './messages.ts'
 
@@ -44,6 +45,7 @@ interface Assigned {
   marks: Int32Array
   heartbeat: NodeJS.Timeout
   statsTimer: NodeJS.Timeout
+  storage: RemoteStorage | undefined
 }
 let assigned: Assigned | undefined
 
@@ -85,7 +87,11 @@ function assign(a: Assignment): void {
   egressPort = a.egressPort
   const marks = new Int32Array(a.sab)
   const mask = a.markMask
+  // Sessions reach the storage thread through this worker's own port.
+  const storage = a.storagePort !== undefined && app.sessionDefinition !== undefined ? new RemoteStorage(a.storagePort) : undefined
+  if (storage === undefined) a.storagePort?.close()
   const runtime = new WorkerRuntime({
+    sessions: storage === undefined ? undefined : { ...a.sessions, storage },
     app,
     info: { slot: a.slot, groupId: a.groupId, index: a.index, serverId: a.serverId, generation: a.generation },
     egress,
@@ -107,7 +113,7 @@ function assign(a: Assignment): void {
   // The runtime's counters reach the master twice a second (and once more at stop).
   const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...runtime.stats() } }), 500)
   statsTimer.unref()
-  assigned = { runtime, marks, heartbeat, statsTimer }
+  assigned = { runtime, marks, heartbeat, statsTimer, storage }
   // Tasks may be dispatched from now on; they wait for the onWorkerStart hooks.
   runtime.start().then(
     () => post({ t: 'ready' }),
@@ -135,6 +141,7 @@ async function onStop(): Promise<void> {
     } catch (err) {
       logger.error({ err }, 'worker stop hooks failed')
     }
+    await assigned.storage?.close().catch((err: unknown) => logger.error({ err }, 'closing the storage port failed'))
     clearInterval(assigned.statsTimer)
     clearInterval(assigned.heartbeat)
   }
