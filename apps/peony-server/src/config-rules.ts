@@ -24,6 +24,17 @@ export const LogLevel = {
 } as const
 export type LogLevel = (typeof LogLevel)[keyof typeof LogLevel]
 
+/** Where the players' sessions are stored (the master's storage thread opens it). */
+export const StorageDriver = {
+  /** LevelDB in a local directory (`storagePath`); one server per directory. */
+  LEVELDB: 'leveldb',
+  /** Redis (`redisUrl`, keys under `redisPrefix`). */
+  REDIS: 'redis',
+  /** Memory of the storage thread: lost when the server stops (tests, demos). */
+  MEMORY: 'memory',
+} as const
+export type StorageDriver = (typeof StorageDriver)[keyof typeof StorageDriver]
+
 /** A worker group: `count` worker threads sharing the tasks the router sends to group `id`. */
 export interface GroupConfig {
   id: number | string
@@ -167,6 +178,75 @@ export const appRule: Rule = {
     }
     if (!isFile) throw new Bad(`${appRule.expected} (no file at ${p})`)
     return p
+  },
+}
+
+// Storage ─────────────────────────────────────────────
+
+/** The storage driver names, as strings. */
+export const storageDrivers = Object.values(StorageDriver) as string[]
+/** One of the storage drivers (text is lower-cased). */
+export const storageRule: Rule = {
+  expected: `one of ${storageDrivers.join(', ')}`,
+  text: (raw) => raw.trim().toLowerCase(),
+  check: (v) => {
+    if (typeof v !== 'string' || !storageDrivers.includes(v)) {
+      throw new Bad(storageRule.expected, { suggestion: typeof v === 'string' ? closest(v, storageDrivers) : undefined })
+    }
+    return v
+  },
+}
+
+/** A directory path or file: URL (LevelDB's), resolved to an absolute path; it may not exist yet, but must not be a file. */
+export const storagePathRule: Rule = {
+  expected: 'the path (or file: URL) of a directory; it is created if missing',
+  text: (raw) => raw.trim(),
+  check: (v, ctx) => {
+    const p = toPath(v, ctx)
+    if (p === undefined) throw new Bad(storagePathRule.expected)
+    let isFile = false
+    try {
+      isFile = !statSync(p).isDirectory()
+    } catch {
+      // missing: created at start
+    }
+    if (isFile) throw new Bad(`${storagePathRule.expected} (${p} exists and is not a directory)`)
+    return p
+  },
+}
+
+/** `redis://user:secret@host` → `redis://user:***@host`, for messages and logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/, '$1:***@')
+}
+
+/** A Redis URL: `redis://` or `rediss://` (TLS), host required. */
+export const redisUrlRule: Rule = {
+  expected: 'a redis://[user:password@]host[:port][/db] or rediss:// URL',
+  text: (raw) => raw.trim(),
+  check: (v) => {
+    if (typeof v !== 'string') throw new Bad(redisUrlRule.expected)
+    const received = redactUrl(v)
+    let url: URL
+    try {
+      url = new URL(v)
+    } catch {
+      throw new Bad(redisUrlRule.expected, { received })
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Bad(`${redisUrlRule.expected}; the scheme ${url.protocol}// is not supported`, { received })
+    if (url.hostname === '') throw new Bad(`${redisUrlRule.expected}; the host is missing`, { received })
+    if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d+$/.test(url.pathname)) throw new Bad(`${redisUrlRule.expected}; the path is a database number`, { received })
+    return v
+  },
+}
+
+/** Prefix of every Redis key: up to 256 characters, no NUL (may be empty in a file). */
+export const redisPrefixRule: Rule = {
+  expected: 'a string of at most 256 characters without NUL (empty: no prefix)',
+  text: (raw) => raw.trim(),
+  check: (v) => {
+    if (typeof v !== 'string' || v.length > 256 || v.includes('\0')) throw new Bad(redisPrefixRule.expected)
+    return v
   },
 }
 

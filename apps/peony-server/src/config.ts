@@ -14,10 +14,10 @@
  * with its key, its source (file/env/flag) and what was expected. Unknown keys and flags are
  * errors, with a "did you mean" when a known name is close. Unknown `PEONY_*` variables are errors
  * when close to a known one, and otherwise only warnings (`config.warnings`): the environment is
- * shared with other tools that use the same prefix (`PEONY_REDIS_URL` in tests, say).
+ * shared with other tools that use the same prefix (`PEONY_INTEGRATION` in CI, say).
  *
- * Paths (`app`, `ipc://` endpoints) given in a file resolve against the file's folder; given in
- * the environment or flags, against the working directory.
+ * Paths (`app`, `storagePath`, `ipc://` endpoints) given in a file resolve against the file's
+ * folder; given in the environment or flags (or by default), against the working directory.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -39,10 +39,16 @@ import {
   logLevels,
   MAX_TIMER_MS,
   parseEndpoint,
+  redactUrl,
+  redisPrefixRule,
+  redisUrlRule,
   resourceLimitsRule,
   routerRule,
   serverIdRule,
   show,
+  StorageDriver,
+  storagePathRule,
+  storageRule,
   workersRule,
   type Ctx,
   type GroupConfig,
@@ -52,7 +58,7 @@ import {
 } from './config-rules.ts'
 import { ConfigError, type ConfigIssue, type ConfigSource } from './errors.ts'
 
-export { LogLevel } from './config-rules.ts'
+export { LogLevel, StorageDriver } from './config-rules.ts'
 export type { GroupConfig, GroupRouter, WorkerResourceLimits } from './config-rules.ts'
 
 /** The resolved configuration: every key has its final value (see the README table for each). */
@@ -81,6 +87,22 @@ export interface ServerConfig {
   spareWorkers: number
   respawnMaxDelayMs: number
   workerResourceLimits: WorkerResourceLimits | undefined
+  storage: StorageDriver
+  /** Absolute path of the LevelDB directory (used when `storage` is leveldb). */
+  storagePath: string
+  /** Used when `storage` is redis. */
+  redisUrl: string
+  redisPrefix: string
+  flushIntervalMs: number
+  maxUnflushedAgeMs: number
+  flushBatchSize: number
+  sessionLoadTimeoutMs: number
+  sessionIdleTimeoutMs: number
+  sessionCloseGraceMs: number
+  /** MiB; 0 = no limit. */
+  sessionMemoryBudgetMb: number
+  /** 0 = no limit. */
+  maxSessions: number
   logLevel: LogLevel
   /** Absolute path of the config file that was read, if any. */
   configFile: string | undefined
@@ -107,6 +129,8 @@ interface KeySpecInput {
   rule: Rule
   /** Default value; a function is called per load. Absent: the key is required (or optional when `optional`). */
   default?: unknown
+  /** The default goes through `rule.check` against the working directory (a relative default path). */
+  checkDefault?: boolean
   optional?: boolean
   /** Default as documented (help, README). */
   defaultText: string
@@ -297,6 +321,91 @@ const specTable = {
     defaultText: 'Node\'s defaults',
     arg: '<json>',
     doc: 'resourceLimits of each worker thread, e.g. {"maxOldGenerationSizeMb":512}.',
+  },
+  storage: {
+    rule: storageRule,
+    default: StorageDriver.LEVELDB,
+    defaultText: 'leveldb',
+    arg: '<driver>',
+    doc: `Where the players' sessions are stored: ${Object.values(StorageDriver).join(', ')} (memory is lost when the server stops). The master's storage thread opens it; a failure to open stops the start.`,
+  },
+  storagePath: {
+    rule: storagePathRule,
+    default: './data/peony',
+    checkDefault: true,
+    defaultText: './data/peony (in the working directory)',
+    arg: '<dir>',
+    doc: 'The LevelDB directory (storage leveldb); its parent is created if missing. One server per directory: a second one fails with PEONY_STORAGE_LOCKED.',
+  },
+  redisUrl: {
+    rule: redisUrlRule,
+    default: 'redis://127.0.0.1:6379',
+    defaultText: 'redis://127.0.0.1:6379',
+    arg: '<url>',
+    doc: 'The Redis server (storage redis): redis://[user:password@]host[:port][/db], or rediss:// for TLS.',
+  },
+  redisPrefix: {
+    rule: redisPrefixRule,
+    default: 'peony:',
+    defaultText: 'peony:',
+    arg: '<prefix>',
+    doc: 'Prefix of every Redis key (storage redis); servers that must not see each other\'s players use different prefixes.',
+  },
+  flushIntervalMs: {
+    rule: intRule(1, MAX_TIMER_MS, 'ms'),
+    default: 1000,
+    defaultText: '1000',
+    arg: '<ms>',
+    doc: 'Period of the sessions\' write-behind tick, which also checks evictions.',
+  },
+  maxUnflushedAgeMs: {
+    rule: intRule(1, MAX_TIMER_MS, 'ms'),
+    default: 5000,
+    defaultText: '5000',
+    arg: '<ms>',
+    doc: 'A changed session is written within this long while storage answers (what a crash can lose); ≥ flushIntervalMs.',
+  },
+  flushBatchSize: {
+    rule: intRule(1, 100_000, 'sessions'),
+    default: 500,
+    defaultText: '500',
+    arg: '<n>',
+    doc: 'Sessions written per storage call of the write-behind.',
+  },
+  sessionLoadTimeoutMs: {
+    rule: intRule(0, MAX_TIMER_MS, 'ms'),
+    default: 5000,
+    defaultText: '5000',
+    arg: '<ms>',
+    doc: 'Deadline of loading one session; past it the player\'s waiting requests get -10005. 0 disables it.',
+  },
+  sessionIdleTimeoutMs: {
+    rule: intRule(0, MAX_TIMER_MS, 'ms'),
+    default: 900_000,
+    defaultText: '900000 (15 min)',
+    arg: '<ms>',
+    doc: 'A session without requests or timers for this long is written and dropped from memory. 0: never.',
+  },
+  sessionCloseGraceMs: {
+    rule: intRule(0, MAX_TIMER_MS, 'ms'),
+    default: 60_000,
+    defaultText: '60000',
+    arg: '<ms>',
+    doc: 'A session is written and dropped from memory this long after its client closed (task cmd 20), unless a request comes first.',
+  },
+  sessionMemoryBudgetMb: {
+    rule: intRule(0, 1_048_576, 'MiB'),
+    default: 256,
+    defaultText: '256',
+    arg: '<MiB>',
+    doc: 'Estimated session state per worker above which the least recently used sessions are written and dropped. 0: no limit.',
+  },
+  maxSessions: {
+    rule: intRule(0, Number.MAX_SAFE_INTEGER, 'sessions'),
+    default: 0,
+    defaultText: '0 (no limit)',
+    arg: '<n>',
+    doc: 'Sessions resident per worker above which the least recently used ones are written and dropped. 0: no limit.',
   },
   logLevel: {
     rule: logLevelRule,
@@ -676,7 +785,8 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
       values.set(key, entry)
     } else if ('default' in spec) {
       const d = typeof spec.default === 'function' ? (spec.default as () => unknown)() : spec.default
-      values.set(key, { value: d, source: 'default', origin: 'default' })
+      if (spec.checkDefault === true) apply(c, values as Layer, spec, d, 'default', 'default', textCtx, false)
+      else values.set(key, { value: d, source: 'default', origin: 'default' })
     } else if (spec.optional !== true) {
       // Required and absent. Skip when the source that should have set it (or the config file) already failed.
       if (!c.issues.some((i) => i.key === key || i.key === 'config')) {
@@ -719,6 +829,18 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
     spareWorkers: v('spareWorkers'),
     respawnMaxDelayMs: v('respawnMaxDelayMs'),
     workerResourceLimits: v('workerResourceLimits'),
+    storage: v('storage'),
+    storagePath: v('storagePath'),
+    redisUrl: v('redisUrl'),
+    redisPrefix: v('redisPrefix'),
+    flushIntervalMs: v('flushIntervalMs'),
+    maxUnflushedAgeMs: v('maxUnflushedAgeMs'),
+    flushBatchSize: v('flushBatchSize'),
+    sessionLoadTimeoutMs: v('sessionLoadTimeoutMs'),
+    sessionIdleTimeoutMs: v('sessionIdleTimeoutMs'),
+    sessionCloseGraceMs: v('sessionCloseGraceMs'),
+    sessionMemoryBudgetMb: v('sessionMemoryBudgetMb'),
+    maxSessions: v('maxSessions'),
     logLevel: v('logLevel'),
     configFile,
     sources,
@@ -746,6 +868,17 @@ function crossCheck(c: Collector, values: Map<ResolvedKey, Entry>): void {
   atMost('laneMaxInFlight', 'claimedMaxSize')
   atMost('workerCloseTimeoutMs', 'stopTimeoutMs')
   atMost('respawnMinDelayMs', 'respawnMaxDelayMs')
+
+  // maxUnflushedAgeMs ≥ flushIntervalMs: report the one that was set (the age, when both were).
+  const interval = get('flushIntervalMs')
+  const age = get('maxUnflushedAgeMs')
+  if (interval !== undefined && age !== undefined && (age.value as number) < (interval.value as number)) {
+    if (age.source !== 'default') {
+      c.add({ key: 'maxUnflushedAgeMs', source: age.source, origin: age.origin, expected: `at least ${label('flushIntervalMs')}`, received: show(age.value) })
+    } else {
+      c.add({ key: 'flushIntervalMs', source: interval.source, origin: interval.origin, expected: `at most ${label('maxUnflushedAgeMs')} (raise maxUnflushedAgeMs too)`, received: show(interval.value) })
+    }
+  }
 
   const groups = get('groups')
   const shards = get('shards')
@@ -811,5 +944,5 @@ export function helpText(): string {
 /** A summary of the configuration for logs (no functions, paths as they are). */
 export function describeConfig(config: ServerConfig): Record<string, unknown> {
   const { router, warnings: _w, sources: _s, ...rest } = config
-  return { ...rest, router: router === undefined ? undefined : 'function' }
+  return { ...rest, redisUrl: redactUrl(config.redisUrl), router: router === undefined ? undefined : 'function' }
 }

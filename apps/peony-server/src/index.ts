@@ -4,7 +4,7 @@
  */
 
 // Configuration
-export { loadConfig, describeConfigKeys, describeConfig, helpText, wantsHelp, workerCount, LogLevel, CONFIG_ENV, CONFIG_FILE_NAMES } from './config.ts'
+export { loadConfig, describeConfigKeys, describeConfig, helpText, wantsHelp, workerCount, LogLevel, StorageDriver, CONFIG_ENV, CONFIG_FILE_NAMES } from './config.ts'
 export type {
   ServerConfig,
   LoadConfigInput,
@@ -16,11 +16,12 @@ export type {
   WorkerResourceLimits,
   ConfigModuleContext,
 } from './config.ts'
-export { toMasterInput } from './master-input.ts'
+export { toMasterInput, toStorageInput, toSessionsInput } from './master-input.ts'
+export type { StorageInput, SessionsInput } from './master-input.ts'
 // Server
 export { createPeonyServer } from './server.ts'
 export type { PeonyServer, PeonyServerOptions } from './server.ts'
-export { formatReadyLine } from './ready-line.ts'
+export { formatReadyLine, describeStorage } from './ready-line.ts'
 export type { ReadyInfo } from './ready-line.ts'
 // Errors
 export { ConfigError, ServerErrorCode } from './errors.ts'

@@ -6,6 +6,37 @@ import type { MasterInput } from '@peony/master'
 import type { Logger } from 'pino'
 import type { ServerConfig } from './config.ts'
 
+/** The master's `storage` option: which driver its storage thread opens. */
+export type StorageInput = NonNullable<MasterInput['storage']>
+/** The master's `sessions` option: write-behind, eviction and load settings. */
+export type SessionsInput = NonNullable<MasterInput['sessions']>
+
+/** The storage the master opens for a configuration. */
+export function toStorageInput(config: Pick<ServerConfig, 'storage' | 'storagePath' | 'redisUrl' | 'redisPrefix'>): StorageInput {
+  switch (config.storage) {
+    case 'leveldb':
+      return { driver: 'leveldb', location: config.storagePath }
+    case 'redis':
+      return { driver: 'redis', url: config.redisUrl, prefix: config.redisPrefix }
+    case 'memory':
+      return { driver: 'memory' }
+  }
+}
+
+/** The session settings for a configuration (`sessionMemoryBudgetMb` in MiB → bytes). */
+export function toSessionsInput(config: ServerConfig): SessionsInput {
+  return {
+    flushIntervalMs: config.flushIntervalMs,
+    maxUnflushedAgeMs: config.maxUnflushedAgeMs,
+    flushBatchSize: config.flushBatchSize,
+    loadTimeoutMs: config.sessionLoadTimeoutMs,
+    idleTimeoutMs: config.sessionIdleTimeoutMs,
+    closeGraceMs: config.sessionCloseGraceMs,
+    memoryBudgetBytes: config.sessionMemoryBudgetMb * 1024 * 1024,
+    maxSessions: config.maxSessions,
+  }
+}
+
 /** The master's input for a loaded configuration; `logger` is added when given. */
 export function toMasterInput(config: ServerConfig, logger?: Logger): MasterInput {
   return {
@@ -30,6 +61,8 @@ export function toMasterInput(config: ServerConfig, logger?: Logger): MasterInpu
     spareWorkers: config.spareWorkers,
     respawnMaxDelayMs: config.respawnMaxDelayMs,
     resourceLimits: config.workerResourceLimits === undefined ? undefined : { ...config.workerResourceLimits },
+    storage: toStorageInput(config),
+    sessions: toSessionsInput(config),
     logger,
   }
 }

@@ -1,11 +1,15 @@
 /**
  * The process entry (src/main.ts), run as `pnpm start` runs it: a real node process with tsx.
  * `--help` and configuration errors need nothing else; the boot tests start a real master with
- * worker threads on free ports, wait for the ready line, and check the signal handling.
+ * worker threads on free ports, wait for the ready line, and check the signal handling and each
+ * storage: LevelDB in a temporary directory (the default), memory, and a LevelDB directory
+ * already held by another server (a real lock, not a mock).
  */
+import { existsSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { tempDir } from '@peony/test-utils'
 import { APP_DIR, freePort, run } from './helpers/run-server.ts'
 
 describe('main.ts without a master', () => {
@@ -35,16 +39,46 @@ describe('main.ts without a master', () => {
 describe('main.ts boot', () => {
   it('prints one ready line, ignores SIGHUP, and exits 0 on SIGTERM', async () => {
     const [intake, fwd] = [await freePort(), await freePort()]
-    const r = run(['--intake', `tcp://127.0.0.1:${intake}`, '--forwarder', `tcp://127.0.0.1:${fwd}`, '--workers', '1', '--server-id', 'boot-test', '--log-level', 'warn'])
+    // LevelDB (the default) two folders below a fresh one: the server creates the missing parent.
+    const db = join(tempDir(), 'state', 'db')
+    const r = run(['--intake', `tcp://127.0.0.1:${intake}`, '--forwarder', `tcp://127.0.0.1:${fwd}`, '--workers', '1', '--server-id', 'boot-test', '--log-level', 'warn', '--storage-path', db])
     const ready = await r.line(/^peony ready: /)
     expect(ready).toBe(
-      `peony ready: server_id=boot-test intake=tcp://127.0.0.1:${intake} forwarder=tcp://127.0.0.1:${fwd} workers=1 (groups 1:1) app=${join(APP_DIR, 'examples', 'idle-rpg', 'app.ts')}`,
+      `peony ready: server_id=boot-test intake=tcp://127.0.0.1:${intake} forwarder=tcp://127.0.0.1:${fwd} workers=1 (groups 1:1) storage=leveldb:${db} app=${join(APP_DIR, 'examples', 'idle-rpg', 'app.ts')}`,
     )
+    expect(statSync(db).isDirectory()).toBe(true)
+    expect(existsSync(join(db, 'LOCK'))).toBe(true)
     // Without a handler SIGHUP would kill the process (signal SIGHUP, no exit code).
     r.child.kill('SIGHUP')
     r.child.kill('SIGTERM')
     expect(await r.exit).toEqual({ code: 0, signal: null })
     expect(r.stdout().split('\n').filter((l) => l.startsWith('peony ready:'))).toHaveLength(1)
+  })
+
+  it('boots with --storage memory and warns that sessions are lost on stop', async () => {
+    const [intake, fwd] = [await freePort(), await freePort()]
+    const r = run(['--storage', 'memory', '--intake', `tcp://127.0.0.1:${intake}`, '--forwarder', `tcp://127.0.0.1:${fwd}`, '--workers', '1', '--log-level', 'info'])
+    const ready = await r.line(/^peony ready: /)
+    expect(ready).toContain(' storage=memory app=')
+    expect(r.stdout()).toContain('storage is memory: every session is lost when the server stops')
+    r.child.kill('SIGTERM')
+    expect(await r.exit).toEqual({ code: 0, signal: null })
+  })
+
+  it('fails to start, exit 1, when another server holds the LevelDB directory (PEONY_STORAGE_LOCKED)', async () => {
+    const db = join(tempDir(), 'db')
+    const first = run(['--storage-path', db, '--intake', `tcp://127.0.0.1:${await freePort()}`, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '1', '--log-level', 'silent'])
+    await first.line(/^peony ready: /)
+    const second = run(['--storage-path', db, '--intake', `tcp://127.0.0.1:${await freePort()}`, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '1', '--log-level', 'silent'])
+    expect((await second.exit).code).toBe(1)
+    expect(second.stdout()).not.toContain('peony ready:')
+    const err = second.stderr()
+    expect(err).toContain('peony: start failed: PEONY_STORAGE_OPEN_FAILED: ')
+    expect(err).toContain('PEONY_STORAGE_LOCKED')
+    expect(err).toContain(db)
+    // The first one is unharmed and stops cleanly.
+    first.child.kill('SIGTERM')
+    expect(await first.exit).toEqual({ code: 0, signal: null })
   })
 
   it('a second signal during the stop forces exit 1', async () => {

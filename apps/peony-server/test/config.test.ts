@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { isPeonyError } from '@peony/broker-client'
 import {
+  describeConfig,
   describeConfigKeys,
   helpText,
   loadConfig,
@@ -19,6 +20,7 @@ import {
   type ServerConfig,
 } from '../src/config.ts'
 import type { ConfigError, ConfigIssue } from '../src/errors.ts'
+import { toMasterInput } from '../src/master-input.ts'
 import { formatReadyLine } from '../src/ready-line.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'peony-config-'))
@@ -90,10 +92,23 @@ describe('defaults', () => {
       respawnMinDelayMs: 50,
       respawnMaxDelayMs: 10_000,
       workerResourceLimits: undefined,
+      storage: 'leveldb',
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisPrefix: 'peony:',
+      flushIntervalMs: 1000,
+      maxUnflushedAgeMs: 5000,
+      flushBatchSize: 500,
+      sessionLoadTimeoutMs: 5000,
+      sessionIdleTimeoutMs: 900_000,
+      sessionCloseGraceMs: 60_000,
+      sessionMemoryBudgetMb: 256,
+      maxSessions: 0,
       logLevel: 'info',
       configFile: undefined,
       warnings: [],
     })
+    expect(c.storagePath).toBe(join(root, `case-${n}`, 'data', 'peony')) // against the working directory
+    expect(c.sources.storagePath).toBe('default')
     expect(c.serverId).toMatch(/^peony-[A-Za-z0-9._-]*$/)
     expect(c.sources.serverId).toBe('default')
     expect(c.sources.app).toBe('flag')
@@ -304,8 +319,11 @@ describe('validation errors', () => {
   it('rejects a PEONY_* variable close to a known one, and only warns about others', async () => {
     const i = only(await problems(load({ env: { PEONY_QUEUE_MAXSIZE: '5' } })))
     expect(i).toMatchObject({ key: 'PEONY_QUEUE_MAXSIZE', source: 'env', suggestion: 'PEONY_QUEUE_MAX_SIZE' })
-    const c = await load({ env: { PEONY_REDIS_URL: 'redis://x', OTHER_THING: '1' } })
-    expect(c.warnings).toEqual(['ignored environment variable PEONY_REDIS_URL: not a peony-server setting'])
+    const c = await load({ env: { PEONY_INTEGRATION: '1', OTHER_THING: '1' } })
+    expect(c.warnings).toEqual(['ignored environment variable PEONY_INTEGRATION: not a peony-server setting'])
+    // PEONY_REDIS_URL, which the tests of @peony/storage read too, is the redisUrl key.
+    const r = await load({ env: { PEONY_REDIS_URL: 'redis://cache.internal:6380' } })
+    expect([r.redisUrl, r.sources.redisUrl, r.warnings]).toEqual(['redis://cache.internal:6380', 'env', []])
   })
 
   it('rejects bad endpoint schemes, hosts and ports', async () => {
@@ -421,6 +439,113 @@ describe('validation errors', () => {
   })
 })
 
+describe('storage and sessions', () => {
+  it('takes each storage and session key from a file, env and flags', async () => {
+    const f = folder()
+    write(f.dir, 'peony.config.json', { app: './app.ts', storage: 'redis', redisPrefix: 'game-a:', flushIntervalMs: 500, sessionMemoryBudgetMb: 64 })
+    const c = await loadConfig({
+      argv: ['--max-unflushed-age-ms', '2000', '--flush-batch-size', '100', '--session-idle-timeout-ms', '0', '--max-sessions', '50_000'],
+      env: { PEONY_REDIS_URL: 'rediss://user:pw@redis.internal:6380/3', PEONY_SESSION_LOAD_TIMEOUT_MS: '0', PEONY_SESSION_CLOSE_GRACE_MS: '1000' },
+      cwd: f.dir,
+    })
+    expect(c).toMatchObject({
+      storage: 'redis',
+      redisPrefix: 'game-a:',
+      redisUrl: 'rediss://user:pw@redis.internal:6380/3',
+      flushIntervalMs: 500,
+      maxUnflushedAgeMs: 2000,
+      flushBatchSize: 100,
+      sessionLoadTimeoutMs: 0,
+      sessionIdleTimeoutMs: 0,
+      sessionCloseGraceMs: 1000,
+      sessionMemoryBudgetMb: 64,
+      maxSessions: 50_000,
+    })
+    expect([c.sources.storage, c.sources.redisUrl, c.sources.maxSessions]).toEqual(['file', 'env', 'flag'])
+    expect((await load({ env: { PEONY_STORAGE: 'Memory' } })).storage).toBe('memory')
+    expect((await load({ argv: ['--storage', 'leveldb', '--redis-prefix='] })).redisPrefix).toBe('')
+  })
+
+  it('maps every storage and session key onto the master input', async () => {
+    const c = await load({ argv: ['--storage-path', 'db', '--session-memory-budget-mb', '3', '--flush-interval-ms', '250'] })
+    const m = toMasterInput(c)
+    expect(m.storage).toEqual({ driver: 'leveldb', location: c.storagePath })
+    expect(m.sessions).toEqual({
+      flushIntervalMs: 250,
+      maxUnflushedAgeMs: 5000,
+      flushBatchSize: 500,
+      loadTimeoutMs: 5000,
+      idleTimeoutMs: 900_000,
+      closeGraceMs: 60_000,
+      memoryBudgetBytes: 3 * 1024 * 1024,
+      maxSessions: 0,
+    })
+    expect(toMasterInput({ ...c, storage: 'redis', redisUrl: 'redis://h:1', redisPrefix: 'p:' }).storage).toEqual({ driver: 'redis', url: 'redis://h:1', prefix: 'p:' })
+    expect(toMasterInput({ ...c, storage: 'memory' }).storage).toEqual({ driver: 'memory' })
+  })
+
+  it('resolves storagePath against the config file\'s folder, else the working directory; file: URLs too', async () => {
+    const f = folder()
+    mkdirSync(join(f.dir, 'conf'))
+    write(join(f.dir, 'conf'), 'peony.json', { app: '../app.ts', storagePath: './state/db' })
+    const fromFile = await loadConfig({ argv: ['--config', 'conf/peony.json'], env: {}, cwd: f.dir })
+    expect([fromFile.storagePath, fromFile.sources.storagePath]).toEqual([join(f.dir, 'conf', 'state', 'db'), 'file'])
+    const fromEnv = await loadConfig({ argv: ['--config', 'conf/peony.json'], env: { PEONY_STORAGE_PATH: 'var/db' }, cwd: f.dir })
+    expect(fromEnv.storagePath).toBe(join(f.dir, 'var', 'db'))
+    expect((await load({ argv: ['--storage-path', pathToFileURL(join(f.dir, 'u')).href] })).storagePath).toBe(join(f.dir, 'u'))
+  })
+
+  it('hides a Redis password in messages and in the logged configuration', async () => {
+    const i = only(await problems(load({ env: { PEONY_REDIS_URL: 'http://user:hunter2@cache:6379' } })))
+    expect(i).toMatchObject({ key: 'redisUrl', source: 'env' })
+    expect(i.message).not.toContain('hunter2')
+    expect(i.received).toContain('user:***@cache')
+    const c = await load({ env: { PEONY_REDIS_URL: 'redis://user:hunter2@cache:6379' } })
+    expect(JSON.stringify(describeConfig(c))).not.toContain('hunter2')
+  })
+
+  it('rejects bad storage values from every source', async () => {
+    expect(only(await problems(load({ argv: ['--storage', 'leveldbb'] })))).toMatchObject({ key: 'storage', source: 'flag', suggestion: 'leveldb' })
+    expect(only(await problems(load({ env: { PEONY_STORAGE: 'postgres' } })))).toMatchObject({ key: 'storage', source: 'env', suggestion: undefined })
+    for (const url of ['127.0.0.1:6379', 'redis://', 'redis:///0', 'redis://h:6379/x', 'tcp://h:6379']) {
+      expect(only(await problems(load({ argv: ['--redis-url', url] }))), url).toMatchObject({ key: 'redisUrl', source: 'flag' })
+    }
+    const f = folder()
+    write(f.dir, 'a-file', 'x')
+    write(f.dir, 'peony.config.json', { app: './app.ts', storage: 1, storagePath: '', redisUrl: 6379, redisPrefix: 'a\u0000b' })
+    const issues = await problems(loadConfig({ argv: [], env: {}, cwd: f.dir }))
+    expect(issues.map((i) => [i.key, i.source])).toEqual([
+      ['storage', 'file'],
+      ['storagePath', 'file'],
+      ['redisUrl', 'file'],
+      ['redisPrefix', 'file'],
+    ])
+    expect(only(await problems(load({ argv: ['--storage-path', join(f.dir, 'a-file')] })))).toMatchObject({ key: 'storagePath', source: 'flag' })
+    expect(only(await problems(load({ argv: ['--redis-prefix', 'x'.repeat(257)] })))).toMatchObject({ key: 'redisPrefix', source: 'flag' })
+  })
+
+  it('rejects bad session values from every source', async () => {
+    expect(only(await problems(load({ argv: ['--flush-interval-ms', '0'] })))).toMatchObject({ key: 'flushIntervalMs', source: 'flag' })
+    expect(only(await problems(load({ env: { PEONY_FLUSH_BATCH_SIZE: '0' } })))).toMatchObject({ key: 'flushBatchSize', source: 'env' })
+    expect(only(await problems(load({ env: { PEONY_SESSION_LOAD_TIMEOUT_MS: '-1' } })))).toMatchObject({ key: 'sessionLoadTimeoutMs', source: 'env' })
+    expect(only(await problems(load({ argv: ['--session-idle-timeout-ms', '15m'] })))).toMatchObject({ key: 'sessionIdleTimeoutMs', source: 'flag' })
+    expect(only(await problems(load({ argv: ['--session-close-grace-ms', '1.5'] })))).toMatchObject({ key: 'sessionCloseGraceMs', source: 'flag' })
+    expect(only(await problems(load({ env: { PEONY_SESSION_MEMORY_BUDGET_MB: '256MiB' } })))).toMatchObject({ key: 'sessionMemoryBudgetMb', source: 'env' })
+    expect(only(await problems(load({ argv: ['--max-sessions', '-5'] })))).toMatchObject({ key: 'maxSessions', source: 'flag' })
+    expect(only(await problems(load({ env: { PEONY_MAX_UNFLUSHED_AGE: '5000' } })))).toMatchObject({ key: 'PEONY_MAX_UNFLUSHED_AGE', suggestion: 'PEONY_MAX_UNFLUSHED_AGE_MS' })
+  })
+
+  it('requires maxUnflushedAgeMs ≥ flushIntervalMs, naming the key that was set', async () => {
+    const age = only(await problems(load({ argv: ['--max-unflushed-age-ms', '500'], env: { PEONY_FLUSH_INTERVAL_MS: '1000' } })))
+    expect(age).toMatchObject({ key: 'maxUnflushedAgeMs', source: 'flag' })
+    expect(age.expected).toContain('env PEONY_FLUSH_INTERVAL_MS')
+    // Only the interval set, above the default age: the interval is reported.
+    expect(only(await problems(load({ argv: ['--flush-interval-ms', '6000'] })))).toMatchObject({ key: 'flushIntervalMs', source: 'flag' })
+    expect((await load({ argv: ['--flush-interval-ms', '6000', '--max-unflushed-age-ms', '6000'] })).maxUnflushedAgeMs).toBe(6000)
+    expect((await load({ argv: ['--max-unflushed-age-ms', '1000'] })).maxUnflushedAgeMs).toBe(1000)
+  })
+})
+
 describe('relative paths', () => {
   it('resolve against the config file\'s folder for file values', async () => {
     const f = folder()
@@ -477,11 +602,14 @@ describe('help and documentation', () => {
     expect(rows.length).toBe(describeConfigKeys().length)
   })
 
-  it('formats the ready line', () => {
-    const line = formatReadyLine(
-      { serverId: 'peony-a', forwarderEndpoint: 'tcp://127.0.0.1:9260', groups: [{ id: 1, count: 2 }, { id: 'chat', count: 1 }], app: '/srv/app.ts' },
-      { intakeEndpoints: ['tcp://127.0.0.1:9250', 'ipc:///run/p.sock'], workers: 3 },
+  it('formats the ready line, with the storage (a Redis password hidden)', () => {
+    const base = { serverId: 'peony-a', forwarderEndpoint: 'tcp://127.0.0.1:9260', groups: [{ id: 1, count: 2 }, { id: 'chat', count: 1 }], app: '/srv/app.ts' }
+    const storage = { storage: 'leveldb', storagePath: '/var/lib/peony', redisUrl: 'redis://:s3cret@10.0.0.7:6379/2' } as const
+    const ready = { intakeEndpoints: ['tcp://127.0.0.1:9250', 'ipc:///run/p.sock'], workers: 3 }
+    expect(formatReadyLine({ ...base, ...storage }, ready)).toBe(
+      'peony ready: server_id=peony-a intake=tcp://127.0.0.1:9250,ipc:///run/p.sock forwarder=tcp://127.0.0.1:9260 workers=3 (groups 1:2,chat:1) storage=leveldb:/var/lib/peony app=/srv/app.ts',
     )
-    expect(line).toBe('peony ready: server_id=peony-a intake=tcp://127.0.0.1:9250,ipc:///run/p.sock forwarder=tcp://127.0.0.1:9260 workers=3 (groups 1:2,chat:1) app=/srv/app.ts')
+    expect(formatReadyLine({ ...base, ...storage, storage: 'redis' }, ready)).toContain(' storage=redis:redis://:***@10.0.0.7:6379/2 app=')
+    expect(formatReadyLine({ ...base, ...storage, storage: 'memory' }, ready)).toContain(' storage=memory app=')
   })
 })

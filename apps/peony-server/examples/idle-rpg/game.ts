@@ -3,7 +3,10 @@
  * in), so they are easy to test and the route handlers in app.ts stay thin.
  *
  * A cultivator gathers qi while away (idle income, capped at OFFLINE_CAP_MS), collects it, and
- * spends it to break through to the next realm, which raises the income.
+ * spends it to break through to the next realm, which raises the income. A meditating cultivator
+ * also completes a circuit every CIRCUIT_MS: it banks the pending qi and adds a bonus of
+ * CIRCUIT_BONUS_SECONDS of income (app.ts drives it with a durable session timer, so circuits
+ * are completed while the player is offline too).
  */
 
 /** The realms, in order: name, qi gathered per second, qi needed to break through to the next. */
@@ -17,6 +20,12 @@ export const REALMS = [
 
 /** Idle income stops accruing after this long without a collect (8 hours). */
 export const OFFLINE_CAP_MS = 8 * 60 * 60 * 1000
+
+/** One meditation circuit (a "small heavenly circuit"), in ms. */
+export const CIRCUIT_MS = 60_000
+
+/** A completed circuit adds this many seconds of the realm's income on top of the qi it banks. */
+export const CIRCUIT_BONUS_SECONDS = 10
 
 /** Application result codes (positive: Peony's own codes are ≤ -10000). */
 export const GameRet = {
@@ -34,28 +43,60 @@ export interface Cultivator {
   realm: number
   /** Qi collected and not spent. */
   qi: number
+  /** Thousandths of a qi gathered by the last collect but not yet a whole qi (0–999). */
+  qiCarry: number
   /** When idle income was last collected (ms since the epoch). */
   lastCollectAt: number
   online: boolean
   createdAt: number
+  /** Whether the cultivator meditates (completes a circuit every CIRCUIT_MS). */
+  meditating: boolean
+  /** Circuits completed in all. */
+  circuits: number
 }
 
 /** A new cultivator, at `now`. */
 export function newCultivator(name: string, now: number): Cultivator {
-  return { name, realm: 0, qi: 0, lastCollectAt: now, online: true, createdAt: now }
+  return { name, realm: 0, qi: 0, qiCarry: 0, lastCollectAt: now, online: true, createdAt: now, meditating: false, circuits: 0 }
 }
 
-/** Qi gathered since the last collect, not yet collected. */
+/** Thousandths of a qi gathered since the last collect (capped at OFFLINE_CAP_MS), plus the carry. */
+function gatheredMilli(c: Cultivator, now: number): number {
+  const elapsed = Math.min(Math.max(0, Math.floor(now - c.lastCollectAt)), OFFLINE_CAP_MS)
+  return c.qiCarry + elapsed * REALMS[c.realm]!.qiPerSecond
+}
+
+/** Whole qi gathered since the last collect, not yet collected. */
 export function pendingQi(c: Cultivator, now: number): number {
-  const elapsed = Math.min(Math.max(0, now - c.lastCollectAt), OFFLINE_CAP_MS)
-  return Math.floor((elapsed / 1000) * REALMS[c.realm]!.qiPerSecond)
+  return Math.floor(gatheredMilli(c, now) / 1000)
 }
 
-/** Banks the pending qi; returns how much was gained. */
+/**
+ * Banks the pending qi; returns how much was gained. The part of a qi gathered but not yet whole
+ * is carried (`qiCarry`), so collecting often loses nothing. A `now` before the last collect
+ * changes nothing.
+ */
 export function collect(c: Cultivator, now: number): number {
-  const gained = pendingQi(c, now)
+  if (now <= c.lastCollectAt) return 0
+  const milli = gatheredMilli(c, now)
+  const gained = Math.floor(milli / 1000)
   c.qi += gained
+  c.qiCarry = milli % 1000
   c.lastCollectAt = now
+  return gained
+}
+
+/** The qi a circuit adds on top of what it banks, at the cultivator's realm. */
+export function circuitBonus(c: Cultivator): number {
+  return REALMS[c.realm]!.qiPerSecond * CIRCUIT_BONUS_SECONDS
+}
+
+/** Completes one meditation circuit that ended at `at`: banks the qi pending then, adds the bonus; returns the qi gained. */
+export function completeCircuit(c: Cultivator, at: number): number {
+  const bonus = circuitBonus(c)
+  const gained = collect(c, at) + bonus
+  c.qi += bonus
+  c.circuits += 1
   return gained
 }
 
@@ -78,6 +119,8 @@ export function statusOf(c: Cultivator, now: number): {
   pendingQi: number
   qiPerSecond: number
   nextBreakthrough: number | null
+  meditating: boolean
+  circuits: number
 } {
   const realm = REALMS[c.realm]!
   return {
@@ -87,6 +130,8 @@ export function statusOf(c: Cultivator, now: number): {
     pendingQi: pendingQi(c, now),
     qiPerSecond: realm.qiPerSecond,
     nextBreakthrough: Number.isFinite(realm.breakthroughCost) ? realm.breakthroughCost : null,
+    meditating: c.meditating,
+    circuits: c.circuits,
   }
 }
 

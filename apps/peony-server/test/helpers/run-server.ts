@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach } from 'vitest'
+import { tempDir } from '@peony/test-utils'
 
 export const APP_DIR = join(import.meta.dirname, '..', '..')
 
@@ -21,13 +22,18 @@ afterEach(() => {
   running.clear()
 })
 
-/** Starts `node --conditions=@peony/source --import tsx src/main.ts …args` in apps/peony-server. */
+/**
+ * Starts `node --conditions=@peony/source --import tsx src/main.ts …args` in apps/peony-server.
+ * No PEONY_* variable of the test process reaches it; PEONY_STORAGE_PATH is a fresh temporary
+ * directory (the default LevelDB storage: servers running at once must not share one), unless
+ * `env` or a flag says otherwise.
+ */
 export function run(args: string[], env: Record<string, string> = {}): Run {
   const childEnv: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('PEONY_')) childEnv[k] = v
   const child = spawn(process.execPath, ['--conditions=@peony/source', '--import', 'tsx', 'src/main.ts', ...args], {
     cwd: APP_DIR,
-    env: { ...childEnv, ...env },
+    env: { ...childEnv, PEONY_STORAGE_PATH: join(tempDir(), 'db'), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   running.add(child)
