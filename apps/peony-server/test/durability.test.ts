@@ -15,7 +15,8 @@ import type { Task } from '@peony/broker-client/core'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { freePort, run, type Run } from './helpers/run-server.ts'
 
-const COUNTER_APP = fileURLToPath(new URL('./fixtures/counter-app.ts', import.meta.url))
+/** The master's session test app: a counter per player, incremented by every `count` request. */
+const COUNTER_APP = fileURLToPath(new URL('../../../packages/master/test/fixtures/session-app.ts', import.meta.url))
 
 let fwd: FakeForwarder | undefined
 let dealer: zmq.Dealer | undefined

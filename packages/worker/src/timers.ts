@@ -114,16 +114,7 @@ export class WorkerTimers {
 
   readonly #runTicks = (): void => {
     this.#tickScheduled = false
-    for (const t of this.#ticks) {
-      let r: unknown
-      try {
-        r = t.fn()
-      } catch (err) {
-        this.#fail(err)
-        continue
-      }
-      if (isThenable(r)) r.then(undefined, (err: unknown) => this.#fail(err))
-    }
+    for (const t of this.#ticks) this.#call(t.fn)
   }
 
   /** @internal */
@@ -172,9 +163,14 @@ export class WorkerTimers {
       this.#timers.delete(t)
     }
     this.kick()
+    this.#call(t.fn)
+  }
+
+  /** Runs a callback; a throw or rejection is reported, never propagated. */
+  #call(fn: () => unknown): void {
     let r: unknown
     try {
-      r = t.fn()
+      r = fn()
     } catch (err) {
       this.#fail(err)
       return
