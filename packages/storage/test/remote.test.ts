@@ -204,6 +204,30 @@ describe('RemoteStorage and serveStorage', () => {
     expect(got.every((v) => v?.byteLength === 1024 && v[0] === 1)).toBe(true)
   })
 
+  it('values that lie back to back in one buffer cross with one slice; the caller\'s buffer stays intact', async () => {
+    const { host, client } = memoryPair()
+    await host.open()
+    await client.open()
+    const slab = new Uint8Array(3 * 100)
+    for (let i = 0; i < slab.length; i++) slab[i] = i % 251
+    const fences = ['a', 'b', 'c']
+    const gens = await Promise.all(fences.map((f) => client.acquire(f)))
+    const view = (k: number) => slab.subarray(k * 100, k * 100 + 100)
+    const r = await client.writeFenced(fences.map((fence, k) => ({ fence, generation: gens[k]!, ops: [{ type: 'put', key: fence, value: view(k) }] })))
+    expect(r.refused).toEqual([])
+    expect(slab.byteLength).toBe(300) // not detached: a copy went
+    const got = await client.getMany(fences)
+    for (let k = 0; k < 3; k++) expect(Array.from(got[k]!)).toEqual(Array.from(view(k)))
+    // Not back to back (a gap, then out of order): the per-value path, same result.
+    const r2 = await client.batch([
+      { type: 'put', key: 'x', value: slab.subarray(200, 250) },
+      { type: 'put', key: 'y', value: slab.subarray(0, 10) },
+    ])
+    expect(r2).toBeUndefined()
+    expect(Array.from((await client.get('x'))!)).toEqual(Array.from(slab.subarray(200, 250)))
+    expect(Array.from((await client.get('y'))!)).toEqual(Array.from(slab.subarray(0, 10)))
+  })
+
   it('several worker threads, each with its own RemoteStorage, share one host; an idle client does not keep its thread alive', async () => {
     const location = join(tempDir(), 'db')
     const h = host2()

@@ -17,3 +17,5 @@ export { msgpackBodyCodec } from './body.ts'
 export type { BodyCodec, RequestBody, ReplyBody, PushBody } from './body.ts'
 // Generic msgpack with the protocol's integer rules
 export { packValue, unpackValue } from './msgpack.ts'
+/** The growable writer behind `packValue`: several values (or hand-framed records) in one buffer, one allocation at `finish()`. */
+export { Writer as MsgpackWriter } from './msgpack.ts'

@@ -101,20 +101,36 @@ export function unpackValues(p: PackedValues): (Uint8Array | undefined)[] {
 export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
   let n = 0
   let total = 0
+  // Values that lie back to back in one ArrayBuffer (a caller that built them in one buffer, as
+  // session flushes do) are copied with one slice instead of one set() per value.
+  let buf: ArrayBufferLike | undefined
+  let start = 0
+  let contiguous = true
   for (const g of groups) {
     n += g.length
-    for (const op of g) if (op.type === 'put') total += op.value.byteLength
+    for (const op of g) {
+      if (op.type !== 'put') continue
+      const v = op.value
+      if (buf === undefined) {
+        buf = v.buffer
+        start = v.byteOffset
+      } else if (contiguous && (v.buffer !== buf || v.byteOffset !== start + total)) {
+        contiguous = false
+      }
+      total += v.byteLength
+    }
   }
   const keys = new Array<string>(n)
   const lens = new Int32Array(n)
-  const data = bytes(total)
+  const sliced = contiguous && buf instanceof ArrayBuffer ? buf.slice(start, start + total) : undefined
+  const data = sliced === undefined ? bytes(total) : undefined
   let i = 0
   let off = 0
   for (const g of groups) {
     for (const op of g) {
       keys[i] = op.key
       if (op.type === 'put') {
-        data.set(op.value, off)
+        data?.set(op.value, off)
         lens[i] = op.value.byteLength
         off += op.value.byteLength
       } else {
@@ -123,7 +139,7 @@ export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
       i++
     }
   }
-  return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
+  return { keys: keys.join('\0'), lens, data: sliced ?? ((data as Uint8Array).buffer as ArrayBuffer) }
 }
 
 /** The ops back, values as views into the transferred buffer. */

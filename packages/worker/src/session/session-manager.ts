@@ -20,7 +20,7 @@
  *   retrying storage errors, however long it takes (the host bounds it).
  */
 import { PeonyError, routingKey, type Task, type Uid } from '@peony/broker-client/core'
-import { packValue, unpackValue } from '@peony/broker-client/codec'
+import { MsgpackWriter, packValue, unpackValue } from '@peony/broker-client/codec'
 import type { AbstractStorage, FencedWrite } from '@peony/storage'
 import { WorkerError, WorkerErrorCode } from '../errors.ts'
 import { isThenable } from '../hooks.ts'
@@ -154,6 +154,9 @@ function resolveOptions(o: SessionOptions): Resolved {
 /** Record layout in storage: msgpack `[1, state bytes, timers | nil]`, timers as `[name, due, every, data]`. */
 const RECORD_VERSION = 1
 
+/** writeFenced calls a flush keeps in flight at once (encoding overlaps writing). */
+const FLUSH_IN_FLIGHT = 2
+
 function unref(handle: unknown): void {
   if (typeof handle === 'object' && handle !== null) (handle as { unref?: () => void }).unref?.()
 }
@@ -192,6 +195,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #closedDown = false
   #lastFlushReport = -Infinity
   readonly #hist = new LatencyHistogram()
+  /** Builds each flush batch's records (reused; finish() hands out one buffer per batch). */
+  readonly #writer = new MsgpackWriter(64 * 1024)
   readonly #c = {
     loads: 0,
     loadFailures: 0,
@@ -667,22 +672,32 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     return p
   }
 
-  /** Writes the sessions of `list` (skipping clean or gone ones) in fenced batches. */
+  /**
+   * Writes the sessions of `list` (skipping clean or gone ones) in fenced batches of
+   * `flushBatchSize`. Each batch's records are built in one buffer (one allocation per batch, the
+   * values are views of it), and up to FLUSH_IN_FLIGHT batches are in flight at once, so encoding
+   * the next batch overlaps the storage writing the previous one. After a failed batch, the
+   * batches not yet sent go straight to the retry set.
+   */
   async #flushList(list: Session[]): Promise<void> {
     const storage = this.#storage as AbstractStorage
     const size = this.#o.flushBatchSize
-    let writes: FencedWrite[] = []
-    let batch: Session[] = []
-    let since: number[] = []
+    const inFlight: Promise<boolean>[] = []
     let failed = false
-    for (let i = 0; i <= list.length; i++) {
-      if (i < list.length) {
+    let i = 0
+    while (i < list.length) {
+      const batch: Session[] = []
+      const since: number[] = []
+      const ends: number[] = []
+      const w = this.#writer
+      for (; i < list.length && batch.length < size; i++) {
         const s = list[i] as Session
         if ((s._flags & DIRTY) === 0 || (s._flags & (GONE | FLUSHING)) !== 0) continue
-        let value: Uint8Array
+        const start = w.pos
         try {
-          value = this.#writeRecord(s)
+          this.#writeRecord(w, s)
         } catch (err) {
+          w.pos = start
           this.#c.encodeErrors++
           this.#dirty.delete(s)
           this.#retry.add(s)
@@ -693,20 +708,34 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         this.#dirty.delete(s)
         this.#retry.delete(s)
         s._flags = (s._flags & ~DIRTY) | FLUSHING
+        batch.push(s)
+        ends.push(w.pos)
+      }
+      if (batch.length === 0) {
+        w.reset()
+        continue
+      }
+      const bytes = w.finish()
+      const writes: FencedWrite[] = new Array(batch.length)
+      let from = 0
+      for (let k = 0; k < batch.length; k++) {
+        const s = batch[k] as Session
+        const to = ends[k] as number
+        const value = bytes.subarray(from, to)
+        from = to
         const newSize = this.#sizeOf(s, value.length)
         this.#bytes += newSize - s._size
         s._size = newSize
-        writes.push({ fence: s.key, generation: s._generation, ops: [{ type: 'put', key: s.key, value }] })
-        batch.push(s)
-        if (batch.length < size) continue
+        writes[k] = { fence: s.key, generation: s._generation, ops: [{ type: 'put', key: s.key, value }] }
       }
-      if (batch.length === 0) continue
-      if (failed) this.#writeFailed(batch, since)
-      else failed = !(await this.#write(storage, writes, batch, since))
-      writes = []
-      batch = []
-      since = []
+      if (failed) {
+        this.#writeFailed(batch, since)
+        continue
+      }
+      inFlight.push(this.#write(storage, writes, batch, since))
+      if (inFlight.length >= FLUSH_IN_FLIGHT && !(await (inFlight.shift() as Promise<boolean>))) failed = true
     }
+    for (const p of inFlight) await p
   }
 
   /** One writeFenced call; false when it failed (its sessions went to the retry set). */
@@ -774,16 +803,37 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     }
   }
 
-  #writeRecord(s: Session): Uint8Array {
-    const state = this.#encode(s._state)
-    if (!(state instanceof Uint8Array)) throw new TypeError('encode must return a Uint8Array')
-    const t = s._timers
-    let timers: unknown[] | null = null
-    if (t !== undefined && t._durable.size > 0) {
-      timers = []
-      for (const d of t._durable.values()) timers.push(d.data === undefined ? [d.name, d.due, d.every] : [d.name, d.due, d.every, d.data])
+  /**
+   * Appends the record of `s` to `w`: msgpack `[1, bin32(state bytes), timers | nil]`. With the
+   * default encoder the state is packed in place (the bin32 length patched afterwards), so no
+   * per-session buffer is allocated.
+   */
+  #writeRecord(w: MsgpackWriter, s: Session): void {
+    w.ensure(7)
+    const b = w.buf
+    b[w.pos++] = 0x93 // fixarray(3)
+    b[w.pos++] = RECORD_VERSION
+    b[w.pos++] = 0xc6 // bin32
+    const lenAt = w.pos
+    w.pos += 4
+    if (this.#encode === packValue) {
+      w.value(s._state)
+    } else {
+      const state = this.#encode(s._state)
+      if (!(state instanceof Uint8Array)) throw new TypeError('encode must return a Uint8Array')
+      w.ensure(state.length)
+      w.buf.set(state, w.pos)
+      w.pos += state.length
     }
-    return packValue([RECORD_VERSION, state, timers])
+    w.view.setUint32(lenAt, w.pos - lenAt - 4)
+    const t = s._timers
+    if (t === undefined || t._durable.size === 0) {
+      w.nil()
+      return
+    }
+    const timers: unknown[] = []
+    for (const d of t._durable.values()) timers.push(d.data === undefined ? [d.name, d.due, d.every] : [d.name, d.due, d.every, d.data])
+    w.value(timers)
   }
 
   #readRecord(bytes: Uint8Array, key: string): { state: Uint8Array; timers: DurableTimer[] | undefined } {
