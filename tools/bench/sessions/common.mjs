@@ -1,0 +1,279 @@
+/**
+ * What the session benchmarks share (docs/benchmarks.md, "Sessions"): the 1,000-byte state and
+ * the exact record bytes Peony writes for it, the storage key of a uid, a redis-server of the
+ * run's own, and the storage host and runtime threads of the production arrangement.
+ *
+ * Loaded under the source flags (`--conditions=@peony/source --import tsx`), like the rest of the
+ * suite's Peony side.
+ */
+import { spawn } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { Redis } from 'ioredis'
+import { packValue } from '@peony/broker-client/codec'
+import { freePort, sleep } from '../lib/run.mjs'
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url))
+
+/** Bytes of the benchmark's session state (a Uint8Array). */
+export const STATE_BYTES = 1000
+
+/** The storage key of a uid's session with the default namespace: `player:<uid>` (docs/sessions.md). */
+export const keyOf = (uid) => `player:${uid}`
+
+/**
+ * Fills `u8` (a state of STATE_BYTES bytes at offset 0) with xorshift32 bytes seeded by the uid:
+ * the same uid always gives the same bytes, and LevelDB's snappy cannot shrink them.
+ * @param {number} uid
+ * @param {Uint8Array} u8
+ */
+export function fillState(uid, u8) {
+  const w = new Uint32Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 2)
+  let x = (uid * 2654435761) >>> 0 || 1
+  for (let i = 0; i < w.length; i++) {
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    w[i] = x
+  }
+  return u8
+}
+
+/** The state of `uid`: a filled Uint8Array(STATE_BYTES). */
+export const stateOf = (uid) => fillState(uid, new Uint8Array(STATE_BYTES))
+
+/**
+ * The record Peony writes for a session whose state is `state` with the default encode and no
+ * durable timers: msgpack `[1, bin32(packValue(state)), nil]` (session-manager.ts #writeRecord), 1,011
+ * bytes for a 1,000-byte Uint8Array.
+ * @param {Uint8Array} state
+ */
+export function recordOf(state) {
+  const inner = packValue(state)
+  const out = new Uint8Array(7 + inner.length + 1)
+  out[0] = 0x93 // fixarray(3)
+  out[1] = 0x01 // record version
+  out[2] = 0xc6 // bin32: Peony patches the length after packing the state in place
+  new DataView(out.buffer).setUint32(3, inner.length)
+  out.set(inner, 7)
+  out[7 + inner.length] = 0xc0 // no durable timers
+  return out
+}
+
+/** Starts a redis-server of this process's own on a free port (no persistence); resolves once it answers. */
+export async function startRedis() {
+  const port = await freePort()
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+  const exited = new Promise((resolve) => proc.once('exit', resolve))
+  process.on('exit', () => proc.kill('SIGKILL'))
+  const url = `redis://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    r.on('error', () => {})
+    const ok = await r.connect().then(
+      () => r.ping().then(() => true),
+      () => false,
+    )
+    r.disconnect()
+    if (ok) break
+    if (i > 200) throw new Error('redis-server did not start')
+    await sleep(25)
+  }
+  return {
+    url,
+    async stop() {
+      proc.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+/**
+ * Starts a thread that registers tsx (as the master's boot.mjs does) and runs `entry` with
+ * `workerData.data`. Resolves with the Worker; its messages are the caller's business.
+ * @param {string} entry absolute path of the thread's module
+ * @param {object} data
+ * @param {Transferable[]} [transfer]
+ * @param {string} [name]
+ */
+export function startThread(entry, data, transfer = [], name = 'bench') {
+  return new Worker(path.join(HERE, 'thread-boot.mjs'), {
+    workerData: { entry, data },
+    transferList: transfer,
+    // Profiles of the threads too when this process is profiled (flush.mjs --prof).
+    execArgv: ['--conditions=@peony/source', ...process.execArgv.filter((a) => a.startsWith('--cpu-prof'))],
+    name,
+  })
+}
+
+/** Resolves with the thread's next message that satisfies `pred`; rejects if it errors or exits first. */
+export function nextMessage(worker, pred = () => true, timeoutMs = 120_000, what = 'a message') {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
+    const onMessage = (m) => {
+      if (m?.t === 'fatal') done(new Error(`thread failed: ${m.message}\n${m.stack ?? ''}`))
+      else if (pred(m)) done(undefined, m)
+    }
+    const onError = (e) => done(e)
+    const onExit = (code) => done(new Error(`thread exited (${code}) while waiting for ${what}`))
+    function done(err, m) {
+      clearTimeout(timer)
+      worker.off('message', onMessage)
+      worker.off('error', onError)
+      worker.off('exit', onExit)
+      if (err) reject(err)
+      else resolve(m)
+    }
+    worker.on('message', onMessage)
+    worker.on('error', onError)
+    worker.on('exit', onExit)
+  })
+}
+
+/**
+ * The storage host thread (host-thread.mjs) serving `port`: LevelDB at `location` or Redis at
+ * `url` with `prefix`. Resolves once the storage is open.
+ * @param {{driver: 'leveldb'|'redis', location?: string, url?: string, prefix?: string, writeBufferSize?: number}} config
+ * @param {import('node:worker_threads').MessagePort} port
+ */
+export async function startHost(config, port) {
+  const w = startThread(path.join(HERE, 'host-thread.mjs'), { config, port }, [port], 'peony-storage')
+  await nextMessage(w, (m) => m.t === 'ready', 60_000, 'the storage host to open')
+  return {
+    worker: w,
+    async close() {
+      w.postMessage({ t: 'close' })
+      await nextMessage(w, (m) => m.t === 'closed', 60_000, 'the storage host to close')
+      await w.terminate()
+    },
+  }
+}
+
+/**
+ * A driver of a runtime: `track` must be the runtime's onTaskDone; `run(runtime, uids, taskOf,
+ * window)` dispatches one task per uid, at most `window` unsettled at a time, and resolves with
+ * the outcome counts so far once all of them settled.
+ */
+export function makeDriver() {
+  let settled = 0
+  const outcomes = {}
+  let wake = () => {}
+  return {
+    track(_id, outcome) {
+      settled++
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
+      wake()
+    },
+    /**
+     * @param {{dispatch(id: number, task: object): void}} runtime
+     * @param {number[]} uids
+     * @param {(uid: number) => object} taskOf
+     * @param {number} window
+     */
+    async run(runtime, uids, taskOf, window) {
+      const start = settled
+      let sent = 0
+      for (;;) {
+        while (sent < uids.length && sent - (settled - start) < window) {
+          runtime.dispatch(start + sent + 1, taskOf(uids[sent]))
+          sent++
+        }
+        if (settled - start >= uids.length) break
+        // Tasks may settle inside dispatch; wait only when the window is full.
+        if (sent < uids.length && sent - (settled - start) < window) continue
+        await new Promise((r) => (wake = r))
+      }
+      return { ...outcomes }
+    },
+  }
+}
+
+/**
+ * The storage side of a flush without the session manager: claims `player:<uid>` for n uids
+ * (1,000 at a time, as loads do; not timed), then times `storage.writeFenced` of their records in
+ * calls of `chunk` one-op writes (as the session manager's flush does). Checks nothing was
+ * refused and 200 sampled records read back.
+ *
+ * - `encode: 'before'` (the decomposition cases): records serialized before timing; `inflight: 1`,
+ *   one call after another, as Peony's flush does.
+ * - `encode: 'sketch'` (a sketch of a cheaper flush, not what Peony does): the states (Uint8Arrays,
+ *   as resident sessions hold them) are encoded inside the timed span, each with `packValue`
+ *   (the definition's default encode, one allocation), and the record around it is written
+ *   straight into one buffer per call (`[1, bin(state bytes), nil]`, the same bytes as
+ *   recordOf) instead of a second exact-size allocation per session; with `inflight: 2` the next
+ *   call is encoded and sent while the previous one is being written.
+ * @param {import('@peony/storage').AbstractStorage} storage an open (or openable) storage
+ * @param {{n: number, firstUid: number, chunk: number, inflight?: number, encode?: 'before'|'sketch'}} o
+ */
+export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, encode = 'before' }) {
+  await storage.open()
+  const gens = new Array(n)
+  for (let i = 0; i < n; i += 1000) {
+    const part = await Promise.all(Array.from({ length: Math.min(1000, n - i) }, (_, j) => storage.claim(keyOf(firstUid + i + j), [keyOf(firstUid + i + j)])))
+    part.forEach((c, j) => (gens[i + j] = c.generation))
+  }
+  const values = encode === 'before' ? Array.from({ length: n }, (_, i) => recordOf(stateOf(firstUid + i))) : undefined
+  const states = encode === 'sketch' ? Array.from({ length: n }, (_, i) => stateOf(firstUid + i)) : undefined
+  let refused = 0
+  const pending = []
+  const windowStartUs = Number(process.hrtime.bigint() / 1000n)
+  const t0 = performance.now()
+  for (let i = 0; i < n; i += chunk) {
+    const end = Math.min(i + chunk, n)
+    const writes = []
+    if (values !== undefined) {
+      for (let j = i; j < end; j++) writes.push({ fence: keyOf(firstUid + j), generation: gens[j], ops: [{ type: 'put', key: keyOf(firstUid + j), value: values[j] }] })
+    } else {
+      const encoded = []
+      let total = 0
+      for (let j = i; j < end; j++) {
+        const e = packValue(states[j])
+        encoded.push(e)
+        total += e.byteLength + 7
+      }
+      const slab = Buffer.allocUnsafeSlow(total)
+      let off = 0
+      for (let j = i; j < end; j++) {
+        const e = encoded[j - i]
+        const start = off
+        slab[off++] = 0x93 // array of 3
+        slab[off++] = 0x01 // record version 1
+        if (e.byteLength < 0x100) {
+          slab[off++] = 0xc4
+          slab[off++] = e.byteLength
+        } else if (e.byteLength < 0x10000) {
+          slab[off++] = 0xc5
+          slab.writeUInt16BE(e.byteLength, off)
+          off += 2
+        } else {
+          slab[off++] = 0xc6
+          slab.writeUInt32BE(e.byteLength, off)
+          off += 4
+        }
+        slab.set(e, off)
+        off += e.byteLength
+        slab[off++] = 0xc0 // no durable timers
+        writes.push({ fence: keyOf(firstUid + j), generation: gens[j], ops: [{ type: 'put', key: keyOf(firstUid + j), value: slab.subarray(start, off) }] })
+      }
+    }
+    pending.push(storage.writeFenced(writes))
+    if (pending.length >= inflight) refused += (await pending.shift()).refused.length
+  }
+  for (const p of pending) refused += (await p).refused.length
+  const ms = performance.now() - t0
+  const windowUs = [windowStartUs, Number(process.hrtime.bigint() / 1000n)]
+  let mismatched = 0
+  for (let i = 0; i < 200; i++) {
+    const j = Math.floor((i * n) / 200)
+    const got = await storage.get(keyOf(firstUid + j))
+    const want = values?.[j] ?? recordOf(stateOf(firstUid + j))
+    if (got === undefined || Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) mismatched++
+  }
+  const errors = []
+  if (refused > 0) errors.push(`${refused} writes refused`)
+  if (mismatched > 0) errors.push(`${mismatched} of 200 sampled records differ`)
+  return { value: n / (ms / 1000), ms, chunk, inflight, encode, windowUs, ok: errors.length === 0, errors }
+}

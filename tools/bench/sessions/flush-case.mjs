@@ -1,0 +1,157 @@
+/**
+ * One run of one case of the session flush benchmark, in a fresh process (started by flush.mjs):
+ *
+ *   node --conditions=@peony/source --import tsx flush-case.mjs --case=<case> [--n=100000] [--chunk=500] [--write-buffer-size=0]
+ *
+ * Value: sessions (records) written per second, from the first write to the last acknowledgement.
+ *
+ * - level-peony: the production arrangement. A storage host thread opens a LevelStorage in a
+ *   fresh directory and serves it (serveStorage) over a MessagePort; a worker thread runs a
+ *   WorkerRuntime with a RemoteStorage on the other end (flush-thread.mjs), loads n sessions of a
+ *   1,000-byte Uint8Array state, makes each dirty, and times `runtime.worker.sessions.flush()`.
+ * - level-raw: classic-level in this process's main thread, a fresh directory, the same options
+ *   as LevelStorage (utf8 keys, 'view' values): `await db.batch()` of `chunk` puts after another,
+ *   of the same n keys and the same record bytes, serialized before timing.
+ * - redis-peony / redis-raw: the same with a RedisStorage in the host thread / a raw ioredis
+ *   `pipeline([...chunk SETs]).exec()` in this thread, against a redis-server of this run's own
+ *   (a child of this process, no persistence), keys as RedisStorage stores them.
+ *
+ * Decomposition (the same records, serialized before timing, written with `writeFenced` in calls
+ * of `chunk` one-op writes after every key was claimed; common.mjs fencedFlush):
+ * - level-direct / redis-direct: a LevelStorage / RedisStorage in this thread;
+ * - level-remote / redis-remote: the host thread and a worker thread with a RemoteStorage, as
+ *   for Peony, but no runtime.
+ *
+ * - level-sketch / redis-sketch: a sketch of a cheaper flush, NOT what Peony does (common.mjs
+ *   fencedFlush with encode 'sketch'): like -remote, but the records are encoded inside the timed
+ *   span without a second allocation per session, and with `--inflight=2` the next call overlaps
+ *   the previous one. For the analysis in docs/benchmarks.md; flush.mjs runs it with `--sketch`.
+ * `--inflight=N` (remote, direct and sketch cases): writeFenced calls in flight (default 1).
+ *
+ * `--write-buffer-size` (bytes; 0 = classic-level's default, 4 MiB) is given to both LevelDB sides.
+ * Prints one line `{"bench":"result", value, ...}`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { MessageChannel } from 'node:worker_threads'
+import { ClassicLevel } from 'classic-level'
+import { Redis } from 'ioredis'
+import { parseArgs } from '../lib/run.mjs'
+import { LevelStorage } from '@peony/storage/leveldb'
+import { RedisStorage } from '@peony/storage/redis'
+import { HERE, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf } from './common.mjs'
+
+const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1 })
+const emit = (o) => process.stdout.write(`${JSON.stringify({ bench: 'result', ...o })}\n`)
+const dir = mkdtempSync(join(tmpdir(), 'peony-bench-sessions-'))
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+
+const FIRST_UID = 100_001
+const PREFIX = 'bench:'
+const { n, chunk } = args
+const wbs = args.writeBufferSize > 0 ? { writeBufferSize: args.writeBufferSize } : {}
+
+/** The n (key, record) pairs the raw baselines write, serialized before timing. */
+function records() {
+  const keys = new Array(n)
+  const values = new Array(n)
+  for (let i = 0; i < n; i++) {
+    const uid = FIRST_UID + i
+    keys[i] = keyOf(uid)
+    values[i] = recordOf(stateOf(uid))
+  }
+  return { keys, values }
+}
+
+/** Reads 200 of the written records back (after timing) and counts those that differ from what was written. */
+async function countMismatched(keys, values, get) {
+  let bad = 0
+  for (let i = 0; i < 200; i++) {
+    const j = Math.floor((i * n) / 200)
+    const got = await get(keys[j])
+    if (got === undefined || Buffer.compare(Buffer.from(got), Buffer.from(values[j])) !== 0) bad++
+  }
+  return bad
+}
+
+/** The Peony side: host thread + runtime thread; resolves with the runtime thread's result. */
+async function peony(config, mode = 'peony', encode = 'before') {
+  const { port1, port2 } = new MessageChannel()
+  const host = await startHost(config, port1)
+  const w = startThread(join(HERE, 'flush-thread.mjs'), { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode }, [port2], 'peony-worker')
+  const { t: _t, ...res } = await nextMessage(w, (m) => m.t === 'result', 600_000, 'the flush result')
+  await w.terminate()
+  await host.close()
+  return res
+}
+
+let out
+const c = args.case
+if (c === 'level-peony') {
+  out = await peony({ driver: 'leveldb', location: join(dir, 'db'), ...wbs })
+} else if (c === 'level-remote' || c === 'level-sketch') {
+  out = await peony({ driver: 'leveldb', location: join(dir, 'db'), ...wbs }, 'remote', c === 'level-sketch' ? 'sketch' : 'before')
+} else if (c === 'level-direct') {
+  const storage = new LevelStorage({ location: join(dir, 'db'), ...wbs })
+  out = await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight })
+  await storage.close()
+} else if (c === 'level-raw') {
+  const { keys, values } = records()
+  const db = new ClassicLevel(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...wbs })
+  await db.open()
+  const t0 = performance.now()
+  for (let i = 0; i < n; i += chunk) {
+    const ops = []
+    for (let j = i; j < Math.min(i + chunk, n); j++) ops.push({ type: 'put', key: keys[j], value: values[j] })
+    await db.batch(ops)
+  }
+  const ms = performance.now() - t0
+  const mismatched = await countMismatched(keys, values, (k) => db.get(k))
+  await db.close()
+  out = { value: n / (ms / 1000), ms, chunk, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of 200 sampled records read back differ`] : [] }
+} else if (c === 'redis-peony') {
+  const server = await startRedis()
+  try {
+    out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX })
+  } finally {
+    await server.stop()
+  }
+} else if (c === 'redis-remote' || c === 'redis-sketch' || c === 'redis-direct') {
+  const server = await startRedis()
+  try {
+    if (c !== 'redis-direct') out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX }, 'remote', c === 'redis-sketch' ? 'sketch' : 'before')
+    else {
+      const storage = new RedisStorage({ url: server.url, prefix: PREFIX })
+      out = await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight })
+      await storage.close()
+    }
+  } finally {
+    await server.stop()
+  }
+} else if (c === 'redis-raw') {
+  const server = await startRedis()
+  const { keys, values } = records()
+  // RedisStorage's layout: prefix + the key's first '/'-separated segment in a hash tag.
+  const rkeys = keys.map((k) => `${PREFIX}{${k}}`)
+  // ioredis sends Buffers as bytes (a plain Uint8Array would be stringified): views, no copy.
+  const bufs = values.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength))
+  const r = new Redis(server.url)
+  await r.ping() // connected before timing
+  const t0 = performance.now()
+  for (let i = 0; i < n; i += chunk) {
+    const cmds = []
+    for (let j = i; j < Math.min(i + chunk, n); j++) cmds.push(['set', rkeys[j], bufs[j]])
+    const res = await r.pipeline(cmds).exec()
+    for (const [err] of res) if (err) throw err
+  }
+  const ms = performance.now() - t0
+  const mismatched = await countMismatched(rkeys, values, async (k) => (await r.getBuffer(k)) ?? undefined)
+  r.disconnect()
+  await server.stop()
+  out = { value: n / (ms / 1000), ms, chunk, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of 200 sampled records read back differ`] : [] }
+} else {
+  throw new TypeError(`unknown --case=${c}`)
+}
+emit({ ...out, case: c, writeBufferSize: args.writeBufferSize || 'default (4 MiB)' })
+process.exit(0)

@@ -1,0 +1,104 @@
+/**
+ * The worker thread of the flush benchmark (flush-case.mjs): a WorkerRuntime whose sessions live
+ * in a RemoteStorage over the MessagePort to the storage host thread, as
+ * packages/master/src/thread/worker-main.ts builds it.
+ *
+ * The app: `app.session({ initial: () => new Uint8Array(1000) })` (dirty: 'auto', the default) and
+ * one route that fills the state with the uid's bytes (common.mjs fillState). Every session
+ * setting is the default except `maxUnflushedAgeMs`, which is huge so that nothing is written
+ * before the timed flush.
+ *
+ * 1. n tasks, one per uid (1,000 in flight at a time): n sessions loaded (claimed) and dirty.
+ * 2. Timed: `await runtime.worker.sessions.flush()` (n sessions written, in writeFenced calls of
+ *    flushBatchSize = 500).
+ * 3. Checks: n written, nothing dirty, and 200 sampled records read back equal the bytes the raw
+ *    baselines write (common.mjs recordOf).
+ * Posts {t:'result', value: sessions/s, ...}.
+ *
+ * With `mode: 'remote'` (cases level-remote / redis-remote, -sketch) no runtime runs: the thread
+ * claims every session's key as a load does, then times RemoteStorage.writeFenced of the same
+ * records in calls of 500 one-op writes (common.mjs fencedFlush, with `inflight` and `encode`).
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { createApp, WorkerRuntime } from '@peony/worker'
+import { RemoteStorage } from '@peony/storage/remote'
+import { packValue } from '@peony/broker-client/codec'
+import { fencedFlush, fillState, keyOf, makeDriver, recordOf, stateOf } from './common.mjs'
+
+const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before' } = workerData.data
+const post = (m) => parentPort.postMessage(m)
+
+try {
+  post({ t: 'result', ...(mode === 'remote' ? await storagePath() : await peonyFlush()) })
+} catch (err) {
+  post({ t: 'fatal', message: err?.message ?? String(err), stack: err?.stack })
+}
+
+/** The storage path alone: what the flush asks of storage, without the runtime (common.mjs fencedFlush). */
+async function storagePath() {
+  const storage = new RemoteStorage(port)
+  const res = await fencedFlush(storage, { n, firstUid, chunk, inflight, encode })
+  await storage.close()
+  return res
+}
+
+/** Peony: load n sessions, make them dirty, time `runtime.worker.sessions.flush()`. */
+async function peonyFlush() {
+  const app = createApp()
+  const def = app.session({ initial: () => new Uint8Array(1000) })
+  app.route('fill', (req) => {
+    fillState(req.uid, def.of(req).state)
+  })
+  const storage = new RemoteStorage(port)
+  const driver = makeDriver()
+  const runtime = new WorkerRuntime({
+    app,
+    info: { slot: 0, groupId: 1, index: 0, serverId: 'bench', generation: 0 },
+    egress: { send() {} },
+    onTaskDone: driver.track,
+    sessions: { storage, maxUnflushedAgeMs: 1e12 },
+  })
+  await runtime.start()
+  const body = packValue({ cmd: 'fill', sn: 1 })
+  const uids = Array.from({ length: n }, (_, i) => firstUid + i)
+  const tLoad = performance.now()
+  const outcomes = await driver.run(runtime, uids, (uid) => ({ cmd: 10, uid, body }), 1000)
+  const loadMs = performance.now() - tLoad
+  if (outcomes.ok !== n) throw new Error(`loading: expected ${n} ok tasks, got ${JSON.stringify(outcomes)}`)
+  const before = runtime.stats().sessions
+  if (before.dirty !== n || before.resident !== n || before.flushedSessions !== 0) throw new Error(`before the flush: ${JSON.stringify(before)}`)
+
+  // The flush's span on the monotonic clock V8's CPU profiles use (µs), for profile-window.mjs.
+  const windowStartUs = Number(process.hrtime.bigint() / 1000n)
+  const t0 = performance.now()
+  const res = await runtime.worker.sessions.flush()
+  const ms = performance.now() - t0
+  const windowEndUs = Number(process.hrtime.bigint() / 1000n)
+
+  const after = runtime.stats().sessions
+  const errors = []
+  if (res.written !== n || res.dirty !== 0) errors.push(`flush wrote ${res.written}, ${res.dirty} still dirty`)
+  if (after.flushErrors !== 0 || after.fenced !== 0) errors.push(`flush errors ${after.flushErrors}, fenced ${after.fenced}`)
+  let mismatched = 0
+  for (let i = 0; i < 200; i++) {
+    const uid = uids[Math.floor((i * n) / 200)]
+    const got = await storage.get(keyOf(uid))
+    const want = recordOf(stateOf(uid))
+    if (got === undefined || Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) mismatched++
+  }
+  if (mismatched > 0) errors.push(`${mismatched} of 200 sampled records differ from the baseline's bytes`)
+  await runtime.stop()
+  await storage.close()
+  return {
+    value: n / (ms / 1000),
+    ms,
+    loadMs,
+    flushes: after.flushes,
+    written: res.written,
+    recordBytes: recordOf(stateOf(uids[0])).byteLength,
+    loadLatency: after.loadLatency,
+    windowUs: [windowStartUs, windowEndUs],
+    ok: errors.length === 0,
+    errors,
+  }
+}
