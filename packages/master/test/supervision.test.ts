@@ -65,9 +65,19 @@ async function killUnderLoad(kill: Kill): Promise<void> {
   const running = [...started].filter((x) => !finished.has(x) || lostIds.has(x)).length
   expect(s.respawns.all).toBeGreaterThanOrEqual(1)
   expect(lostIds.size).toBe(lost)
-  for (const x of lostIds) expect(started.has(x)).toBe(true)
+  // A lost task never finished. It started: its handler wrote "S", except that terminate() can
+  // land between the runtime's start mark and the handler's first line, so at most one task (a
+  // thread runs one at a time) is lost without its "S" line.
+  // A lost task had started: its handler wrote "S". Except that terminate() can land between the
+  // runtime's start mark and the handler's first line: one task at most (a thread runs one at a
+  // time, and the echo handler's first line is synchronous). The other kills happen inside a
+  // handler. (A lost task may have finished its handler: terminate() can also land after the
+  // handler's last line and before the runtime's settle mark, for many tasks at once when their
+  // continuations wait in the same microtask queue.)
+  const unmarked = [...lostIds].filter((x) => !started.has(x)).length
+  expect(unmarked).toBeLessThanOrEqual(kill === 'terminate' ? 1 : 0)
   expect(handled + refused + lost).toBe(N)
-  expect(lost).toBeLessThanOrEqual(running)
+  expect(lost).toBeLessThanOrEqual(running + unmarked)
   expect(lost).toBeGreaterThanOrEqual(kill === 'terminate' ? 0 : 1)
   // the respawned worker serves its slot again, and no handler ran twice
   expect(s.workers).toBe(2)
