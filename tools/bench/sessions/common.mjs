@@ -6,13 +6,11 @@
  * Loaded under the source flags (`--conditions=@peony/source --import tsx`), like the rest of the
  * suite's Peony side.
  */
-import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { Redis } from 'ioredis'
 import { packValue } from '@peony/broker-client/codec'
-import { freePort, sleep } from '../lib/run.mjs'
+export { startRedis } from '../lib/redis.mjs'
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url))
 
@@ -63,33 +61,6 @@ export function recordOf(state) {
   return out
 }
 
-/** Starts a redis-server of this process's own on a free port (no persistence); resolves once it answers. */
-export async function startRedis() {
-  const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
-  const exited = new Promise((resolve) => proc.once('exit', resolve))
-  process.on('exit', () => proc.kill('SIGKILL'))
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    r.on('error', () => {})
-    const ok = await r.connect().then(
-      () => r.ping().then(() => true),
-      () => false,
-    )
-    r.disconnect()
-    if (ok) break
-    if (i > 200) throw new Error('redis-server did not start')
-    await sleep(25)
-  }
-  return {
-    url,
-    async stop() {
-      proc.kill('SIGKILL')
-      await exited
-    },
-  }
-}
 
 /**
  * Starts a thread that registers tsx (as the master's boot.mjs does) and runs `entry` with

@@ -20,7 +20,6 @@
  * Redis cases start their own redis-server on a free port (a child of this process, so its CPU
  * counts as the run's own) and stop it at the end.
  */
-import { spawn } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -30,8 +29,9 @@ import { ClassicLevel } from 'classic-level'
 import { Redis } from 'ioredis'
 import { LevelStorage, RedisStorage } from '@peony/storage'
 import { serveStorage } from '@peony/storage/remote'
-import { freePort, parseArgs, sleep } from '../lib/run.mjs'
+import { parseArgs } from '../lib/run.mjs'
 import { latencySummary } from '../lib/stats.mjs'
+import { startRedis } from '../lib/redis.mjs'
 
 const args = parseArgs({ case: '', n: 100_000, size: 1024, chunk: 1000, reads: 20_000, wps: 256 })
 const emit = (o) => process.stdout.write(`${JSON.stringify({ bench: 'result', ...o })}\n`)
@@ -42,24 +42,6 @@ process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
 function makeValues(n, size) {
   const all = randomFillSync(Buffer.allocUnsafe(n * size))
   return Array.from({ length: n }, (_, i) => all.subarray(i * size, (i + 1) * size))
-}
-/** Starts a redis-server of this run's own; resolves with its URL once it answers. */
-async function startRedis() {
-  const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
-  const exited = new Promise((resolve) => proc.once('exit', resolve))
-  process.on('exit', () => proc.kill('SIGKILL'))
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; ; i++) {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    r.on('error', () => {})
-    const ok = await r.connect().then(() => r.ping().then(() => true), () => false)
-    r.disconnect()
-    if (ok) break
-    if (i > 200) throw new Error('redis-server did not start')
-    await sleep(25)
-  }
-  return { url, stop: async () => { proc.kill('SIGKILL'); await exited } }
 }
 
 const keyOf = (i) => `u${i}/state`
