@@ -183,16 +183,12 @@ class IntakeServerImpl implements IntakeServer {
       this.#status = 'closing'
       const sock = this.#sock
       this.#sock = undefined
-      // Unbind first and wait for it: close() alone releases the endpoints asynchronously, so an
-      // immediate re-open (or a restart on the same port) could still find them in use.
+      // No unbind(): zeromq.js runs it on a libuv pool thread while this thread's poller may
+      // read the same socket, and libzmq sockets are not thread-safe (that race aborted the
+      // process: "Assertion failed: _state == term_ack_sent ... (pipe.cpp:355)"). close() runs
+      // here; the I/O thread releases the endpoints a moment later, and a re-open's bind waits
+      // for that (bindOne).
       if (sock !== undefined) {
-        for (const endpoint of this.#bound) {
-          try {
-            await sock.unbind(endpoint)
-          } catch {
-            // already gone: nothing to release
-          }
-        }
         sock.close()
       }
       await this.#loop
@@ -279,6 +275,9 @@ class IntakeServerImpl implements IntakeServer {
 
 const EMPTY = new Uint8Array(0)
 
+/** How long a tcp bind retries EADDRINUSE (a port just closed in this process is released asynchronously). */
+const BIND_RETRY_MS = 250
+
 function nonNegativeInt(v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new RangeError(`receiveHighWaterMark must be a non-negative integer, got ${String(v)}`)
   return v
@@ -303,7 +302,18 @@ async function bindOne(sock: zmq.Router, endpoint: string): Promise<string> {
     }
   }
   try {
-    await sock.bind(endpoint)
+    // bindSync, not bind(): see close() (no other thread may touch the socket). A port this or
+    // another socket of the process has just closed is released by ZeroMQ's I/O thread within
+    // a few ms: EADDRINUSE on tcp is retried for up to BIND_RETRY_MS.
+    for (const t0 = Date.now(); ; ) {
+      try {
+        sock.bindSync(endpoint)
+        break
+      } catch (err) {
+        if (errCode(err) !== 'EADDRINUSE' || !endpoint.startsWith('tcp://') || Date.now() - t0 >= BIND_RETRY_MS) throw err
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
   } catch (err) {
     const code = errCode(err)
     if (code === 'EADDRINUSE' && endpoint.startsWith('ipc://')) {

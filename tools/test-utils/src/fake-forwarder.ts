@@ -172,7 +172,21 @@ class FakeForwarderImpl implements FakeForwarder {
     if (this.#sock !== undefined) return
     // sendTimeout 0: an ack never blocks; mandatory: an ack to a gone peer fails instead of vanishing.
     const sock = new zmq.Router({ linger: 0, sendTimeout: 0, mandatory: true })
-    await sock.bind(this.#endpoint)
+    // bindSync: zeromq.js's async bind() runs on a libuv pool thread, racing this thread's use of
+    // the socket. After a restart the old socket's port is released by ZeroMQ's I/O thread a few
+    // ms after its close(): retry EADDRINUSE for up to 1 s.
+    for (const t0 = Date.now(); ; ) {
+      try {
+        sock.bindSync(this.#endpoint)
+        break
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EADDRINUSE' || Date.now() - t0 > 1_000) {
+          sock.close()
+          throw err
+        }
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
     // Keep the resolved port, so a restart binds the same one.
     if (sock.lastEndpoint !== null && sock.lastEndpoint !== undefined) this.#endpoint = sock.lastEndpoint
     this.#sock = sock
