@@ -317,6 +317,21 @@ describe('msgpack body codec', () => {
     expect(req.data).toEqual(new Uint8Array([1, 2]))
   })
 
+  it('small bin copies share a slab without overlapping; large ones get their own buffer', () => {
+    const reqs = Array.from({ length: 200 }, (_, i) => codec.decodeRequest(packValue({ cmd: 1, data: new Uint8Array(100).fill(i) })))
+    for (const r of reqs) (r.data as Uint8Array)[0] = 255
+    reqs.forEach((r, i) => {
+      const d = r.data as Uint8Array
+      expect(d.length).toBe(100)
+      expect(d[0]).toBe(255)
+      expect(d.subarray(1).every((x) => x === i)).toBe(true)
+    })
+    const big = codec.decodeRequest(packValue({ cmd: 1, data: new Uint8Array(5000).fill(7) })).data as Uint8Array
+    expect(big.byteOffset).toBe(0)
+    expect(big.buffer.byteLength).toBe(5000)
+    expect(codec.decodeRequest(packValue({ cmd: 1, data: new Uint8Array(0) })).data).toEqual(new Uint8Array(0))
+  })
+
   it('undecodable requests throw BODY_UNDECODABLE', () => {
     for (const b of [
       packValue([1]),

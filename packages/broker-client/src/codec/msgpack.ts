@@ -454,6 +454,31 @@ export function decodeUtf8(b: Uint8Array, start: number, len: number): string | 
   }
 }
 
+// Copies of small bins share 8 KiB slabs, as Node's Buffer pool does: one typed-array view per
+// copy instead of an ArrayBuffer (a separate backing store) each, which cost ~1 µs per bin in
+// the worker's hot path. A copy kept alive keeps its slab (at most 8 KiB) alive; bins of 4 KiB
+// and more get a buffer of their own.
+const POOL_SIZE = 8192
+let pool = new ArrayBuffer(POOL_SIZE)
+let poolOffset = 0
+
+/** A copy of `len` bytes of `b` from `start`: its own bytes, not a view of `b`. */
+function copyBytes(b: Uint8Array, start: number, len: number): Uint8Array {
+  if (len >= POOL_SIZE >>> 1 || len === 0) {
+    const out = new Uint8Array(len)
+    if (len > 0) out.set(b.subarray(start, start + len))
+    return out
+  }
+  if (poolOffset + len > POOL_SIZE) {
+    pool = new ArrayBuffer(POOL_SIZE)
+    poolOffset = 0
+  }
+  const out = new Uint8Array(pool, poolOffset, len)
+  out.set(b.subarray(start, start + len))
+  poolOffset = (poolOffset + len + 7) & ~7
+  return out
+}
+
 /** A cursor over msgpack bytes: the generic, allocation-friendly value reader. */
 export class Reader {
   b: Uint8Array
@@ -812,9 +837,7 @@ export class Reader {
     // Plain Uint8Arrays either way (a Buffer input would make subarray/slice return Buffer
     // views, and Buffer#slice does not copy).
     if (!copy) return new Uint8Array(this.b.buffer, this.b.byteOffset + start, len)
-    const out = new Uint8Array(len)
-    out.set(this.b.subarray(start, start + len))
-    return out
+    return copyBytes(this.b, start, len)
   }
 
   array(n: number, copyBin: boolean, depth: number): unknown[] {
