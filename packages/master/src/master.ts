@@ -29,6 +29,7 @@ import {
 } from '@peony/broker-client'
 import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-client/codec'
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
+import { InFlight } from './lanes/in-flight.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
 import { RateLimitedLog } from './rate-limited-log.ts'
 import {
@@ -172,8 +173,7 @@ interface Slot {
   live: boolean
   generation: number
   marks: Int32Array
-  inFlight: Map<number, Entry>
-  nextId: number
+  inFlight: InFlight
   /** Entries picked by the pump this turn, waiting to be posted. */
   outbox: Entry[]
   spawnedAt: number
@@ -284,8 +284,7 @@ export class Master extends EventEmitter {
           live: false,
           generation: -1,
           marks: new Int32Array(0),
-          inFlight: new Map(),
-          nextId: 0,
+          inFlight: new InFlight(this.markMask),
           outbox: [],
           spawnedAt: 0,
           readyAt: 0,
@@ -639,11 +638,7 @@ export class Master extends EventEmitter {
     while (slot.inFlight.size < window) {
       const e = sched.next()
       if (e === undefined) break
-      let id = (slot.nextId + 1) & 0x7fffffff
-      if (id === 0) id = 1
-      slot.nextId = id
-      e.id = id
-      slot.inFlight.set(id, e)
+      slot.inFlight.add(e)
       picked.push(e)
       bytes += e.raw.length
     }
@@ -674,9 +669,8 @@ export class Master extends EventEmitter {
 
   private onDone(slot: Slot, ids: Int32Array): void {
     for (let i = 0; i < ids.length; i++) {
-      const e = slot.inFlight.get(ids[i]!)
+      const e = slot.inFlight.take(ids[i]!)
       if (e === undefined) continue
-      slot.inFlight.delete(ids[i]!)
       slot.sched.settle(e)
     }
     // Coalesce: several done messages in one turn lead to one dispatch message.
@@ -870,7 +864,8 @@ export class Master extends EventEmitter {
     const marks = slot.marks
     const mask = this.markMask
     const requeue: Entry[] = []
-    for (const [id, e] of slot.inFlight) {
+    for (const e of slot.inFlight.inOrder()) {
+      const id = e.id
       const mark = Atomics.load(marks, 1 + (id & mask))
       if (mark === id) {
         slot.lost++

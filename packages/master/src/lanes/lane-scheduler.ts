@@ -51,6 +51,8 @@ export interface Entry {
   lane: Lane
   /** Dispatch id while in flight (0 when queued). */
   id: number
+  /** Dispatch order while in flight (see InFlight). */
+  seq: number
 }
 
 /** The tasks of one routing key for one worker. */
@@ -87,7 +89,7 @@ export class LaneScheduler {
       lane = new Lane(key)
       this.lanes.set(key, lane)
     }
-    lane.items.push({ task, raw, lane, id: 0 })
+    lane.items.push({ task, raw, lane, id: 0, seq: 0 })
     this.queued++
     if (!lane.ready && lane.inFlight < this.maxInFlight) this.makeReady(lane)
   }
