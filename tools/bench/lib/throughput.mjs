@@ -115,6 +115,7 @@ function pickStats(s) {
     lost_in_flight: s.lost_in_flight?.all,
     requeued: s.requeued,
     deaths: s.deaths,
+    dispatch: s.dispatch,
   }
 }
 
