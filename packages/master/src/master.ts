@@ -233,6 +233,12 @@ export class Master extends EventEmitter {
   private intake: IntakeServer | undefined
   private egress: EgressSender | undefined
   private egressThread: Worker | undefined
+  /** Worker ends of channels made before the egress / storage thread existed: handed over when it starts. */
+  private pendingEgressPorts: { slot: number; port: MessagePort }[] = []
+  private pendingStoragePorts: MessagePort[] = []
+  /** Opens once every initial worker thread has loaded the app (or failed): see start(). */
+  private openIoGate: (() => void) | undefined
+  private readonly threads = new WeakMap<Worker, Thread>()
   private storageThread: Worker | undefined
   private storageExited: Promise<void> = Promise.resolve()
   private storageState: 'none' | 'opening' | 'open' | 'closing' | 'closed' | 'failed' = 'none'
@@ -355,11 +361,16 @@ export class Master extends EventEmitter {
       bufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
     })
-    // Every thread starts at once, and intake binds meanwhile: tasks that arrive before the
+    // The worker threads start at once, and intake binds meanwhile: tasks that arrive before the
     // workers are ready wait in their lanes (each worker's port buffers what is posted to it).
-    const egressReady = this.spawnEgressThread()
-    const storageReady = this.spawnStorageThread()
+    // The egress and storage threads start once every worker has loaded the app: on 2 cores,
+    // five threads booting together delayed the workers' first tasks (docs/benchmarks.md, 4a).
+    // Until then what a worker sends them waits in its channel; start() still waits for both.
+    const ioGate = new Promise<void>((resolve) => (this.openIoGate = resolve))
     const workersReady = this.slots.map((s) => this.spawn(s, true))
+    const egressReady = ioGate.then(() => this.spawnEgressThread())
+    const storageReady = ioGate.then(() => this.spawnStorageThread())
+    this.checkIoGate()
     this.intake = createIntakeServer({
       endpoints: o.intakeEndpoints,
       maxFrameBytes: o.maxFrameBytes,
@@ -421,6 +432,8 @@ export class Master extends EventEmitter {
       clearTimeout(timer)
     }
     await this.egress?.close({ lingerMs: 0 })
+    for (const { port } of this.pendingEgressPorts.splice(0)) port.close()
+    for (const port of this.pendingStoragePorts.splice(0)) port.close()
     this._status = 'closed'
   }
 
@@ -434,6 +447,7 @@ export class Master extends EventEmitter {
     const t = startThread('storage-main', { config } satisfies StorageBoot, [], { name: 'peony-storage' }, false)
     this.storageThread = t
     this.storageState = 'opening'
+    for (const port of this.pendingStoragePorts.splice(0)) t.postMessage({ t: 'serve', port } satisfies ToStorage, [port])
     let onExit!: () => void
     this.storageExited = new Promise((r) => (onExit = r))
     return new Promise<void>((resolve, reject) => {
@@ -490,11 +504,29 @@ export class Master extends EventEmitter {
 
   /** A new channel between a worker and the storage thread; returns the worker's end. */
   private storageChannel(): MessagePort | undefined {
+    if (this.options.storage === undefined) return undefined
     const t = this.storageThread
-    if (t === undefined) return undefined
+    if (t === undefined && this.storageState !== 'none') return undefined
     const { port1, port2 } = new MessageChannel()
-    t.postMessage({ t: 'serve', port: port1 } satisfies ToStorage, [port1])
+    if (t === undefined) this.pendingStoragePorts.push(port1)
+    else t.postMessage({ t: 'serve', port: port1 } satisfies ToStorage, [port1])
     return port2
+  }
+
+  /** Opens the I/O gate once no initial worker is still loading the app. */
+  private checkIoGate(): void {
+    if (this.openIoGate === undefined) return
+    for (const s of this.slots) {
+      const w = s.worker
+      if (w !== undefined && s.started !== undefined && !this.threadLoaded(w)) return
+    }
+    const open = this.openIoGate
+    this.openIoGate = undefined
+    open()
+  }
+
+  private threadLoaded(w: Worker): boolean {
+    return this.threads.get(w)?.loaded === true
   }
 
   /** Starts the egress thread (the one owner of the workers' DEALER to the forwarder). */
@@ -509,6 +541,7 @@ export class Master extends EventEmitter {
     }
     const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
     this.egressThread = t
+    for (const { slot, port } of this.pendingEgressPorts.splice(0)) t.postMessage({ t: 'port', slot, port } satisfies ToEgress, [port])
     let onExit!: () => void
     this.egressExited = new Promise((r) => (onExit = r))
     return new Promise<void>((resolve, reject) => {
@@ -544,7 +577,8 @@ export class Master extends EventEmitter {
   /** A new channel between a worker slot and the egress thread; returns the worker's end. */
   private egressChannel(slot: Slot): MessagePort {
     const { port1, port2 } = new MessageChannel()
-    this.egressThread!.postMessage({ t: 'port', slot: slot.index, port: port1 } satisfies ToEgress, [port1])
+    if (this.egressThread === undefined) this.pendingEgressPorts.push({ slot: slot.index, port: port1 })
+    else this.egressThread.postMessage({ t: 'port', slot: slot.index, port: port1 } satisfies ToEgress, [port1])
     slot.egressPort = port2
     return port2
   }
@@ -698,6 +732,7 @@ export class Master extends EventEmitter {
     const boot: ThreadBoot = { appModule: o.appModule, logLevel: this.log.level }
     const worker = startThread('worker-main', boot, [], { name: 'peony-worker', resourceLimits: o.resourceLimits }, /\.(c|m)?ts$/.test(o.appModule))
     const t: Thread = { worker, slot: undefined, loaded: false }
+    this.threads.set(worker, t)
     worker.on('message', (m: FromWorker) => this.onThreadMessage(t, m))
     worker.on('error', (err) => this.onThreadError(t, err))
     worker.on('exit', (code) => this.onThreadExit(t, code))
@@ -767,6 +802,7 @@ export class Master extends EventEmitter {
     const w = slot.started
     if (w === undefined) return
     slot.started = undefined
+    this.checkIoGate()
     if (err === undefined) w.resolve()
     else if (w.initial) w.reject(err)
     else w.resolve() // a respawn that fails is handled by onExit (back-off), not by a caller
@@ -776,6 +812,7 @@ export class Master extends EventEmitter {
     const slot = t.slot
     if (m.t === 'loaded') {
       t.loaded = true
+      this.checkIoGate()
       return
     }
     if (m.t === 'fatal') {

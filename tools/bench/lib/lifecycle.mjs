@@ -43,7 +43,7 @@ export async function startRun(c) {
     if (!fs.existsSync(PEONY_MAIN)) throw new Error(`${PEONY_MAIN} does not exist: run \`pnpm -r build\` first`)
     args = [PEONY_MAIN, '--app', path.join(BENCH_DIR, 'peony/lifecycle-app.mjs'), '--server-id', 'bench', '--intake', endpoint, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '2',
       // The default storage (LevelDB) in a fresh directory of this run, not in the bench folder.
-      '--storage-path', path.join(c.logDir, `${c.label}-db`)]
+      '--storage-path', path.join(c.logDir, `${c.label}-db`), ...(process.env.BENCH_PEONY_ARGS ?? '').split(' ').filter(Boolean)]
   } else {
     args = [path.join(BENCH_DIR, 'bare-skeleton/main.mjs'), `--endpoint=${endpoint}`]
   }
