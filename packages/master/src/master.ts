@@ -204,6 +204,20 @@ interface Slot {
 }
 
 /**
+ * Posts a channel end made before its thread existed. The worker may have closed its end
+ * meanwhile (a worker whose app has no sessions closes its storage port; a dead worker's ports
+ * close with it), which closes this end too: transferring it throws DataCloneError, and there
+ * is nothing left to hand over.
+ */
+function handOver(post: () => void): void {
+  try {
+    post()
+  } catch (err) {
+    if ((err as { name?: string }).name !== 'DataCloneError') throw err
+  }
+}
+
+/**
  * Tasks that make a dispatch message worth sending before the end of the turn. Each message
  * wakes a worker thread, which costs far more than its size on this VM kind (a postMessage from
  * the intake loop measured ~90 µs of the master's time); 256 over 64 took the 1-task-per-message
@@ -447,7 +461,7 @@ export class Master extends EventEmitter {
     const t = startThread('storage-main', { config } satisfies StorageBoot, [], { name: 'peony-storage' }, false)
     this.storageThread = t
     this.storageState = 'opening'
-    for (const port of this.pendingStoragePorts.splice(0)) t.postMessage({ t: 'serve', port } satisfies ToStorage, [port])
+    for (const port of this.pendingStoragePorts.splice(0)) handOver(() => t.postMessage({ t: 'serve', port } satisfies ToStorage, [port]))
     let onExit!: () => void
     this.storageExited = new Promise((r) => (onExit = r))
     return new Promise<void>((resolve, reject) => {
@@ -541,7 +555,7 @@ export class Master extends EventEmitter {
     }
     const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
     this.egressThread = t
-    for (const { slot, port } of this.pendingEgressPorts.splice(0)) t.postMessage({ t: 'port', slot, port } satisfies ToEgress, [port])
+    for (const { slot, port } of this.pendingEgressPorts.splice(0)) handOver(() => t.postMessage({ t: 'port', slot, port } satisfies ToEgress, [port]))
     let onExit!: () => void
     this.egressExited = new Promise((r) => (onExit = r))
     return new Promise<void>((resolve, reject) => {

@@ -77,6 +77,17 @@ describe('master', () => {
     expect(master.stats().discard_tasks.reasons.no_route).toBe(1)
   })
 
+  it('starts the storage thread after the workers load, for an app without sessions too, and serves', async () => {
+    // The workers close their storage ports (no sessions) before the storage thread exists.
+    const { master, fwd, broker } = await boot({ storage: { driver: 'memory' } })
+    expect(master.stats().storage).toEqual({ driver: 'memory', state: 'open' })
+    await broker.send([req(5, 'echo', { seq: 1 })])
+    await fwd.until(1)
+    expect(replies(fwd.messages)[0]!.ret).toBe(0)
+    await master.stop()
+    expect(master.stats().storage.state).toBe('closed')
+  })
+
   it('keeps a uid on its shard when the worker count of a group changes by a divisor', () => {
     const a = createMaster({ serverId: 'a', appModule: TEST_APP, groups: [{ id: 1, count: 2 }] })
     const b = createMaster({ serverId: 'b', appModule: TEST_APP, groups: [{ id: 1, count: 4 }] })
