@@ -9,13 +9,16 @@
  *    --warmup-ms of each run are left out.
  * Target: Peony p99 < 2 ms.
  *
- *   node tools/bench/latency.mjs [--runs=5] [--batch=1] [--seconds=6] [--warmup-ms=1000] [--rate=0] [--sat-runs=3]
+ *   node tools/bench/latency.mjs [--runs=5] [--batch=1] [--seconds=6] [--warmup-ms=1000] [--rate=0] [--sat-runs=3] [--out=latency]
+ *
+ * --out names the results file (results/<out>.json), so a run at a fixed --rate keeps the
+ * half-saturation figures in results/latency.json.
  */
 import { parseArgs, runInterleaved, summarize, summarizeRecords, verdict, writeResults, environment, fmtNum, markdownTable } from './lib/run.mjs'
 import { throughputRun } from './lib/throughput.mjs'
 import { median } from './lib/stats.mjs'
 
-const o = parseArgs({ runs: 5, batch: 1, seconds: 6, warmupMs: 1000, rate: 0, satRuns: 3, window: 8_000, peony: 'source', satTasks: 200_000 })
+const o = parseArgs({ runs: 5, batch: 1, seconds: 6, warmupMs: 1000, rate: 0, satRuns: 3, window: 8_000, peony: 'source', satTasks: 200_000, out: 'latency' })
 const env = environment()
 const peonyReceiver = o.peony === 'dist' ? 'peony-dist' : 'peony'
 
@@ -57,6 +60,6 @@ for (const k of ['p50', 'p90', 'p99', 'p999', 'max']) {
 }
 const title = `p99 latency intake → handler, ${o.batch === 1 ? '1 task per message' : `${o.batch}-task frames`}, paced at ${rate.toLocaleString('en-US')} tasks/s (half of Peony's saturation ${saturation ? fmtNum(saturation.median) : '(given)'})`
 const table = markdownTable({ title, unit: 'ms', summary, target, digits: 3 }) + '\n\n' + detail.join('\n')
-const file = writeResults('latency', { bench: 'latency', options: o, env, envAfter: { loadavg: environment().loadavg }, rate, saturation, summary, target, table, records })
+const file = writeResults(String(o.out), { bench: 'latency', options: o, env, envAfter: { loadavg: environment().loadavg }, rate, saturation, summary, target, table, records })
 console.log(table)
 console.error(`results: ${file}`)
