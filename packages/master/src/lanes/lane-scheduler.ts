@@ -10,35 +10,57 @@
 import type { RoutingKey, Task } from '@peony/broker-client'
 
 /**
- * A FIFO over an array with a moving head: O(1) push and shift, the consumed prefix dropped now
- * and then. Used for each lane's tasks and for the ring of ready lanes.
+ * A FIFO ring buffer: O(1) push and shift, a power-of-two capacity that doubles when full and
+ * is never given back, so a queue in steady use allocates nothing. Used for each lane's tasks
+ * and for the ring of ready lanes.
  */
 export class Queue<T> {
-  private items: (T | undefined)[] = []
+  private buf: (T | undefined)[]
   private head = 0
+  private n = 0
+  constructor(capacity = 4) {
+    let c = 1
+    while (c < capacity) c *= 2
+    this.buf = new Array<T | undefined>(c).fill(undefined)
+  }
   get size(): number {
-    return this.items.length - this.head
+    return this.n
   }
   push(v: T): void {
-    this.items.push(v)
+    if (this.n === this.buf.length) this.grow(this.n + 1)
+    this.buf[(this.head + this.n) & (this.buf.length - 1)] = v
+    this.n++
   }
   shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined
-    const v = this.items[this.head]
-    this.items[this.head++] = undefined
-    if (this.head > 64 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
+    if (this.n === 0) return undefined
+    const v = this.buf[this.head]
+    this.buf[this.head] = undefined
+    this.head = (this.head + 1) & (this.buf.length - 1)
+    this.n--
     return v
   }
   /** Puts `vs` back at the head, in their order. */
   unshiftAll(vs: readonly T[]): void {
-    this.items = (vs as (T | undefined)[]).concat(this.items.slice(this.head))
-    this.head = 0
+    if (this.n + vs.length > this.buf.length) this.grow(this.n + vs.length)
+    const mask = this.buf.length - 1
+    for (let i = vs.length - 1; i >= 0; i--) {
+      this.head = (this.head - 1) & mask
+      this.buf[this.head] = vs[i]
+    }
+    this.n += vs.length
   }
   clear(): void {
-    this.items = []
+    this.buf.fill(undefined)
+    this.head = 0
+    this.n = 0
+  }
+  private grow(atLeast: number): void {
+    const old = this.buf
+    let c = old.length * 2
+    while (c < atLeast) c *= 2
+    const buf = new Array<T | undefined>(c).fill(undefined)
+    for (let i = 0; i < this.n; i++) buf[i] = old[(this.head + i) & (old.length - 1)]
+    this.buf = buf
     this.head = 0
   }
 }
@@ -62,6 +84,8 @@ export class Lane {
   readonly items = new Queue<Entry>()
   inFlight = 0
   ready = false
+  /** When the lane last became idle (0 while it holds or runs a task); see LaneScheduler.idle. */
+  idleSince = 0
   constructor(key: RoutingKey) {
     this.key = key
   }
@@ -70,16 +94,71 @@ export class Lane {
   }
 }
 
+/** Idle lanes a scheduler keeps by default (about 100 bytes each). */
+export const KEEP_IDLE_LANES = 8192
+
+/**
+ * Lanes by routing key, with idle lanes kept for reuse.
+ *
+ * A lane with no task queued or running is idle. Deleting it at once (and creating it again at
+ * the player's next task) made the master churn a Lane, its queue and the Map's table for
+ * nearly every task; on the master thread that garbage outlived young-generation collections,
+ * grew the heap and brought old-generation collections of 2-7 ms every second or so at
+ * 20k tasks/s, the largest part of the intake → handler p99 (docs/benchmarks.md, latency).
+ * So idle lanes stay in the map, up to `keepIdle` of them: when one more lane goes idle, the
+ * one idle longest is deleted. A FIFO of (lane, idleSince) pairs in two fixed rings; a lane that
+ * was reused since its entry was written no longer matches the entry and is skipped.
+ */
 export class LaneScheduler {
   readonly lanes = new Map<RoutingKey, Lane>()
   private readonly ring = new Queue<Lane>()
+  private readonly keepIdle: number
+  private readonly idleLanes: (Lane | undefined)[]
+  private readonly idleStamps: Float64Array
+  private idleHead = 0
+  private idleCount = 0
+  private idleClock = 0
   /** Tasks waiting in lanes (not dispatched). */
   queued = 0
   /** Tasks dispatched and not yet settled. */
   inFlight = 0
   readonly maxInFlight: number
-  constructor(maxInFlight: number) {
+  constructor(maxInFlight: number, keepIdle: number = KEEP_IDLE_LANES) {
     this.maxInFlight = maxInFlight
+    this.keepIdle = keepIdle
+    this.idleLanes = new Array<Lane | undefined>(keepIdle).fill(undefined)
+    this.idleStamps = new Float64Array(keepIdle)
+  }
+
+  /** Lanes with a task queued or running. */
+  get activeLanes(): number {
+    let n = 0
+    for (const lane of this.lanes.values()) if (lane.idleSince === 0) n++
+    return n
+  }
+
+  /** `lane` has nothing queued or running: keep it for reuse, deleting the longest idle beyond the bound. */
+  private idle(lane: Lane): void {
+    if (this.keepIdle === 0) {
+      this.lanes.delete(lane.key)
+      return
+    }
+    const stamp = ++this.idleClock
+    lane.idleSince = stamp
+    const cap = this.keepIdle
+    if (this.idleCount === cap) {
+      const old = this.idleLanes[this.idleHead]!
+      if (old.idleSince === this.idleStamps[this.idleHead]) {
+        this.lanes.delete(old.key)
+        old.idleSince = -1
+      }
+      this.idleHead = (this.idleHead + 1) % cap
+      this.idleCount--
+    }
+    const at = (this.idleHead + this.idleCount) % cap
+    this.idleLanes[at] = lane
+    this.idleStamps[at] = stamp
+    this.idleCount++
   }
 
   /** Queues a task at the tail of its lane. */
@@ -89,6 +168,7 @@ export class LaneScheduler {
       lane = new Lane(key)
       this.lanes.set(key, lane)
     }
+    lane.idleSince = 0
     lane.items.push({ task, raw, lane, id: 0, seq: 0 })
     this.queued++
     if (!lane.ready && lane.inFlight < this.maxInFlight) this.makeReady(lane)
@@ -125,7 +205,7 @@ export class LaneScheduler {
     if (lane.size > 0) {
       if (!lane.ready) this.makeReady(lane)
     } else if (lane.inFlight === 0) {
-      this.lanes.delete(lane.key)
+      this.idle(lane)
     }
   }
 
@@ -146,7 +226,8 @@ export class LaneScheduler {
       lane.inFlight -= list.length
       this.inFlight -= list.length
       this.queued += list.length
-      if (!this.lanes.has(lane.key)) this.lanes.set(lane.key, lane)
+      lane.idleSince = 0
+      if (this.lanes.get(lane.key) !== lane) this.lanes.set(lane.key, lane)
     }
     this.rebuildRing()
   }
@@ -155,7 +236,7 @@ export class LaneScheduler {
   forgetInFlight(e: Entry): void {
     e.lane.inFlight--
     this.inFlight--
-    if (e.lane.size === 0 && e.lane.inFlight === 0) this.lanes.delete(e.lane.key)
+    if (e.lane.size === 0 && e.lane.inFlight === 0) this.idle(e.lane)
   }
 
   rebuildRing(): void {
@@ -171,8 +252,9 @@ export class LaneScheduler {
     const out: Entry[] = []
     for (const lane of this.lanes.values()) {
       let e: Entry | undefined
+      if (lane.size === 0) continue
       while ((e = lane.items.shift()) !== undefined) out.push(e)
-      if (lane.inFlight === 0) this.lanes.delete(lane.key)
+      if (lane.inFlight === 0) this.idle(lane)
     }
     this.queued = 0
     this.rebuildRing()
