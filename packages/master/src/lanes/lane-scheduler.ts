@@ -226,8 +226,7 @@ export class LaneScheduler {
       lane.inFlight -= list.length
       this.inFlight -= list.length
       this.queued += list.length
-      lane.idleSince = 0
-      if (this.lanes.get(lane.key) !== lane) this.lanes.set(lane.key, lane)
+      if (!this.lanes.has(lane.key)) this.lanes.set(lane.key, lane)
     }
     this.rebuildRing()
   }
