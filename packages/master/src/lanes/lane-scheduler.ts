@@ -106,17 +106,15 @@ export const KEEP_IDLE_LANES = 8192
  * grew the heap and brought old-generation collections of 2-7 ms every second or so at
  * 20k tasks/s, the largest part of the intake → handler p99 (docs/benchmarks.md, latency).
  * So idle lanes stay in the map, up to `keepIdle` of them: when one more lane goes idle, the
- * one idle longest is deleted. A FIFO of (lane, idleSince) pairs in two fixed rings; a lane that
- * was reused since its entry was written no longer matches the entry and is skipped.
+ * one idle longest is deleted. `idleOrder` is a FIFO with one entry per time a lane went idle;
+ * the entry's stamp is its position in that sequence (the head's is `idleClock - size + 1`), and
+ * a lane reused since then carries a newer stamp (or 0 while busy), so its old entry is skipped.
  */
 export class LaneScheduler {
   readonly lanes = new Map<RoutingKey, Lane>()
   private readonly ring = new Queue<Lane>()
   private readonly keepIdle: number
-  private readonly idleLanes: (Lane | undefined)[]
-  private readonly idleStamps: Float64Array
-  private idleHead = 0
-  private idleCount = 0
+  private readonly idleOrder = new Queue<Lane>()
   private idleClock = 0
   /** Tasks waiting in lanes (not dispatched). */
   queued = 0
@@ -126,8 +124,6 @@ export class LaneScheduler {
   constructor(maxInFlight: number, keepIdle: number = KEEP_IDLE_LANES) {
     this.maxInFlight = maxInFlight
     this.keepIdle = keepIdle
-    this.idleLanes = new Array<Lane | undefined>(keepIdle).fill(undefined)
-    this.idleStamps = new Float64Array(keepIdle)
   }
 
   /** Lanes with a task queued or running. */
@@ -143,22 +139,14 @@ export class LaneScheduler {
       this.lanes.delete(lane.key)
       return
     }
-    const stamp = ++this.idleClock
-    lane.idleSince = stamp
-    const cap = this.keepIdle
-    if (this.idleCount === cap) {
-      const old = this.idleLanes[this.idleHead]!
-      if (old.idleSince === this.idleStamps[this.idleHead]) {
-        this.lanes.delete(old.key)
-        old.idleSince = -1
-      }
-      this.idleHead = (this.idleHead + 1) % cap
-      this.idleCount--
+    const order = this.idleOrder
+    if (order.size === this.keepIdle) {
+      const headStamp = this.idleClock - order.size + 1
+      const old = order.shift()!
+      if (old.idleSince === headStamp) this.lanes.delete(old.key)
     }
-    const at = (this.idleHead + this.idleCount) % cap
-    this.idleLanes[at] = lane
-    this.idleStamps[at] = stamp
-    this.idleCount++
+    lane.idleSince = ++this.idleClock
+    order.push(lane)
   }
 
   /** Queues a task at the tail of its lane. */
