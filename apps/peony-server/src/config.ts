@@ -74,6 +74,7 @@ export interface ServerConfig {
   groups: GroupConfig[]
   router: GroupRouter | undefined
   queueMaxSize: number
+  maxQueueWaitMs: number
   claimedMaxSize: number
   laneMaxInFlight: number
   shards: number
@@ -237,6 +238,13 @@ const specTable = {
     defaultText: '10000',
     arg: '<n>',
     doc: 'Tasks queued in the master per worker; beyond it client requests are refused with -10002 (was TASK_QUEUE_MAX_SIZE, where ≤ 0 meant unbounded: not supported).',
+  },
+  maxQueueWaitMs: {
+    rule: intRule(0, 3_600_000, 'ms'),
+    default: 1_000,
+    defaultText: '1000',
+    arg: '<ms>',
+    doc: 'A client request (cmd 10) that waited longer than this in the master is answered -10002 instead of started late; 0 turns it off.',
   },
   claimedMaxSize: {
     rule: intRule(1, Number.MAX_SAFE_INTEGER, 'tasks'),
@@ -817,6 +825,7 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
     groups,
     router: v('router'),
     queueMaxSize: v('queueMaxSize'),
+    maxQueueWaitMs: v('maxQueueWaitMs'),
     claimedMaxSize: v('claimedMaxSize'),
     laneMaxInFlight: v('laneMaxInFlight'),
     shards: v('shards'),

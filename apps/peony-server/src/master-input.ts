@@ -50,6 +50,7 @@ export function toMasterInput(config: ServerConfig, logger?: Logger): MasterInpu
     groups: config.groups.map((g) => ({ id: g.id, count: g.count })),
     router: config.router,
     queueMaxSize: config.queueMaxSize,
+    maxQueueWaitMs: config.maxQueueWaitMs,
     claimedMaxSize: config.claimedMaxSize,
     laneMaxInFlight: config.laneMaxInFlight,
     shards: config.shards,

@@ -71,7 +71,8 @@ describe('session durability on the real server (LevelDB)', () => {
     fwd = await startFakeForwarder()
     const intake = `tcp://127.0.0.1:${await freePort()}`
     // Nothing is flushed before the stop: the unflushed-age bound is an hour.
-    const server = await start(db, intake, ['--max-unflushed-age-ms', '3600000', '--session-idle-timeout-ms', '0'])
+    // Cold loads of 5,000 players per window may wait past the default queue-wait bound: off here.
+    const server = await start(db, intake, ['--max-unflushed-age-ms', '3600000', '--session-idle-timeout-ms', '0', '--max-queue-wait-ms', '0'])
     dealer = new zmq.Dealer({ linger: 0, sendHighWaterMark: 0 })
     dealer.connect(intake)
     // In windows the master's queues take (10,000 per worker), so nothing is refused.
@@ -99,7 +100,7 @@ describe('session durability on the real server (LevelDB)', () => {
     const db = join(tempDir(), 'db')
     fwd = await startFakeForwarder()
     const intake = `tcp://127.0.0.1:${await freePort()}`
-    const server = await start(db, intake, ['--flush-interval-ms', '200', '--max-unflushed-age-ms', '500'])
+    const server = await start(db, intake, ['--flush-interval-ms', '200', '--max-unflushed-age-ms', '500', '--max-queue-wait-ms', '0'])
     dealer = new zmq.Dealer({ linger: 0, sendHighWaterMark: 0 })
     dealer.connect(intake)
     for (let i = 1; i <= 5; i++) await send(1, UIDS, 'count', i)

@@ -32,6 +32,7 @@ import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { InFlight } from './lanes/in-flight.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
 import { RateLimitedLog } from './rate-limited-log.ts'
+import { createJournal } from './thread/egress-journal.ts'
 import {
   HEARTBEAT_MS,
   type Assignment,
@@ -63,6 +64,8 @@ export const DiscardReason = {
   SHUTTING_DOWN: 'shutting_down',
   NO_ROUTE: 'no_route',
   STOP_DEADLINE: 'stop_deadline',
+  /** A client request waited in the master longer than maxQueueWaitMs: answered -10002, not started late. */
+  QUEUE_WAIT: 'queue_wait',
 } as const
 export type DiscardReason = (typeof DiscardReason)[keyof typeof DiscardReason]
 
@@ -187,6 +190,10 @@ interface Slot {
   exited: Promise<void>
   onExit: (() => void) | undefined
   egressPort: MessagePort | undefined
+  /** This incarnation's egress journal (thread/egress-journal.ts). */
+  journal: SharedArrayBuffer
+  /** The worker reported 'stopped': its exit is the end of a graceful stop, not a death. */
+  stoppedClean: boolean
   /** Tasks queued for this slot since its last dispatch message. */
   sincePump: number
   /** The pending start of the current generation (resolved on 'ready'). */
@@ -248,7 +255,7 @@ export class Master extends EventEmitter {
   private egress: EgressSender | undefined
   private egressThread: Worker | undefined
   /** Worker ends of channels made before the egress / storage thread existed: handed over when it starts. */
-  private pendingEgressPorts: { slot: number; port: MessagePort }[] = []
+  private pendingEgressPorts: { slot: number; port: MessagePort; journal: SharedArrayBuffer }[] = []
   private pendingStoragePorts: MessagePort[] = []
   /** Opens once every initial worker thread has loaded the app (or failed): see start(). */
   private openIoGate: (() => void) | undefined
@@ -264,14 +271,17 @@ export class Master extends EventEmitter {
   private readonly picked: Entry[] = []
   private readonly dirty = new Set<Slot>()
   private pumpScheduled = false
+  /** From the start of a graceful stop on: client requests are refused (-10003) until intake is closed, and after. */
   private refusing = false
+  /** Stop phases 1–2 (draining): a worker that dies is still replaced, to finish its players' tasks. */
+  private draining = false
   private stopPromise: Promise<void> | undefined
   private monitor: NodeJS.Timeout | undefined
   private readonly drainWaiters = new Set<() => void>()
   // counters
   private clientReq = 0
   private requeued = 0
-  private readonly reasons: Record<DiscardReason, number> = { queue_full: 0, shutting_down: 0, no_route: 0, stop_deadline: 0 }
+  private readonly reasons: Record<DiscardReason, number> = { queue_full: 0, shutting_down: 0, no_route: 0, stop_deadline: 0, queue_wait: 0 }
   private readonly refused: Record<string, number> = {}
   private readonly rejects: Record<string, number> = {}
   private readonly deaths: Record<string, number> = {}
@@ -323,6 +333,8 @@ export class Master extends EventEmitter {
           exited: Promise.resolve(),
           onExit: undefined,
           egressPort: undefined,
+          journal: createJournal(0),
+          stoppedClean: false,
           started: undefined,
           sincePump: 0,
           carried: emptyCounts(),
@@ -427,6 +439,7 @@ export class Master extends EventEmitter {
     await Promise.all(
       this.slots.map(async (s) => {
         s.stopping = true
+        s.killReason ??= 'destroy'
         if (s.respawnTimer) clearTimeout(s.respawnTimer)
         const w = s.worker
         if (w !== undefined) {
@@ -555,7 +568,7 @@ export class Master extends EventEmitter {
     }
     const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
     this.egressThread = t
-    for (const { slot, port } of this.pendingEgressPorts.splice(0)) handOver(() => t.postMessage({ t: 'port', slot, port } satisfies ToEgress, [port]))
+    for (const { slot, port, journal } of this.pendingEgressPorts.splice(0)) handOver(() => t.postMessage({ t: 'port', slot, port, journal } satisfies ToEgress, [port]))
     let onExit!: () => void
     this.egressExited = new Promise((r) => (onExit = r))
     return new Promise<void>((resolve, reject) => {
@@ -591,8 +604,8 @@ export class Master extends EventEmitter {
   /** A new channel between a worker slot and the egress thread; returns the worker's end. */
   private egressChannel(slot: Slot): MessagePort {
     const { port1, port2 } = new MessageChannel()
-    if (this.egressThread === undefined) this.pendingEgressPorts.push({ slot: slot.index, port: port1 })
-    else this.egressThread.postMessage({ t: 'port', slot: slot.index, port: port1 } satisfies ToEgress, [port1])
+    if (this.egressThread === undefined) this.pendingEgressPorts.push({ slot: slot.index, port: port1, journal: slot.journal })
+    else this.egressThread.postMessage({ t: 'port', slot: slot.index, port: port1, journal: slot.journal } satisfies ToEgress, [port1])
     slot.egressPort = port2
     return port2
   }
@@ -606,6 +619,7 @@ export class Master extends EventEmitter {
 
   private onTasks(tasks: Task[], frame: Uint8Array, ranges: number[]): void {
     const qmax = this.options.queueMaxSize
+    const now = performance.now()
     for (let i = 0; i < tasks.length; i++) {
       const task = tasks[i]!
       this.clientReq++
@@ -634,7 +648,7 @@ export class Master extends EventEmitter {
       }
       const r0 = ranges[2 * i]!
       const r1 = ranges[2 * i + 1]!
-      slot.sched.push(routingKey(task), task, r0 === 0 && r1 === frame.length ? frame : frame.subarray(r0, r1))
+      slot.sched.push(routingKey(task), task, r0 === 0 && r1 === frame.length ? frame : frame.subarray(r0, r1), now)
       // A batch's worth goes out at once: when intake has a backlog to drain, waiting for the
       // end of the turn would hold every task until the whole backlog was read.
       if (++slot.sincePump >= DISPATCH_BATCH) this.pump(slot)
@@ -679,7 +693,8 @@ export class Master extends EventEmitter {
    * and their dispatch ids; both buffers are transferred.
    */
   private pump(slot: Slot): void {
-    if (!slot.live && slot.worker === undefined) return
+    // Nothing goes to a worker once it has been told to stop (it would refuse it).
+    if ((!slot.live && slot.worker === undefined) || slot.stopping) return
     const window = this.options.claimedMaxSize
     const sched = slot.sched
     if (!sched.hasReady() || slot.inFlight.size >= window) {
@@ -689,9 +704,18 @@ export class Master extends EventEmitter {
     const picked = this.picked
     picked.length = 0
     let bytes = 5
+    const maxWait = this.options.maxQueueWaitMs
+    const shedBefore = maxWait > 0 ? performance.now() - maxWait : -Infinity
     while (slot.inFlight.size < window) {
       const e = sched.next()
       if (e === undefined) break
+      // Shed late work instead of running it late: the client has likely given up by now, and
+      // running it would only make every request behind it later still.
+      if (e.at < shedBefore && e.task.cmd === TaskCmd.CLIENT_REQ) {
+        sched.settle(e)
+        this.discard(slot, e.task, DiscardReason.QUEUE_WAIT, ReplyCode.QUEUE_FULL)
+        continue
+      }
       slot.inFlight.add(e)
       picked.push(e)
       bytes += e.raw.length
@@ -775,6 +799,8 @@ export class Master extends EventEmitter {
     const o = this.options
     slot.generation++
     slot.marks = new Int32Array(new SharedArrayBuffer(4 * (this.markMask + 2)))
+    slot.journal = createJournal()
+    slot.stoppedClean = false
     slot.killReason = undefined
     slot.live = false
     let t = this.spare
@@ -797,6 +823,7 @@ export class Master extends EventEmitter {
       serverId: o.serverId,
       generation: slot.generation,
       egressPort,
+      journal: slot.journal,
       workTimeoutMs: o.workTimeoutMs,
       sab: slot.marks.buffer as SharedArrayBuffer,
       markMask: this.markMask,
@@ -852,6 +879,7 @@ export class Master extends EventEmitter {
         break
       }
       case 'stopped':
+        slot.stoppedClean = true
         this.log.debug({ slot: slot.index, stats: m.stats }, 'worker stopped')
         break
     }
@@ -884,19 +912,25 @@ export class Master extends EventEmitter {
     slot.live = false
     const done = slot.onExit
     slot.onExit = undefined
-    if (slot.stopping) {
+    if (slot.stopping && (slot.stoppedClean || slot.killReason === 'destroy')) {
       this.settleStoppedSlot(slot)
       done?.()
       return
     }
-    // A dead worker's sessions are gone (its players reload from storage); a stopped one's last report stays.
+    // A death, during a stop too (a stop hook that exits, a worker past the stop deadline): counted,
+    // logged, its tasks answered. A dead worker's sessions are gone (its players reload from
+    // storage); a stopped one's last report stays.
     slot.sessions = undefined
     const cause = slot.killReason ?? (code === 0 ? 'exit' : 'exit_code')
     this.deaths[cause] = (this.deaths[cause] ?? 0) + 1
     this.accountDeath(slot)
     done?.()
-    this.log.warn({ slot: slot.index, generation: slot.generation, code, cause }, 'worker died')
-    if (this._status === 'closed' || (this._status === 'closing' && !this.refusing)) return
+    this.log.warn({ slot: slot.index, generation: slot.generation, code, cause, stopping: slot.stopping || undefined }, 'worker died')
+    if (slot.stopping || this._status === 'closed' || (this._status === 'closing' && !this.draining)) {
+      // No respawn past stop phase 2: what it had not started is answered, not left queued.
+      for (const e of slot.sched.drainQueued()) this.discard(slot, e.task, DiscardReason.SHUTTING_DOWN, ReplyCode.SHUTTING_DOWN)
+      return
+    }
     // Back off crash loops: a worker that lived less than 5 s counts as one more crash in a row.
     const lived = slot.readyAt > 0 ? Date.now() - slot.readyAt : 0
     slot.crashStreak = lived > 5_000 ? 1 : slot.crashStreak + 1
@@ -982,8 +1016,10 @@ export class Master extends EventEmitter {
     const closeBudget = Math.min(o.workerCloseTimeoutMs, Math.floor(o.stopTimeoutMs / 2))
     this.log.info({ reason }, 'stopping: refusing new client requests')
     this._status = 'closing'
-    // (1) + (2)
+    // (1) + (2): refusing from here to the end (intake is closed in phase 3, and nothing read
+    // before that may be accepted after an earlier refusal on its connection).
     this.refusing = true
+    this.draining = true
     this.schedulePump()
     const drained = await this.waitDrained(deadline - closeBudget)
     if (!drained) {
@@ -993,7 +1029,7 @@ export class Master extends EventEmitter {
       this.log.warn({ inFlight: this.slots.reduce((n, s) => n + s.inFlight.size, 0) }, 'stop: drain deadline passed')
     }
     // (3) intake closes; no more respawns; the spare goes.
-    this.refusing = false
+    this.draining = false
     if (this.monitor) clearInterval(this.monitor)
     await this.dropSpare()
     await this.intake?.close().catch((err: unknown) => this.log.error({ err }, 'intake close failed'))
@@ -1012,6 +1048,7 @@ export class Master extends EventEmitter {
         w.postMessage(msg)
         const timer = setTimeout(() => {
           this.log.warn({ slot: slot.index }, 'stop: worker did not close in time; terminating')
+          slot.killReason ??= 'stop_timeout'
           void w.terminate()
         }, Math.max(0, workerDeadline - Date.now()))
         await slot.exited
@@ -1198,6 +1235,7 @@ function validate(o: MasterOptions): void {
     seen.add(String(g.id))
   }
   int('queueMaxSize', o.queueMaxSize, 1)
+  int('maxQueueWaitMs', o.maxQueueWaitMs, 0)
   int('claimedMaxSize', o.claimedMaxSize, 1)
   int('laneMaxInFlight', o.laneMaxInFlight, 1)
   int('shards', o.shards, 1)

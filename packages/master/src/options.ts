@@ -39,6 +39,11 @@ export interface MasterOptions {
   router?: GroupRouter | undefined
   /** Tasks queued in the master per worker, not yet dispatched; beyond it client requests are refused with -10002 (default 10,000). */
   queueMaxSize: number
+  /**
+   * A client request (task cmd 10; never 15/20/100) that has waited longer than this in the
+   * master is answered -10002 instead of being started late (default 1,000 ms; 0 turns it off).
+   */
+  maxQueueWaitMs: number
   /** Tasks dispatched to one worker and not yet finished, at most (default 1,024). */
   claimedMaxSize: number
   /** At most this many tasks of one routing key are dispatched to its worker at a time (default 4). */
@@ -85,6 +90,7 @@ export const masterDefaults = {
   egressBufferMax: 100_000,
   groups: [{ id: 1, count: 2 }],
   queueMaxSize: 10_000,
+  maxQueueWaitMs: 1_000,
   claimedMaxSize: 1024,
   laneMaxInFlight: 4,
   shards: 256,

@@ -3,7 +3,7 @@ import { InFlight } from '../src/lanes/in-flight.ts'
 import { Lane, type Entry } from '../src/lanes/lane-scheduler.ts'
 
 const lane = new Lane(1)
-const entry = (): Entry => ({ task: { cmd: 10, uid: 1 }, raw: new Uint8Array(0), lane, id: 0, seq: 0 })
+const entry = (): Entry => ({ task: { cmd: 10, uid: 1 }, raw: new Uint8Array(0), lane, id: 0, seq: 0, at: 0 })
 
 describe('InFlight', () => {
   it('hands out increasing ids, finds and removes entries by id', () => {

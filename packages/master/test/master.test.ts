@@ -69,6 +69,28 @@ describe('master', () => {
     expect(refused[0]!.body.cmd).toBe('echo')
   })
 
+  it('sheds a client request that waited past maxQueueWaitMs with -10002 (queue_wait), never 15/20, and runs fresh ones', async () => {
+    const { master, fwd, broker } = await boot({ maxQueueWaitMs: 200, laneMaxInFlight: 1, claimedMaxSize: 1, groups: [{ id: 1, count: 1 }] })
+    // The one worker is busy for 600 ms; everything behind it waits in the master.
+    const tasks: Task[] = [req(1, 'slow', { ms: 600 })]
+    for (let i = 0; i < 10; i++) tasks.push(req(2 + i, 'echo', { seq: i }, {}, 100 + i))
+    for (let i = 0; i < 5; i++) tasks.push({ cmd: 20, uid: 100 + i, nodeId: 7, connId: 1 })
+    await broker.send(tasks, 1000)
+    await waitFor(() => master.stats().pending_tasks.all === 0 && master.stats().in_flight.all === 0, { timeoutMs: 10_000 })
+    await waitFor(() => replies(fwd.messages).length === 11)
+    const s = master.stats()
+    const shed = replies(fwd.messages).filter((r) => r.ret === ReplyCode.QUEUE_FULL)
+    // all 10 waited ~600 ms > 200: each answered once, with its cmd and sn echoed; the close tasks all ran
+    expect(shed.map((r) => Number(r.body.sn)).sort((a, b) => a - b)).toEqual([100, 101, 102, 103, 104, 105, 106, 107, 108, 109])
+    expect(shed[0]!.body.cmd).toBe('echo')
+    expect(s.discard_tasks.reasons.queue_wait).toBe(10)
+    expect(s.discard_tasks.all).toBe(10)
+    // a request that arrives now does not wait, and runs
+    await broker.send([req(50, 'echo', { seq: 50 }, {}, 500)])
+    await waitFor(() => replies(fwd.messages).length === 12)
+    expect(replies(fwd.messages).at(-1)!.ret).toBe(0)
+  })
+
   it('answers -10007 when the router names no group', async () => {
     const { master, fwd, broker } = await boot({ router: (t) => (t.uid === 13 ? 99 : 1), groups: [{ id: 1, count: 1 }] })
     await broker.send([req(13, 'echo', {}), req(14, 'echo', {})])

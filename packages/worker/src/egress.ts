@@ -50,8 +50,9 @@ export class WorkerEgress {
   }
 
   /** @internal Sends a message on behalf of a task (the host may attribute it). */
-  [EMIT](msg: EgressMessage, taskId: number | undefined): void {
+  [EMIT](msg: EgressMessage, taskId: number | undefined, reply?: boolean): void {
     if (taskId === undefined) this.#sink.send(msg)
+    else if (reply === true) this.#sink.send(msg, taskId, true)
     else this.#sink.send(msg, taskId)
   }
 

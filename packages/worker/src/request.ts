@@ -181,7 +181,7 @@ export class PeonyRequest {
     }
     const body = this.worker.app.bodyCodec.encodeReply({ cmd: this.cmd, sn: this.sn, ret, data })
     this.#replied = true
-    this.#emit({ cmd: 220, nodeId: this.task.nodeId as number, connId: this.task.connId as Int64, tag: this.task.tag, ret, body })
+    this.worker.egress[EMIT]({ cmd: 220, nodeId: this.task.nodeId as number, connId: this.task.connId as Int64, tag: this.task.tag, ret, body }, this.id, true)
     return true
   }
 

@@ -227,7 +227,12 @@ function requireConn(m: { nodeId?: unknown; connId?: unknown }, cmd: number): vo
   if (m.nodeId === undefined || m.connId === undefined) throw failed(`egress ${cmd} needs node_id and conn_id`)
 }
 
-function writeEgress(w: Writer, msg: EgressMessage & Sequenced): void {
+/**
+ * Writes one egress message (§2.1) into a writer, for callers that frame records themselves (the
+ * master's egress journal). Throws `PEONY_BROKER_ENCODE_FAILED`, with what was written before the
+ * message left in place: reset `w.pos` to retry.
+ */
+export function writeEgress(w: Writer, msg: EgressMessage & Sequenced): void {
   if (msg === null || typeof msg !== 'object') throw failed('an egress message must be an object')
   const headerAt = w.pos
   w.mapHeader(0) // patched below: at most 13 keys

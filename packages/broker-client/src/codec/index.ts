@@ -11,7 +11,7 @@ export { encodeTask, encodeTasks, encodeTaskFrames } from './encode.ts'
 export type { Rejection, DecodeOptions, DecodedTasks, DecodedEgress } from './decode.ts'
 // Egress frames and acks (§2)
 export { decodeEgress, decodeAck } from './decode.ts'
-export { encodeEgress, encodeEgressBatch, encodeAck } from './encode.ts'
+export { encodeEgress, encodeEgressBatch, encodeAck, writeEgress } from './encode.ts'
 // Business body (§4)
 export { msgpackBodyCodec } from './body.ts'
 export type { BodyCodec, RequestBody, ReplyBody, PushBody } from './body.ts'

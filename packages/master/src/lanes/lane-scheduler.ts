@@ -75,6 +75,8 @@ export interface Entry {
   id: number
   /** Dispatch order while in flight (see InFlight). */
   seq: number
+  /** When intake read it (performance.now() ms): a client request that waited past maxQueueWaitMs is shed. */
+  at: number
 }
 
 /** The tasks of one routing key for one worker. */
@@ -149,15 +151,15 @@ export class LaneScheduler {
     order.push(lane)
   }
 
-  /** Queues a task at the tail of its lane. */
-  push(key: RoutingKey, task: Task, raw: Uint8Array): void {
+  /** Queues a task at the tail of its lane; `at` is when intake read it. */
+  push(key: RoutingKey, task: Task, raw: Uint8Array, at = 0): void {
     let lane = this.lanes.get(key)
     if (lane === undefined) {
       lane = new Lane(key)
       this.lanes.set(key, lane)
     }
     lane.idleSince = 0
-    lane.items.push({ task, raw, lane, id: 0, seq: 0 })
+    lane.items.push({ task, raw, lane, id: 0, seq: 0, at })
     this.queued++
     if (!lane.ready && lane.inFlight < this.maxInFlight) this.makeReady(lane)
   }

@@ -6,7 +6,8 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { createEgressSender, type EgressMessage } from '@peony/broker-client'
-import type { EgressBoot, FromEgress, ToEgress } from './messages.ts'
+import type { EgressBoot, EgressPost, FromEgress, ToEgress } from './messages.ts'
+import { unposted } from './egress-journal.ts'
 
 const boot = workerData as EgressBoot
 const port = parentPort!
@@ -22,30 +23,46 @@ const sender = createEgressSender({
 })
 
 let refusedLocally = 0
+/** Messages sent from a dead worker's journal: produced, not posted before the thread died. */
+let salvaged = 0
 const ports = new Set<MessagePort>()
 
-function attach(p: MessagePort): void {
-  ports.add(p)
-  p.on('message', (batch: EgressMessage[]) => {
-    for (let i = 0; i < batch.length; i++) {
-      try {
-        sender.send(batch[i]!)
-      } catch {
-        // Unencodable or oversized message (a 230 row with a str uid, say): the sender counted
-        // nothing, so count it here; it shows as egress.refusedLocally in the master's stats.
-        refusedLocally++
-      }
-    }
-  })
-  p.on('close', () => ports.delete(p))
+function send(msg: EgressMessage): void {
+  try {
+    sender.send(msg)
+  } catch {
+    // Unencodable or oversized message (a 230 row with a str uid, say): the sender counted
+    // nothing, so count it here; it shows as egress.refusedLocally in the master's stats.
+    refusedLocally++
+  }
 }
 
+function attach(p: MessagePort, journal: SharedArrayBuffer): void {
+  ports.add(p)
+  let lastSeq = 0
+  p.on('message', (m: EgressPost) => {
+    lastSeq = m.seq
+    const batch = m.batch
+    for (let i = 0; i < batch.length; i++) send(batch[i]!)
+  })
+  // The port closes after everything the worker posted was delivered: whatever its journal still
+  // holds was never posted (the thread died mid-turn), and goes out now, after the rest.
+  p.on('close', () => {
+    ports.delete(p)
+    const rest = unposted(journal, lastSeq)
+    salvaged += rest.length
+    for (const msg of rest) send(msg)
+  })
+}
+
+const counters = (): Record<string, unknown> => ({ ...sender.stats(), refusedLocally, salvaged })
+
 // The sender's counters reach the master once a second.
-const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...sender.stats(), refusedLocally } }), 1000)
+const statsTimer = setInterval(() => post({ t: 'stats', stats: counters() }), 1000)
 statsTimer.unref()
 
 port.on('message', (m: ToEgress) => {
-  if (m.t === 'port') attach(m.port)
+  if (m.t === 'port') attach(m.port, m.journal)
   else if (m.t === 'close') {
     // A worker's port closes after everything it posted was delivered here; wait for them all
     // (the workers have exited by now), at most half the linger, then hand over the rest.
@@ -55,7 +72,7 @@ port.on('message', (m: ToEgress) => {
       while (ports.size > 0 && Date.now() - t0 < m.lingerMs / 2) await new Promise((r) => setTimeout(r, 5))
       for (const p of ports) p.close()
       await sender.close({ lingerMs: Math.max(0, m.lingerMs - (Date.now() - t0)) })
-      post({ t: 'closed', stats: { ...sender.stats(), refusedLocally } })
+      post({ t: 'closed', stats: counters() })
       port.close()
     })()
   }

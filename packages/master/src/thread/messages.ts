@@ -4,7 +4,8 @@
  * ZeroMQ sockets never live in a thread that runs application code: zeromq.js aborts the whole
  * process when such a thread dies abruptly (`process.exit`, out of memory, terminate). So each
  * worker hands its egress messages, batched per turn, through a MessagePort to the egress thread,
- * which owns the DEALER to the forwarder. Messages a worker posted survive its death.
+ * which owns the DEALER to the forwarder. Messages a worker posted survive its death, and so do
+ * those it produced but had not posted yet: they wait in its egress journal (egress-journal.ts).
  *
  * master → worker: `assign` (slot identity, marks, egress port; a thread boots unassigned and
  *                  may wait as the spare), `tasks` batches (the tasks' original msgpack maps as one msgpack array, and
@@ -17,7 +18,7 @@
  *   [0]           heartbeat, incremented by the worker every HEARTBEAT_MS; the master terminates a
  *                 worker whose heartbeat stands still while it holds tasks (its loop is blocked).
  *   [1 + (id & mask)]  the task mark: `id` when the task's first user code started, `-id` once it
- *                 settled. Stores survive the thread's death, so the master can tell, for every
+ *                 settled or once its reply was sent (journaled or posted), whichever is first. Stores survive the thread's death, so the master can tell, for every
  *                 task it had dispatched, whether it never started (re-queue), ran (lost), or
  *                 finished (done).
  */
@@ -65,8 +66,10 @@ export interface Assignment {
   index: number
   serverId: string
   generation: number
-  /** This worker's channel to the egress thread: it posts `EgressMessage[]` batches. */
+  /** This worker's channel to the egress thread: it posts `EgressPost` batches. */
   egressPort: MessagePort
+  /** This incarnation's egress journal (egress-journal.ts), also handed to the egress thread with the port. */
+  journal: SharedArrayBuffer
   workTimeoutMs: number
   sab: SharedArrayBuffer
   markMask: number
@@ -95,9 +98,12 @@ export interface EgressBoot {
   maxFrameBytes: number
 }
 
-/** A batch of egress messages from a worker, in order. */
-export type EgressBatch = EgressMessage[]
+/** A batch of egress messages from a worker, in order, numbered 1, 2, … per journal (see egress-journal.ts). */
+export interface EgressPost {
+  seq: number
+  batch: EgressMessage[]
+}
 
-export type ToEgress = { t: 'port'; slot: number; port: MessagePort } | { t: 'close'; lingerMs: number }
+export type ToEgress = { t: 'port'; slot: number; port: MessagePort; journal: SharedArrayBuffer } | { t: 'close'; lingerMs: number }
 
 export type FromEgress = { t: 'ready' } | { t: 'closed'; stats: Record<string, unknown> } | { t: 'stats'; stats: Record<string, unknown> }

@@ -13,7 +13,8 @@ import { decodeTasks } from '@peony/broker-client/codec'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
 import { createThreadLogger } from './thread-logger.ts'
-import { HEARTBEAT_MS, type Assignment, type FromWorker, type ThreadBoot, type ToWorker } from './messages.ts'
+import { HEARTBEAT_MS, type Assignment, type EgressPost, type FromWorker, type ThreadBoot, type ToWorker } from './messages.ts'
+import { JournalWriter } from './egress-journal.ts'
 
 const boot = workerData as ThreadBoot
 const port = parentPort!
@@ -43,14 +44,18 @@ try {
 interface Assigned {
   runtime: WorkerRuntime
   marks: Int32Array
+  mask: number
   heartbeat: NodeJS.Timeout
   statsTimer: NodeJS.Timeout
   storage: RemoteStorage | undefined
 }
 let assigned: Assigned | undefined
 
-// Egress goes to the egress thread in one message per turn; never blocks a handler.
+// Egress goes to the egress thread in one message per turn; never blocks a handler. Until the
+// batch is posted, each message also sits in the shared journal (egress-journal.ts), which the
+// egress thread reads if this thread dies first.
 let egressPort: MessagePort | undefined
+let journal: JournalWriter | undefined
 let egressBatch: EgressMessage[] = []
 let egressScheduled = false
 let egressSent = 0
@@ -58,16 +63,32 @@ function flushEgress(): void {
   egressScheduled = false
   if (egressBatch.length === 0 || egressPort === undefined) return
   egressSent += egressBatch.length
-  egressPort.postMessage(egressBatch)
+  const seq = journal?.seq ?? 0
+  egressPort.postMessage({ seq, batch: egressBatch } satisfies EgressPost)
+  journal?.posted(seq)
   egressBatch = []
 }
 const egress = {
-  send(msg: EgressMessage): void {
+  send(msg: EgressMessage, taskId?: number, reply?: boolean): void {
+    const j = journal
+    let now = false
+    if (j !== undefined) {
+      let r = j.append(msg)
+      if (r === 'full') {
+        flushEgress()
+        r = j.append(msg)
+      }
+      now = r === 'large'
+    }
     egressBatch.push(msg)
-    if (!egressScheduled) {
+    if (now) flushEgress()
+    else if (!egressScheduled) {
       egressScheduled = true
       setImmediate(flushEgress)
     }
+    // The request has its answer, safe from here on: if this thread dies before the task
+    // settles, the master must not answer it again (-10001).
+    if (reply === true && taskId !== undefined && assigned !== undefined) Atomics.store(assigned.marks, 1 + (taskId & assigned.mask), -taskId)
   },
 }
 
@@ -85,6 +106,7 @@ function flushDone(): void {
 function assign(a: Assignment): void {
   logger = createThreadLogger(boot.logLevel, { slot: a.slot, group: a.groupId, gen: a.generation })
   egressPort = a.egressPort
+  journal = new JournalWriter(a.journal)
   const marks = new Int32Array(a.sab)
   const mask = a.markMask
   // Sessions reach the storage thread through this worker's own port.
@@ -113,7 +135,7 @@ function assign(a: Assignment): void {
   // The runtime's counters reach the master twice a second (and once more at stop).
   const statsTimer = setInterval(() => post({ t: 'stats', stats: { ...runtime.stats() } }), 500)
   statsTimer.unref()
-  assigned = { runtime, marks, heartbeat, statsTimer, storage }
+  assigned = { runtime, marks, mask, heartbeat, statsTimer, storage }
   // Tasks may be dispatched from now on; they wait for the onWorkerStart hooks.
   runtime.start().then(
     () => post({ t: 'ready' }),
@@ -124,6 +146,13 @@ function assign(a: Assignment): void {
 /** A dispatch batch: the tasks' original maps (validated by the master already) and their ids. */
 function onTasks(buf: ArrayBuffer, ids: Int32Array): void {
   const runtime = assigned!.runtime
+  if (stopping) {
+    // The master sends nothing after 'stop'; if it ever did, these tasks stay unstarted (their
+    // marks say so) and the master answers them when this thread exits, instead of a throw
+    // killing the thread in the middle of its graceful stop.
+    logger.error({ tasks: ids.length }, 'tasks dispatched after stop: left unstarted')
+    return
+  }
   const { tasks } = decodeTasks(new Uint8Array(buf), { maxFrameBytes: Number.MAX_SAFE_INTEGER })
   if (tasks.length !== ids.length) {
     // Cannot happen (the same decoder accepted each map); if it does, say so loudly.
@@ -132,7 +161,9 @@ function onTasks(buf: ArrayBuffer, ids: Int32Array): void {
   for (let i = 0; i < tasks.length; i++) runtime.dispatch(ids[i]!, tasks[i]!)
 }
 
+let stopping = false
 async function onStop(): Promise<void> {
+  stopping = true
   let stats: Record<string, unknown> = {}
   if (assigned !== undefined) {
     try {

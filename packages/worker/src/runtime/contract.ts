@@ -20,9 +20,11 @@ export interface EgressSink {
    * Queues one egress message. `taskId` is the id of the dispatched task whose request produced
    * it (replies, pushes and other `req.*` helpers, and the runtime's own error replies);
    * `undefined` for messages sent outside a request (timers, worker hooks). Hosts may ignore it;
-   * the test harness uses it to attribute egress to the injected task.
+   * the test harness uses it to attribute egress to the injected task. `reply` is true for the
+   * one answer to the task's client request (`req.reply`, the runtime's own error replies):
+   * once it is sent, the request is answered even if the thread dies before the task settles.
    */
-  send(msg: EgressMessage, taskId?: number): void
+  send(msg: EgressMessage, taskId?: number, reply?: boolean): void
 }
 
 /** How a dispatched task ended, reported to the host once it has settled. */

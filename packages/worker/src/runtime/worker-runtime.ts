@@ -627,7 +627,7 @@ export class WorkerRuntime implements RuntimeHandle {
   #autoReply(id: number, task: Task, cmd: number | string | undefined, sn: Int64 | undefined, ret: number): void {
     try {
       const body = this.#codec.encodeReply({ cmd, sn, ret })
-      this.#sink.send({ cmd: 220, nodeId: task.nodeId as number, connId: task.connId as Int64, tag: task.tag, ret, body }, id)
+      this.#sink.send({ cmd: 220, nodeId: task.nodeId as number, connId: task.connId as Int64, tag: task.tag, ret, body }, id, true)
     } catch (err) {
       this.#logger.error({ err, taskId: id, ret }, 'could not send an error reply')
     }
