@@ -95,6 +95,7 @@ export interface ServerConfig {
   redisUrl: string
   redisPrefix: string
   flushIntervalMs: number
+  gateIntervalMs: number
   maxUnflushedAgeMs: number
   flushBatchSize: number
   sessionLoadTimeoutMs: number
@@ -365,6 +366,13 @@ const specTable = {
     defaultText: '1000',
     arg: '<ms>',
     doc: 'Period of the sessions\' write-behind tick, which also checks evictions.',
+  },
+  gateIntervalMs: {
+    rule: intRule(0, 1_000, 'ms'),
+    default: 2,
+    defaultText: '2',
+    arg: '<ms>',
+    doc: 'Group commit of the output gate: gated changes collected this long are written in one batch before their replies leave; 0 = at the end of the turn.',
   },
   maxUnflushedAgeMs: {
     rule: intRule(1, MAX_TIMER_MS, 'ms'),
@@ -843,6 +851,7 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
     redisUrl: v('redisUrl'),
     redisPrefix: v('redisPrefix'),
     flushIntervalMs: v('flushIntervalMs'),
+    gateIntervalMs: v('gateIntervalMs'),
     maxUnflushedAgeMs: v('maxUnflushedAgeMs'),
     flushBatchSize: v('flushBatchSize'),
     sessionLoadTimeoutMs: v('sessionLoadTimeoutMs'),

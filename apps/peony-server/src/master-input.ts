@@ -27,6 +27,7 @@ export function toStorageInput(config: Pick<ServerConfig, 'storage' | 'storagePa
 export function toSessionsInput(config: ServerConfig): SessionsInput {
   return {
     flushIntervalMs: config.flushIntervalMs,
+    gateIntervalMs: config.gateIntervalMs,
     maxUnflushedAgeMs: config.maxUnflushedAgeMs,
     flushBatchSize: config.flushBatchSize,
     loadTimeoutMs: config.sessionLoadTimeoutMs,

@@ -40,6 +40,8 @@ export const ReplyCode = {
   STATE_LOAD_FAILED: -10005,
   QUARANTINED: -10006,
   NO_ROUTE: -10007,
+  /** A gated request's change could not be stored: nothing of it was applied (protocol §4). */
+  NOT_STORED: -10008,
 } as const
 export type ReplyCode = (typeof ReplyCode)[keyof typeof ReplyCode]
 

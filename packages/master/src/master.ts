@@ -669,9 +669,14 @@ export class Master extends EventEmitter {
     if (task.nodeId === undefined || task.connId === undefined || this.egress === undefined) return
     this.refused[code] = (this.refused[code] ?? 0) + 1
     let body: Uint8Array
-    const peek = task.body !== undefined && task.body.length > 0 ? msgpackBodyCodec.peekRequest(task.body) : {}
-    if (peek.cmd !== undefined) body = msgpackBodyCodec.encodeReply({ cmd: peek.cmd, sn: peek.sn, ret: code })
-    else body = packValue({ ret: code })
+    try {
+      const peek = task.body !== undefined && task.body.length > 0 ? msgpackBodyCodec.peekRequest(task.body) : {}
+      body = peek.cmd !== undefined ? msgpackBodyCodec.encodeReply({ cmd: peek.cmd, sn: peek.sn, ret: code }) : packValue({ ret: code })
+    } catch {
+      // An sn no reply can carry (a uint64 above 2^63-1) or an unreadable body: the code alone,
+      // rather than an exception that would leave the rest of the frame unqueued and unanswered.
+      body = packValue({ ret: code })
+    }
     this.egress.send({ cmd: 220, nodeId: task.nodeId, connId: task.connId, tag: task.tag, ret: code, body })
   }
 

@@ -11,7 +11,7 @@ import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-cli
 export const TEST_APP = fileURLToPath(new URL('./fixtures/test-app.ts', import.meta.url))
 
 /** A client request task for body cmd `cmd` with `data`. */
-export function req(uid: number | bigint | string | undefined, cmd: string, data: unknown, extra: Partial<Task> = {}, sn = 1): Task {
+export function req(uid: number | bigint | string | undefined, cmd: string, data: unknown, extra: Partial<Task> = {}, sn: number | bigint = 1): Task {
   return { cmd: 10, uid, nodeId: 7, connId: 1000 + (typeof uid === 'number' ? uid : 0), tag: 3, body: packValue({ cmd, sn, data }), ...extra }
 }
 

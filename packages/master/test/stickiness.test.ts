@@ -18,6 +18,8 @@ describe('stickiness and per-uid order', () => {
     // the fixture's broker is the first of the two
     const { master, fwd, broker: first } = await boot({
       queueMaxSize: 2 * PER_BROKER,
+      // 200k tasks queued at once wait longer than the default queue-wait bound: this test is about order
+      maxQueueWaitMs: 0,
       // 200k replies can outrun the in-test forwarder; this test is about order, not egress capacity
       egressBufferMax: 4 * PER_BROKER,
       stopTimeoutMs: 10_000,

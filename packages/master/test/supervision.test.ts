@@ -26,7 +26,8 @@ async function killUnderLoad(kill: Kill): Promise<void> {
   const marksFile = join(tempDir(), 'marks.txt')
   writeFileSync(marksFile, '')
   process.env.PEONY_TEST_MARKS = marksFile
-  const { master, fwd, broker } = await boot({ serverId: 'sup', queueMaxSize: 100_000, workTimeoutMs: 2_000, blockedTimeoutMs: 3_000, resourceLimits: { maxOldGenerationSizeMb: 64 }, stopTimeoutMs: 10_000 })
+  // 3,000 tasks at once through a respawn wait past the default queue-wait bound: off here.
+  const { master, fwd, broker } = await boot({ serverId: 'sup', maxQueueWaitMs: 0, queueMaxSize: 100_000, workTimeoutMs: 2_000, blockedTimeoutMs: 3_000, resourceLimits: { maxOldGenerationSizeMb: 64 }, stopTimeoutMs: 10_000 })
   const victimUid = 1
   const victimSlot = master.slotOf({ cmd: 10, uid: victimUid })!
   const tasks: Task[] = []
@@ -91,7 +92,8 @@ describe('supervision: a worker killed under load', () => {
   }, 60_000)
 
   it('backs off a crash loop instead of respawning in a tight loop', async () => {
-    const { master, broker } = await boot({ serverId: 'loop', groups: [{ id: 1, count: 1 }], respawnMinDelayMs: 200 })
+    // The back-off delays (up to 1.6 s) keep the later crash tasks queued past the default queue-wait bound: off here.
+    const { master, broker } = await boot({ serverId: 'loop', groups: [{ id: 1, count: 1 }], respawnMinDelayMs: 200, maxQueueWaitMs: 0 })
     // Every respawned worker is killed by the next crash task at once.
     const tasks: Task[] = []
     for (let i = 0; i < 6; i++) tasks.push(req(1, 'echo', { crash: 'exit' }))

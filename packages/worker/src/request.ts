@@ -15,6 +15,7 @@ import { EMIT, buildWriteToWorker, usersRow, type UsersFilter, type WorkerTarget
 import type { BodyCmd, RouteInfo } from './routes.ts'
 import type { WorkerContext } from './worker-context.ts'
 import type { Session } from './session/session.ts'
+import type { Barrier } from './session/output-gate.ts'
 
 const NOT_READ = 0
 const READ = 1
@@ -41,6 +42,10 @@ export class PeonyRequest {
   #locals: Record<string | symbol, unknown> | undefined = undefined
   /** @internal Set by the runtime. */
   _session: Session | undefined = undefined
+  /** @internal The session whose output gate holds this request's outputs (output-gate.ts). */
+  _hold: Session | undefined = undefined
+  /** @internal This request's barrier when its route is gated. */
+  _barrier: Barrier | undefined = undefined
 
   /** @internal `body` is the decoded body of a 10/100 task; for other tasks it is decoded on first use. */
   constructor(id: number, task: Task, worker: WorkerContext, route: RouteInfo | undefined, body: RequestBody | undefined) {
@@ -181,7 +186,7 @@ export class PeonyRequest {
     }
     const body = this.worker.app.bodyCodec.encodeReply({ cmd: this.cmd, sn: this.sn, ret, data })
     this.#replied = true
-    this.worker.egress[EMIT]({ cmd: 220, nodeId: this.task.nodeId as number, connId: this.task.connId as Int64, tag: this.task.tag, ret, body }, this.id, true)
+    this.#send({ cmd: 220, nodeId: this.task.nodeId as number, connId: this.task.connId as Int64, tag: this.task.tag, ret, body }, true)
     return true
   }
 
@@ -274,7 +279,13 @@ export class PeonyRequest {
   }
 
   #emit(msg: EgressMessage): void {
-    this.worker.egress[EMIT](msg, this.id)
+    this.#send(msg, false)
+  }
+
+  #send(msg: EgressMessage, reply: boolean): void {
+    const h = this._hold
+    if (h !== undefined) this.worker.sessions.gateOut(h, msg, this.id, reply, this)
+    else this.worker.egress[EMIT](msg, this.id, reply)
   }
 
   #noConn(what: string): false {

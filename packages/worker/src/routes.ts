@@ -22,6 +22,12 @@ export interface RouteOptions {
   meta?: Readonly<Record<string, unknown>> | undefined
   /** False: this route never loads the player's session (`req.session` is the resident one, if any). Default true. */
   session?: boolean | undefined
+  /**
+   * Output gate: `'stored'` holds this route's reply, pushes and messages to other players until
+   * the session change the request made is stored (docs/sessions.md); `'none'` sends them at
+   * once. Default: the session definition's `gate` (itself `'none'` by default).
+   */
+  gate?: 'stored' | 'none' | undefined
 }
 
 /** A registered route, as `req.route` shows it. */
@@ -34,6 +40,8 @@ export interface RouteInfo {
   readonly meta: Readonly<Record<string, unknown>>
   /** Whether the route loads the player's session (when the app defines sessions). */
   readonly session: boolean
+  /** The route's output gate, or undefined for the session definition's default. */
+  readonly gate: 'stored' | 'none' | undefined
   readonly handler: RouteHandler
 }
 
@@ -48,6 +56,8 @@ export function makeRoute(cmd: unknown, handler: unknown, opts: RouteOptions | u
   }
   if (typeof handler !== 'function') throw new TypeError(`route handler for cmd ${String(cmd)} must be a function`)
   if (opts?.session !== undefined && typeof opts.session !== 'boolean') throw new TypeError('route option session must be a boolean')
+  if (opts?.gate !== undefined && opts.gate !== 'stored' && opts.gate !== 'none') throw new TypeError(`route option gate must be 'stored' or 'none'`)
+  if (opts?.gate === 'stored' && opts.session === false) throw new TypeError('route option gate: a route with session: false has no session change to store')
   const t = opts?.workTimeoutMs
   if (t !== undefined && !(Number.isFinite(t) && t >= 0)) throw new RangeError(`route workTimeoutMs must be a finite number >= 0, got ${t}`)
   const base = opts?.name ?? (handler.name !== '' ? handler.name : String(cmd))
@@ -58,6 +68,7 @@ export function makeRoute(cmd: unknown, handler: unknown, opts: RouteOptions | u
     workTimeoutMs: t,
     meta: opts?.meta === undefined ? EMPTY_META : Object.freeze({ ...opts.meta }),
     session: opts?.session !== false,
+    gate: opts?.gate,
     handler: handler as RouteHandler,
   })
 }

@@ -44,7 +44,7 @@ import { APP_STATE } from '../internal/symbols.ts'
 import { consoleLogger } from '../logger.ts'
 import { PeonyRequest } from '../request.ts'
 import type { RouteHandler } from '../routes.ts'
-import type { Session } from '../session/session.ts'
+import { GONE, type Session } from '../session/session.ts'
 import { SessionManager, type SessionOptions, type SessionStats } from '../session/session-manager.ts'
 import { WorkerTimers } from '../timers.ts'
 import { WorkerContext } from '../worker-context.ts'
@@ -199,6 +199,8 @@ export class WorkerRuntime implements RuntimeHandle {
   readonly #sessions: SessionManager
   /** Ids of queued tasks whose session load failed while they waited (answered -10005 when their turn comes). */
   readonly #loadFailed = new Set<number>()
+  /** Requests whose outputs an output gate holds, by task id, until they settle. */
+  readonly #holding = new Map<number, PeonyRequest>()
 
   #firstState = FIRST_NONE
   #firstPromise: Promise<void> | undefined = undefined
@@ -483,6 +485,20 @@ export class WorkerRuntime implements RuntimeHandle {
     }
   }
 
+  /**
+   * Gives a request its session, and the session's output gate when the route is gated or the
+   * session already holds output (every later output of a session waits behind a held one).
+   */
+  #attach(req: PeonyRequest, s: Session | undefined): void {
+    req._session = s
+    if (s === undefined || (s._flags & GONE) !== 0) return
+    const gated = req.route !== undefined && (req.route.gate === undefined ? this.#sessions.gateDefault : req.route.gate === 'stored')
+    if (!gated && s._held === undefined) return
+    req._hold = s
+    if (gated) req._barrier = this.#sessions.gateBegin(s)
+    this.#holding.set(req.id, req)
+  }
+
   /** Settles a task: counters, onTaskDone, idle detection. Called exactly once per task. */
   #done(id: number, outcome: TaskOutcome): void {
     this.worker.timers.kick()
@@ -492,14 +508,23 @@ export class WorkerRuntime implements RuntimeHandle {
     c.handled++
     const k = OUTCOME_COUNTER[outcome]
     if (k !== undefined) c[k]++
-    if (this.#onDone !== undefined) {
-      try {
-        this.#onDone(id, outcome)
-      } catch (err) {
-        this.#logger.error({ err, taskId: id }, 'onTaskDone threw')
-      }
-    }
+    const held = this.#holding.size > 0 ? this.#holding.get(id) : undefined
+    if (held !== undefined) {
+      // The host hears of it once the request's outputs left the gate: a worker that dies
+      // holding them leaves the task started, and the master answers it -10001.
+      this.#holding.delete(id)
+      this.#sessions.gateSettle(held._hold as Session, held._barrier, () => this.#notifyDone(id, outcome))
+    } else this.#notifyDone(id, outcome)
     if (this.#running === 0 && this.#queued === 0) this.#scheduleIdleCheck()
+  }
+
+  #notifyDone(id: number, outcome: TaskOutcome): void {
+    if (this.#onDone === undefined) return
+    try {
+      this.#onDone(id, outcome)
+    } catch (err) {
+      this.#logger.error({ err, taskId: id }, 'onTaskDone threw')
+    }
   }
 
   // ─────────────────────────── one task ───────────────────────────
@@ -535,9 +560,9 @@ export class WorkerRuntime implements RuntimeHandle {
           }
           const s = this.#sessions.touch(lane)
           if (s === undefined) return this.#loadThenRun(req, lane, task.uid as Uid, route.pre, route.end, timeoutMs)
-          req._session = s
+          this.#attach(req, s)
         } else {
-          req._session = this.#sessions.touch(lane)
+          this.#attach(req, this.#sessions.touch(lane))
         }
       }
       return this.#runRequest(req, route.pre, route.end, route.info.handler, undefined, undefined, timeoutMs)
@@ -564,10 +589,10 @@ export class WorkerRuntime implements RuntimeHandle {
       // Client created/closed and generic tasks see a resident session but never load one.
       const lane = routingKey(task)
       if (tc === 20) {
-        req._session = this.#sessions.get(task.uid as Uid)
+        this.#attach(req, this.#sessions.get(task.uid as Uid))
         this.#sessions.clientClosed(lane)
       } else {
-        req._session = this.#sessions.touch(lane)
+        this.#attach(req, this.#sessions.touch(lane))
       }
     }
     return this.#runRequest(req, c.hooks.preRequest, c.hooks.onRequestEnd, undefined, on, onName, this.#timeoutMs)
@@ -591,7 +616,7 @@ export class WorkerRuntime implements RuntimeHandle {
     }
     const r = this.#sessions.fireDue(s)
     if (r !== undefined) await r
-    req._session = s
+    this.#attach(req, s)
     const rr = this.#runRequest(req, pre, end, req.route!.handler, undefined, undefined, timeoutMs)
     if (rr !== undefined) await rr
   }

@@ -43,6 +43,10 @@ import {
   type TimerFiring,
 } from './session.ts'
 import { SessionTimers, type DurableTimer, type SessionTimerHost } from './session-timers.ts'
+import { OutputGate, type Barrier, type GateStats } from './output-gate.ts'
+import { EMIT } from '../egress.ts'
+import type { EgressMessage } from '@peony/broker-client/core'
+import type { PeonyRequest } from '../request.ts'
 
 /** Write-behind, eviction and load settings of a worker's sessions. */
 export interface SessionOptions {
@@ -69,6 +73,12 @@ export interface SessionOptions {
   retryMaxMs?: number | undefined
   /** At most this many firings per repeating durable timer when it is overdue on load (default 100); the rest are skipped and counted in `firing.skipped`. */
   catchUpLimit?: number | undefined
+  /**
+   * Group commit of the output gate: gated changes of every player collected for up to this
+   * long are written in one fenced batch, and their held outputs leave when it is stored
+   * (default 2 ms; 0 = at the end of the current turn).
+   */
+  gateIntervalMs?: number | undefined
 }
 
 /** Counters and gauges of a worker's sessions. */
@@ -105,6 +115,8 @@ export interface SessionStats {
   /** Durable timer firings and in-memory session timer runs. */
   timersFired: number
   timerFailures: number
+  /** The output gate (routes with `gate: 'stored'`). */
+  gate: GateStats
 }
 
 /** What the runtime gives the manager. */
@@ -132,6 +144,7 @@ const DEFAULTS = {
   retryBaseMs: 250,
   retryMaxMs: 15_000,
   catchUpLimit: 100,
+  gateIntervalMs: 2,
 } as const
 
 type Resolved = { -readonly [K in keyof typeof DEFAULTS]: number }
@@ -210,6 +223,14 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     timerFailures: 0,
   }
   readonly #ev = { idle: 0, closed: 0, memory: 0, manual: 0, fenced: 0 }
+  readonly #gate: OutputGate
+  /** Sessions whose gated change waits for the next group commit. */
+  readonly #gateQueue = new Set<Session>()
+  #gateHandle: unknown = undefined
+  /** Group commits in flight. */
+  readonly #gateWrites = new Set<Promise<void>>()
+  /** The session definition's gate: whether routes that do not say are gated. */
+  readonly gateDefault: boolean
 
   /** @internal Created by the runtime. Without a definition the manager is disabled. */
   constructor(def: SessionDef<unknown> | undefined, options: SessionOptions | undefined, bridge: SessionBridge | undefined) {
@@ -223,6 +244,18 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     this.#encode = def?.encode ?? packValue
     this.#decode = def?.decode ?? unpackValue
     this.#auto = def?.dirty !== 'manual'
+    this.gateDefault = def?.gate === 'stored'
+    this.#gate = new OutputGate({
+      emit: (msg, taskId, reply) => this.worker.egress[EMIT](msg, taskId, reply),
+      get codec() {
+        return bridge!.worker.app.bodyCodec
+      },
+      requestWrite: (s) => this.#requestGateWrite(s),
+      bump: (s) => {
+        this.markDirty(s)
+        return s._version
+      },
+    })
   }
 
   /** True when the app defines sessions. */
@@ -269,6 +302,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       ...this.#c,
       loadLatency: this.#hist.summary(),
       evictions: { ...this.#ev },
+      gate: this.#gate.stats(),
     }
   }
 
@@ -312,6 +346,43 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   /** @internal After a handler ran on `s`: the automatic dirty mark. */
   afterHandler(s: Session): void {
     if (this.#auto && (s._flags & GONE) === 0) this.markDirty(s)
+  }
+
+  // ─────────────────────────── output gate ───────────────────────────
+
+  /** @internal A gated request starts on `s`: its barrier (output-gate.ts). */
+  gateBegin(s: Session): Barrier {
+    return this.#gate.begin(s)
+  }
+
+  /** @internal An output of a request held on `s`. */
+  gateOut(s: Session, msg: EgressMessage, taskId: number, reply: boolean, req: PeonyRequest): void {
+    this.#gate.out(s, msg, taskId, reply, req)
+  }
+
+  /** @internal A request held on `s` settled; `done` tells the host once its outputs left. */
+  gateSettle(s: Session, barrier: Barrier | undefined, done: () => void): void {
+    this.#gate.settle(s, barrier, done)
+  }
+
+  /** A session with a gated change to store: into the next group commit (unless a write of it is in flight; its end asks again). */
+  #requestGateWrite(s: Session): void {
+    if ((s._flags & (FLUSHING | GONE)) !== 0 || this.#gateQueue.has(s)) return
+    this.#gateQueue.add(s)
+    if (this.#gateHandle !== undefined) return
+    const b = this.#bridge as SessionBridge
+    const run = (): void => {
+      this.#gateHandle = undefined
+      const list = [...this.#gateQueue]
+      this.#gateQueue.clear()
+      const p: Promise<void> = this.#flushList(list).finally(() => this.#gateWrites.delete(p))
+      this.#gateWrites.add(p)
+    }
+    if (this.#o.gateIntervalMs > 0) this.#gateHandle = b.clock.setTimeout(run, this.#o.gateIntervalMs)
+    else {
+      this.#gateHandle = true
+      setImmediate(run)
+    }
   }
 
   /** @internal Task cmd 20 for a lane: the client closed; evict after the grace period. */
@@ -560,6 +631,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     this.#closedDown = true
     if (this.#tickHandle !== undefined) this.cancel(this.#tickHandle)
     this.#tickHandle = undefined
+    // Gated changes still waiting for their group commit go with the final flush below.
+    if (this.#gateHandle !== undefined && this.#gateHandle !== true) this.cancel(this.#gateHandle)
+    this.#gateHandle = undefined
+    this.#gateQueue.clear()
+    while (this.#gateWrites.size > 0) await Promise.all([...this.#gateWrites])
     for (const s of this.#sessions.values()) s._timers?._clear()
     const b = this.#bridge as SessionBridge
     for (;;) {
@@ -661,7 +737,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     else if (reason === EVICT_CLOSED) ev.closed++
     else if (reason === EVICT_MEMORY) ev.memory++
     else if (reason === EVICT_MANUAL) ev.manual++
-    else ev.fenced++
+    else if (reason === 0) ev.fenced++
   }
 
   #startFlush(list: Session[]): Promise<void> {
@@ -688,6 +764,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     while (i < list.length) {
       const batch: Session[] = []
       const since: number[] = []
+      const versions: number[] = []
       const ends: number[] = []
       const w = this.#writer
       for (; i < list.length && batch.length < size; i++) {
@@ -702,9 +779,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
           this.#dirty.delete(s)
           this.#retry.add(s)
           this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_ENCODE_FAILED, `encoding the session ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }))
+          if (this.#gate.pending(s)) this.#gateFailed(s)
           continue
         }
         since.push(s._dirtySince)
+        versions.push(s._version)
         this.#dirty.delete(s)
         this.#retry.delete(s)
         s._flags = (s._flags & ~DIRTY) | FLUSHING
@@ -732,14 +811,14 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         this.#writeFailed(batch, since)
         continue
       }
-      inFlight.push(this.#write(storage, writes, batch, since))
+      inFlight.push(this.#write(storage, writes, batch, since, versions))
       if (inFlight.length >= FLUSH_IN_FLIGHT && !(await (inFlight.shift() as Promise<boolean>))) failed = true
     }
     for (const p of inFlight) await p
   }
 
   /** One writeFenced call; false when it failed (its sessions went to the retry set). */
-  async #write(storage: AbstractStorage, writes: FencedWrite[], batch: Session[], since: number[]): Promise<boolean> {
+  async #write(storage: AbstractStorage, writes: FencedWrite[], batch: Session[], since: number[], versions: number[]): Promise<boolean> {
     let refused: number[]
     try {
       refused = (await storage.writeFenced(writes)).refused
@@ -770,10 +849,12 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       if (refusedSet?.has(i) === true) {
         this.#c.fenced++
         this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_FENCED, `storage refused the session ${s.key}: a newer owner loaded it; this copy is dropped`, { uid: s.uid }))
+        this.#gate.fail(s)
         this.#drop(s, 0)
         continue
       }
       this.#c.flushedSessions++
+      if (s._held !== undefined || s._storedVersion < (versions[i] as number)) this.#gate.stored(s, versions[i] as number)
       if ((s._flags & (EVICTING | DIRTY)) === EVICTING && !(this.#bridge as SessionBridge).laneBusy(s._lane)) this.#drop(s, s._flags & EVICT_REASONS)
     }
     return true
@@ -784,12 +865,26 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       const s = batch[i] as Session
       s._flags &= ~FLUSHING
       if ((s._flags & GONE) !== 0) continue
+      if (this.#gate.pending(s)) {
+        this.#gateFailed(s)
+        continue
+      }
       const t = since[i] as number
       if ((s._flags & DIRTY) === 0 || t < s._dirtySince) s._dirtySince = t
       s._flags |= DIRTY
       this.#dirty.delete(s)
       this.#retry.add(s)
     }
+  }
+
+  /**
+   * A write of a session holding gated output failed: its held replies are answered -10008 and
+   * it is dropped with every unstored change (the next task reloads it from storage), so nothing
+   * a client was told failed is applied later by a retry of the write.
+   */
+  #gateFailed(s: Session): void {
+    this.#gate.fail(s)
+    this.#drop(s, -1)
   }
 
   #sizeOf(s: Session, encoded: number): number {

@@ -13,6 +13,7 @@ import { WorkerErrorCode } from '../errors.ts'
 import type { PeonyRequest } from '../request.ts'
 import type { WorkerContext } from '../worker-context.ts'
 import type { SessionTimers } from './session-timers.ts'
+import type { Held } from './output-gate.ts'
 
 /** What a durable timer's handler receives besides the session. */
 export interface TimerFiring {
@@ -39,6 +40,13 @@ export interface SessionDefinition<S> {
   encode?: ((state: S) => Uint8Array) | undefined
   /** Deserializer (default: msgpack). A throw fails the load (-10005). */
   decode?: ((bytes: Uint8Array, uid: Uid) => S) | undefined
+  /**
+   * The output gate of the app's routes, unless a route says otherwise (`route(cmd, h, { gate })`):
+   * `'stored'` holds a request's reply, pushes and messages to other players until the session
+   * change it made is in storage (a failed write answers -10008, nothing applied); `'none'`
+   * (default) sends them at once and writes the change behind. See docs/sessions.md.
+   */
+  gate?: 'stored' | 'none' | undefined
   /** `'auto'` (default): every handler run and timer firing marks the session dirty. `'manual'`: only `markDirty()`. */
   dirty?: 'auto' | 'manual' | undefined
   /** Storage key prefix (default `"player"`). Keys are `<namespace>:<uid>`, or `<namespace>:<group>:<uid>` with `scope: 'group'`. */
@@ -68,6 +76,7 @@ export function defineSession<S>(def: SessionDefinition<S>): SessionDef<S> {
   }
   if (def.dirty !== undefined && def.dirty !== 'auto' && def.dirty !== 'manual') throw new TypeError(`session dirty must be 'auto' or 'manual'`)
   if (def.scope !== undefined && def.scope !== 'uid' && def.scope !== 'group') throw new TypeError(`session scope must be 'uid' or 'group'`)
+  if (def.gate !== undefined && def.gate !== 'stored' && def.gate !== 'none') throw new TypeError(`session gate must be 'stored' or 'none'`)
   if (def.namespace !== undefined && (typeof def.namespace !== 'string' || def.namespace === '' || /[/\0{}]/.test(def.namespace))) {
     throw new TypeError('session namespace must be a non-empty string without "/", "{", "}" or NUL')
   }
@@ -127,6 +136,9 @@ export class Session<S = unknown> {
   /** @internal GONE | EVICTING | FLUSHING | DIRTY | EVICT_*. */ _flags = 0
   /** @internal Durable timers and in-memory timers; created on first use. */ _timers: SessionTimers | undefined = undefined
   /** @internal The routing key of the player's lane. */ readonly _lane: string | number
+  /** @internal Outputs held by the output gate, in order (output-gate.ts); undefined when none. */ _held: Held[] | undefined = undefined
+  /** @internal The highest `_version` known to be in storage. */ _storedVersion = 0
+  /** @internal A gated write failed: the session was dropped; outputs of requests still on it are refused. */ _gateFailed = false
 
   /** @internal */
   constructor(owner: SessionOwner, lane: string | number, uid: Uid, key: string, state: S, generation: number, now: number, size: number) {
