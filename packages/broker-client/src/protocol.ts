@@ -1,5 +1,5 @@
 /**
- * Protocol tables of Peony wire protocol v1 (`docs/protocol.md`): task commands, egress
+ * Protocol tables of Peony wire protocol 1.1 (`docs/protocol.md`): task commands, egress
  * commands, Peony's reply codes, default endpoints and limits. Every other module takes its
  * numbers from here.
  */
@@ -40,12 +40,14 @@ export const ReplyCode = {
   STATE_LOAD_FAILED: -10005,
   QUARANTINED: -10006,
   NO_ROUTE: -10007,
-  /** A gated request's change could not be stored: nothing of it was applied (protocol §4). */
+  /** Not stored, nothing applied: the storage write of the request's session change failed and the change was discarded; a retry cannot apply twice (protocol 1.1). */
   NOT_STORED: -10008,
+  /** Reserved: "not the owner of this player" (several servers). Not sent yet (protocol 1.1). */
+  NOT_OWNER: -10009,
 } as const
 export type ReplyCode = (typeof ReplyCode)[keyof typeof ReplyCode]
 
-/** Defaults of protocol v1. */
+/** Defaults of protocol v1 (unchanged in 1.1). */
 export const Defaults = {
   INTAKE_ENDPOINT: 'tcp://127.0.0.1:9250',
   EGRESS_ENDPOINT: 'tcp://127.0.0.1:9260',

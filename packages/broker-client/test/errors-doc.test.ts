@@ -1,7 +1,9 @@
 /**
  * Keeps docs/errors.md honest (fastify's docs-parity test): every PEONY_* error code that a
  * package or app source defines has a `### CODE` heading there, and the page has no heading for a
- * code that no source defines.
+ * code that no source defines. The wire reply codes are kept equal the same way: `ReplyCode`,
+ * the table of docs/errors.md ("Wire reply codes") and the table of docs/protocol.md §4, which
+ * also names the protocol version its changelog must describe.
  *
  * A code is found by a regex over the source text, in the positions where codes are defined or
  * used as codes: the value of a property (`NOT_OPEN: 'PEONY_BROKER_NOT_OPEN'`, `code: '…'`), the
@@ -12,9 +14,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
+import { ReplyCode } from '../src/protocol.ts'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const ERRORS_MD = join(ROOT, 'docs', 'errors.md')
+const PROTOCOL_MD = join(ROOT, 'docs', 'protocol.md')
 
 const CODE = String.raw`PEONY_[A-Z0-9]+(?:_[A-Z0-9]+)+`
 const CODE_PATTERNS: readonly RegExp[] = [
@@ -124,5 +128,55 @@ describe('docs/errors.md parity', () => {
     expect(stale, 'remove these sections from docs/errors.md, or define the codes').toEqual([])
     const twice = all.filter((code, i) => all.indexOf(code) !== i)
     expect(twice).toEqual([])
+  })
+})
+
+/** The text of `md` from the heading line matching `start` up to the next heading of that level or higher. */
+function section(md: string, start: RegExp): string {
+  const lines = md.split('\n')
+  const i = lines.findIndex((l) => start.test(l))
+  if (i < 0) return ''
+  const level = /^#+/.exec(lines[i] as string)![0].length
+  const end = lines.findIndex((l, j) => j > i && /^#+ /.test(l) && /^#+/.exec(l)![0].length <= level)
+  return lines.slice(i, end < 0 ? undefined : end).join('\n')
+}
+
+/** The table rows of `text` whose first cell is a code ≤ −10000 (written with U+2212 or '-'): code → the other cells. */
+function codeRows(text: string): Map<number, string[]> {
+  const rows = new Map<number, string[]>()
+  for (const m of text.matchAll(/^[ \t]*\|[ \t]*[−-](1\d{4})[ \t]*\|(.*)\|[ \t]*$/gm)) {
+    const code = -Number(m[1])
+    expect(rows.has(code), `row ${code} twice`).toBe(false)
+    rows.set(code, (m[2] as string).split('|').map((c) => c.trim()))
+  }
+  return rows
+}
+
+describe('wire reply codes: ReplyCode, docs/errors.md and docs/protocol.md §4', () => {
+  const codes = Object.entries(ReplyCode).filter(([, v]) => v !== 0)
+
+  it('covers every code Peony defines (the scan is not vacuous)', () => {
+    expect(codes.length).toBeGreaterThanOrEqual(10)
+    expect(ReplyCode.NOT_STORED).toBe(-10008)
+    expect(ReplyCode.NOT_OWNER).toBe(-10009)
+  })
+
+  it('docs/errors.md has one row per ReplyCode, with its name, and no other', () => {
+    const rows = codeRows(section(readFileSync(ERRORS_MD, 'utf8'), /^## Wire reply codes/))
+    const documented = new Map([...rows].map(([code, cells]): [string, number] => [(cells[0] ?? '').replace(/`/g, ''), code]))
+    expect(documented).toEqual(new Map<string, number>(codes))
+  })
+
+  it('docs/protocol.md §4 lists every ReplyCode and no other code', () => {
+    const rows = codeRows(section(readFileSync(PROTOCOL_MD, 'utf8'), /^## 4\. /))
+    expect([...rows.keys()].sort()).toEqual(codes.map(([, v]) => v).sort())
+  })
+
+  it('docs/protocol.md names its version at the top and describes it in its changelog', () => {
+    const md = readFileSync(PROTOCOL_MD, 'utf8')
+    const version = /^Protocol version: (\d+\.\d+)$/m.exec(md.split('\n## ')[0] as string)?.[1]
+    expect(version, 'a "Protocol version: X.Y" line before the first section').toBeDefined()
+    const changelog = section(md, /^## Changelog$/)
+    expect(changelog).toMatch(new RegExp(`^### ${version!.replace('.', '\\.')}$`, 'm'))
   })
 })

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { parseArgs } from './run.mjs'
+import { parseArgs, profileScript as where } from './run.mjs'
 
 const [dir, ...rest] = process.argv.slice(2)
 if (!dir) {
@@ -23,16 +23,6 @@ function files(d) {
     else if (e.name.endsWith('.cpuprofile')) out.push(p)
   }
   return out
-}
-
-/** Shortens a script URL to package/file. */
-function where(url) {
-  if (!url) return '(native/vm)'
-  const u = url.replace(/^file:\/\//, '')
-  const nm = u.lastIndexOf('node_modules/')
-  if (nm >= 0) return u.slice(nm + 13)
-  const i = u.indexOf('/work/main/')
-  return i >= 0 ? u.slice(i + 11) : u
 }
 
 /**

@@ -23,6 +23,19 @@ export const REPO_DIR = path.resolve(BENCH_DIR, '../..')
 /** Where results go (`<case>.json`), and `raw/` for child logs (not committed). */
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results')
 
+/**
+ * A script URL of a V8 CPU profile, shortened for reports: the path after the last
+ * `node_modules/`, else the path inside this repository, else the URL's path unchanged.
+ * @param {string | undefined} url
+ */
+export function profileScript(url) {
+  if (!url) return '(native/vm)'
+  const u = url.replace(/^file:\/\//, '')
+  const nm = u.lastIndexOf('node_modules/')
+  if (nm >= 0) return u.slice(nm + 13)
+  return u.startsWith(REPO_DIR + path.sep) ? u.slice(REPO_DIR.length + 1) : u
+}
+
 /** Node flags that run Peony from its TypeScript sources. */
 export const SOURCE_FLAGS = ['--conditions=@peony/source', '--import', 'tsx']
 

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { parseArgs } from '../lib/run.mjs'
+import { parseArgs, profileScript as where } from '../lib/run.mjs'
 
 const [dir, ...rest] = process.argv.slice(2)
 if (!dir) {
@@ -18,15 +18,6 @@ if (!dir) {
 }
 const o = parseArgs({ from: 0, to: 0, top: 20, stack: '' }, rest)
 const wanted = o.stack === '' ? [] : o.stack.split(',')
-
-const where = (url) => {
-  if (!url) return '(native/vm)'
-  const u = url.replace(/^file:\/\//, '')
-  const nm = u.lastIndexOf('node_modules/')
-  if (nm >= 0) return u.slice(nm + 13)
-  const i = u.indexOf('/work/main/')
-  return i >= 0 ? u.slice(i + 11) : u
-}
 
 for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort()) {
   const prof = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))

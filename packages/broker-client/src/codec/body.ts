@@ -154,10 +154,11 @@ function writeCmd(w: Writer, cmd: unknown): void {
   else throw encodeFailed('body cmd must be a safe integer or a string')
 }
 
+/** An int field (the sn): any msgpack int, int64 or uint64, so a reply echoes every sn a request can carry. */
 function writeInt(w: Writer, v: unknown, what: string): void {
   if (typeof v === 'number' && Number.isSafeInteger(v)) w.int(v)
-  else if (typeof v === 'bigint' && v >= -(2n ** 63n) && v < 2n ** 63n) w.bigint(v)
-  else throw encodeFailed(`body ${what} must be an int64 integer`)
+  else if (typeof v === 'bigint' && v >= -(2n ** 63n) && v < 2n ** 64n) w.bigint(v)
+  else throw encodeFailed(`body ${what} must be an int64 or uint64 integer`)
 }
 
 /** The default msgpack body codec (protocol §4). */
