@@ -975,7 +975,7 @@ export class Master extends EventEmitter {
     }
     slot.inFlight.clear()
     this.requeued += requeue.length
-    slot.sched.requeue(requeue)
+    slot.sched.requeue(requeue, performance.now())
     if (this.drainWaiters.size > 0 && this.isDrained()) for (const w of this.drainWaiters) w()
   }
 

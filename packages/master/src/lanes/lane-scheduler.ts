@@ -201,14 +201,16 @@ export class LaneScheduler {
 
   /**
    * The worker died: `entries` (dispatched, never started, in dispatch order) go back to the
-   * head of their lanes in order; the ready ring is rebuilt.
+   * head of their lanes in order; the ready ring is rebuilt. Their wait in the master starts
+   * again at `at` (the time they spent in the dead worker was not spent queued here).
    */
-  requeue(entries: Entry[]): void {
+  requeue(entries: Entry[], at = 0): void {
     const byLane = new Map<Lane, Entry[]>()
     for (const e of entries) {
       let list = byLane.get(e.lane)
       if (list === undefined) byLane.set(e.lane, (list = []))
       e.id = 0
+      e.at = at
       list.push(e)
     }
     for (const [lane, list] of byLane) {
