@@ -3,7 +3,7 @@
  * bare-pipeline (baseline) against Peony, interleaved, fresh processes per run.
  * Target: Peony ≥ 0.6 × bare-pipeline (expected 150–200k tasks/s).
  *
- *   node tools/bench/batch-throughput.mjs [--runs=5] [--tasks=400000] [--window=8000] [--peony=source|dist] [--prof] [--only=peony|bare-pipeline]
+ *   node tools/bench/batch-throughput.mjs [--runs=5] [--tasks=400000] [--window=8000] [--peony=source|dist] [--prof] [--only=peony|bare-pipeline] [--base=<checkout>]
  *
  * --prof: run the receivers with --cpu-prof (profiles under results/raw/<bench>/prof/).
  * --window: the sender keeps at most this many tasks sent but not yet handled (the handlers
@@ -16,5 +16,5 @@
 import { parseArgs } from './lib/run.mjs'
 import { throughputBench } from './lib/throughput.mjs'
 
-const options = parseArgs({ runs: 5, tasks: 400_000, window: 8_000, peony: 'source', only: '', prof: false })
+const options = parseArgs({ runs: 5, tasks: 400_000, window: 8_000, peony: 'source', only: '', prof: false, base: '' })
 await throughputBench({ name: 'batch-throughput', baseline: 'bare-pipeline', batch: 64, minRatio: 0.6, options })

@@ -15,10 +15,10 @@
  * half-saturation figures in results/latency.json.
  */
 import { parseArgs, runInterleaved, summarize, summarizeRecords, verdict, writeResults, environment, fmtNum, markdownTable } from './lib/run.mjs'
-import { throughputRun } from './lib/throughput.mjs'
+import { baseRatioLine, baseReceiver, throughputRun } from './lib/throughput.mjs'
 import { median } from './lib/stats.mjs'
 
-const o = parseArgs({ runs: 5, batch: 1, seconds: 6, warmupMs: 1000, rate: 0, satRuns: 3, window: 8_000, peony: 'source', satTasks: 200_000, out: 'latency' })
+const o = parseArgs({ runs: 5, batch: 1, seconds: 6, warmupMs: 1000, rate: 0, satRuns: 3, window: 8_000, peony: 'source', satTasks: 200_000, out: 'latency', base: '' })
 const env = environment()
 const peonyReceiver = o.peony === 'dist' ? 'peony-dist' : 'peony'
 
@@ -45,6 +45,7 @@ const records = await runInterleaved({
   variants: [
     { name: 'bare-pipeline', run: async (ctx) => asP99(await throughputRun({ ...common, receiver: 'bare-pipeline', logDir: ctx.logDir, label: `bare-${ctx.run}` })) },
     { name: 'peony', run: async (ctx) => asP99(await throughputRun({ ...common, receiver: peonyReceiver, logDir: ctx.logDir, label: `peony-${ctx.run}` })) },
+    ...(o.base ? [{ name: 'peony-base', run: async (ctx) => asP99(await throughputRun({ ...common, receiver: baseReceiver(o.base), logDir: ctx.logDir, label: `peony-base-${ctx.run}` })) }] : []),
   ],
 })
 
@@ -59,7 +60,7 @@ for (const k of ['p50', 'p90', 'p99', 'p999', 'max']) {
   detail.push(`| ${k} | ${fmtNum(m('bare-pipeline'), 3)} | ${fmtNum(m('peony'), 3)} |`)
 }
 const title = `p99 latency intake → handler, ${o.batch === 1 ? '1 task per message' : `${o.batch}-task frames`}, paced at ${rate.toLocaleString('en-US')} tasks/s (half of Peony's saturation ${saturation ? fmtNum(saturation.median) : '(given)'})`
-const table = markdownTable({ title, unit: 'ms', summary, target, digits: 3 }) + '\n\n' + detail.join('\n')
+const table = markdownTable({ title, unit: 'ms', summary, target, digits: 3 }) + '\n\n' + detail.join('\n') + baseRatioLine(records, summarizeRecords, fmtNum)
 const file = writeResults(String(o.out), { bench: 'latency', options: o, env, envAfter: { loadavg: environment().loadavg }, rate, saturation, summary, target, table, records })
 console.log(table)
 console.error(`results: ${file}`)

@@ -11,5 +11,5 @@
 import { parseArgs } from './lib/run.mjs'
 import { throughputBench } from './lib/throughput.mjs'
 
-const options = parseArgs({ runs: 5, tasks: 200_000, window: 8_000, peony: 'source', only: '', prof: false })
+const options = parseArgs({ runs: 5, tasks: 200_000, window: 8_000, peony: 'source', only: '', prof: false, base: '' })
 await throughputBench({ name: 'single-throughput', baseline: 'bare-router', batch: 1, minRatio: 0.8, options })

@@ -21,6 +21,31 @@ export const RECEIVERS = {
   'peony-dist': { script: path.join(BENCH_DIR, 'peony/host.mjs'), nodeFlags: [], peony: true },
 }
 
+/**
+ * The Peony host of another checkout of this repository (its dependencies installed), run from
+ * its sources: `--base=<dir>` adds it as the variant `peony-base`, interleaved with the others,
+ * so a change is measured against an earlier commit in the same invocation.
+ * @param {string} dir
+ */
+export function baseReceiver(dir) {
+  const script = path.resolve(dir, 'tools/bench/peony/host.mjs')
+  if (!fs.existsSync(script)) throw new Error(`--base=${dir}: no ${script} (a checkout of this repository with pnpm install done)`)
+  RECEIVERS['peony-base'] = { script, nodeFlags: SOURCE_FLAGS, peony: true }
+  return 'peony-base'
+}
+
+/**
+ * With `--base`, the markdown line of the ratio peony / peony-base (median of per-run ratios).
+ * @param {any} records
+ * @param {(records: any, ratio: any) => any} summarizeRecords
+ */
+export function baseRatioLine(records, summarizeRecords, fmt) {
+  if (records['peony-base'] === undefined) return ''
+  const r = summarizeRecords(records, { numerator: 'peony', denominator: 'peony-base' })
+  const c = r.cleanRatio
+  return `\n\npeony / peony-base (median of per-run ratios): **${fmt(r.ratio.median, 3)}** [${fmt(Math.min(...r.ratio.perRun), 3)}–${fmt(Math.max(...r.ratio.perRun), 3)}] over ${r.ratio.perRun.length} pairs; undisturbed pairs: ${fmt(c.median, 3)} over ${c.perRun.length}`
+}
+
 /** A UDP port that was free a moment ago. */
 export function freeUdpPort() {
   return new Promise((resolve, reject) => {
@@ -151,7 +176,7 @@ function latencyOf(reports, from) {
  *          options: {runs: number, tasks: number, window: number, peony: string, only: string, prof: boolean}}} spec
  */
 export async function throughputBench(spec) {
-  const { environment, runInterleaved, summarizeRecords, writeResults, markdownTable, RESULTS_DIR, verdict } = await import('./run.mjs')
+  const { environment, runInterleaved, summarizeRecords, writeResults, markdownTable, RESULTS_DIR, verdict, fmtNum } = await import('./run.mjs')
   const o = spec.options
   const env = environment()
   const peonyReceiver = o.peony === 'dist' ? 'peony-dist' : 'peony'
@@ -162,12 +187,16 @@ export async function throughputBench(spec) {
     { name: spec.baseline, run: (ctx) => throughputRun({ ...common, receiver: spec.baseline, logDir: ctx.logDir, label: `${spec.baseline}-${ctx.run}` }) },
     { name: 'peony', run: (ctx) => throughputRun({ ...common, receiver: peonyReceiver, logDir: ctx.logDir, label: `peony-${ctx.run}` }) },
   ].filter((v) => !o.only || v.name === o.only)
+  if (o.base) {
+    const base = baseReceiver(o.base)
+    variants.push({ name: 'peony-base', run: (ctx) => throughputRun({ ...common, receiver: base, logDir: ctx.logDir, label: `peony-base-${ctx.run}` }) })
+  }
   const records = await runInterleaved({ name: spec.name, runs: o.runs, variants })
-  const summary = summarizeRecords(records, variants.length === 2 ? { numerator: 'peony', denominator: spec.baseline } : undefined)
+  const summary = summarizeRecords(records, records.peony && records[spec.baseline] ? { numerator: 'peony', denominator: spec.baseline } : undefined)
   const holds = summary.cleanRatio ? verdict(summary.cleanRatio, (m) => m >= spec.minRatio) : null
   const target = { text: `peony ≥ ${spec.minRatio} × ${spec.baseline} (judged on the undisturbed pairs)`, holds }
   const title = `${spec.batch === 1 ? '1 task per message' : `${spec.batch}-task frames`}, ${o.tasks.toLocaleString('en-US')} tasks, window ${o.window || 'open'}`
-  const table = markdownTable({ title, unit: 'tasks/s', summary, target })
+  const table = markdownTable({ title, unit: 'tasks/s', summary, target }) + baseRatioLine(records, summarizeRecords, fmtNum)
   const file = writeResults(spec.name, { bench: spec.name, options: o, env, envAfter: { loadavg: environment().loadavg }, summary, target, table, records })
   console.log(table)
   console.error(`results: ${file}`)

@@ -20,7 +20,7 @@ import type { EgressMessage, Int64 } from '@peony/broker-client/core'
 import { ReplyCode } from '@peony/broker-client/core'
 import type { BodyCodec } from '@peony/broker-client/codec'
 import type { PeonyRequest } from '../request.ts'
-import type { Session } from './session.ts'
+import { GONE, type Session } from './session.ts'
 
 /** A barrier: outputs after it wait until the session's stored version reaches `need`. */
 export interface Barrier {
@@ -108,6 +108,9 @@ export class OutputGate {
    * `fn` (telling the host the task is done) runs when everything before it has left.
    */
   settle(s: Session, barrier: Barrier | undefined, fn: () => void): void {
+    // A session dropped while it held output (only a failed or refused write does that) can
+    // store nothing more: its held replies are answered -10008 rather than waiting forever.
+    if ((s._flags & GONE) !== 0 && s._held !== undefined) this.fail(s)
     if (s._gateFailed) {
       if (barrier !== undefined) barrier.need = 0
       fn()
