@@ -127,15 +127,22 @@ cultivation.route('cultivate.collect', (req) => {
   req.reply({ gained, qi: p.c.qi })
 })
 
-cultivation.route('cultivate.breakthrough', (req) => {
-  const p = playerOf(req)
-  if (p === undefined) return
-  const now = req.worker.clock.now()
-  const ret = breakthrough(p.c, now)
-  p.s.markDirty()
-  req.reply(statusOf(p.c, now), ret)
-  if (ret === GameRet.OK) req.push('cultivate.realmUp', { realm: REALMS[p.c.realm]!.name })
-})
+// A breakthrough spends the qi of hours of cultivation: its answer must never be acknowledged
+// and then forgotten by a crash. The output gate sends the reply and the push only once the
+// change is in storage (a failed write answers -10008 and nothing is applied).
+cultivation.route(
+  'cultivate.breakthrough',
+  (req) => {
+    const p = playerOf(req)
+    if (p === undefined) return
+    const now = req.worker.clock.now()
+    const ret = breakthrough(p.c, now)
+    p.s.markDirty()
+    req.reply(statusOf(p.c, now), ret)
+    if (ret === GameRet.OK) req.push('cultivate.realmUp', { realm: REALMS[p.c.realm]!.name })
+  },
+  { gate: 'stored' },
+)
 
 cultivation.route('cultivate.meditate', (req) => {
   const p = playerOf(req)
