@@ -3,7 +3,8 @@
  * once the session change it made is stored, gated changes of many players go out in one fenced
  * write (group commit), every later output of that session waits behind a held one, and a write
  * that fails answers -10008 and drops the session so a retry never applies twice. Real
- * MemoryStorage (a subclass injects write failures); time moves only with the manual clock.
+ * MemoryStorage (a subclass injects write failures). The group commit runs on a real timer
+ * (gateIntervalMs 50 here, so a few turns see the output still held), not the manual clock.
  */
 import { describe, expect, test } from 'vitest'
 import { createApp, type PeonyApp } from '@peony/worker'
@@ -64,14 +65,14 @@ const turn = (): Promise<void> => new Promise((r) => setImmediate(r))
 describe('output gate', () => {
   test('a gated reply, push and message leave only after the change is stored', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
     await h.ready
     const p = h.inject({ cmd: 'buy', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
     // The handler ran; nothing has left the worker, and storage has nothing yet.
     expect(h.egress).toHaveLength(0)
     expect(await storedState(storage, 1)).toBeUndefined()
-    await h.advance(2) // the group commit
+    // the group commit: a real timer, not the manual clock
     const r = await p
     expect(r.replies[0]).toMatchObject({ ret: 0, data: { gold: 90, items: 1 } })
     expect(r.pushes).toHaveLength(1)
@@ -83,13 +84,12 @@ describe('output gate', () => {
 
   test('gated changes of many players go out in one fenced write (group commit)', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
     await h.ready
     const ps = []
     for (let u = 1; u <= 50; u++) ps.push(h.inject({ cmd: 'buy', uid: u }))
     for (let i = 0; i < 5; i++) await turn()
     const before = storage.writes
-    await h.advance(2)
     const rs = await Promise.all(ps)
     expect(rs.every((r) => r.replies[0]?.ret === 0)).toBe(true)
     expect(storage.writes - before).toBe(1)
@@ -98,7 +98,7 @@ describe('output gate', () => {
 
   test('every later output of the session waits behind a held one, in order', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
     await h.ready
     const buy = h.inject({ cmd: 'buy', uid: 1 })
     const free = h.inject({ cmd: 'free', uid: 1 })
@@ -107,7 +107,6 @@ describe('output gate', () => {
     expect((await other).replies[0]).toMatchObject({ ret: 0 })
     for (let i = 0; i < 5; i++) await turn()
     expect(h.egress.filter((m) => m.cmd === 220)).toHaveLength(1)
-    await h.advance(2)
     const [b, f] = await Promise.all([buy, free])
     expect(b.replies[0]?.data).toEqual({ gold: 90, items: 1 })
     expect(f.replies[0]?.data).toEqual({ gold: 91 })
@@ -119,17 +118,15 @@ describe('output gate', () => {
 
   test('a failed store answers -10008, sends nothing else, drops the session; a retry applies once', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
     await h.ready
     // A first purchase is stored.
     const first = h.inject({ cmd: 'buy', uid: 1 })
-    await h.advance(2)
     expect((await first).replies[0]?.data).toEqual({ gold: 90, items: 1 })
     // Storage is down for the next one.
     storage.writeFails = 1
     const failing = h.inject({ cmd: 'buy', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
-    await h.advance(2)
     const r = await failing
     expect(r.replies).toEqual([{ cmd: 'buy', sn: expect.anything(), ret: -10008 }])
     expect(r.pushes).toHaveLength(0)
@@ -139,7 +136,6 @@ describe('output gate', () => {
     // The client retries once storage is back: the purchase applies once, from the stored state.
     const retry = h.inject({ cmd: 'buy', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
-    await h.advance(2)
     expect((await retry).replies[0]?.data).toEqual({ gold: 80, items: 2 })
     expect(await storedState(storage, 1)).toEqual({ gold: 80, items: 2 })
     await h.stop()
@@ -147,12 +143,11 @@ describe('output gate', () => {
 
   test("the session definition's gate is the default; a route's gate: 'none' overrides it", async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp('stored'), { sessions: { storage } })
+    const h = createTestHarness(shopApp('stored'), { sessions: { storage, gateIntervalMs: 50 } })
     await h.ready
     const look = h.inject({ cmd: 'look', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
     expect(h.egress).toHaveLength(0)
-    await h.advance(2)
     expect((await look).replies[0]?.ret).toBe(0)
     expect(storage.writes).toBe(1)
     // 'free' says gate: 'none': answered at once

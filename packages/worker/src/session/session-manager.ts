@@ -226,7 +226,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   readonly #gate: OutputGate
   /** Sessions whose gated change waits for the next group commit. */
   readonly #gateQueue = new Set<Session>()
-  #gateHandle: unknown = undefined
+  /** The next group commit: a real timer (I/O batching, not game time: a test's manual clock does not hold it back). */
+  #gateHandle: ReturnType<typeof setTimeout> | true | undefined = undefined
   /** Group commits in flight. */
   readonly #gateWrites = new Set<Promise<void>>()
   /** The session definition's gate: whether routes that do not say are gated. */
@@ -370,7 +371,6 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     if ((s._flags & (FLUSHING | GONE)) !== 0 || this.#gateQueue.has(s)) return
     this.#gateQueue.add(s)
     if (this.#gateHandle !== undefined) return
-    const b = this.#bridge as SessionBridge
     const run = (): void => {
       this.#gateHandle = undefined
       const list = [...this.#gateQueue]
@@ -378,7 +378,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       const p: Promise<void> = this.#flushList(list).finally(() => this.#gateWrites.delete(p))
       this.#gateWrites.add(p)
     }
-    if (this.#o.gateIntervalMs > 0) this.#gateHandle = b.clock.setTimeout(run, this.#o.gateIntervalMs)
+    if (this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
     else {
       this.#gateHandle = true
       setImmediate(run)
@@ -632,7 +632,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     if (this.#tickHandle !== undefined) this.cancel(this.#tickHandle)
     this.#tickHandle = undefined
     // Gated changes still waiting for their group commit go with the final flush below.
-    if (this.#gateHandle !== undefined && this.#gateHandle !== true) this.cancel(this.#gateHandle)
+    if (this.#gateHandle !== undefined && this.#gateHandle !== true) clearTimeout(this.#gateHandle)
     this.#gateHandle = undefined
     this.#gateQueue.clear()
     while (this.#gateWrites.size > 0) await Promise.all([...this.#gateWrites])
