@@ -99,13 +99,13 @@ describe('master', () => {
     expect(master.stats().discard_tasks.reasons.no_route).toBe(1)
   })
 
-  it('a refusal of a request whose sn no reply can carry (uint64 > 2^63-1) is answered with the code alone; the rest of its frame is served', async () => {
+  it('a refusal of a request with a uint64 sn (> 2^63-1) echoes it exactly; the rest of its frame is served', async () => {
     const { master, fwd, broker } = await boot({ router: (t) => (t.uid === 13 ? 99 : 1), groups: [{ id: 1, count: 1 }] })
     await broker.send([req(13, 'echo', {}, {}, 2n ** 64n - 1n), req(14, 'echo', {}, {}, 5), req(15, 'echo', {}, {}, 6)])
     await fwd.until(3)
     const rs = replies(fwd.messages)
     expect(rs.map((r) => r.ret).sort()).toEqual([ReplyCode.NO_ROUTE, 0, 0].sort())
-    expect(rs.find((r) => r.ret === ReplyCode.NO_ROUTE)!.body).toEqual({ ret: ReplyCode.NO_ROUTE })
+    expect(rs.find((r) => r.ret === ReplyCode.NO_ROUTE)!.body).toEqual({ cmd: 'echo', sn: 2n ** 64n - 1n, ret: ReplyCode.NO_ROUTE })
     expect(master.stats().discard_tasks.reasons.no_route).toBe(1)
   })
 

@@ -37,21 +37,48 @@ function send(msg: EgressMessage): void {
   }
 }
 
-function attach(p: MessagePort, journal: SharedArrayBuffer): void {
+/**
+ * The open port of each slot, and a closing promise: a respawned worker's port waits until its
+ * predecessor's port has closed and its journal was sent, so one player's replies keep their
+ * order across a worker's death.
+ */
+const bySlot = new Map<number, Promise<void>>()
+
+function attach(slot: number, p: MessagePort, journal: SharedArrayBuffer): void {
   ports.add(p)
+  const before = bySlot.get(slot)
+  let closed!: () => void
+  bySlot.set(slot, new Promise<void>((r) => (closed = r)))
   let lastSeq = 0
-  p.on('message', (m: EgressPost) => {
+  let waiting: EgressPost[] | undefined = before === undefined ? undefined : []
+  const take = (m: EgressPost): void => {
     lastSeq = m.seq
     const batch = m.batch
     for (let i = 0; i < batch.length; i++) send(batch[i]!)
+  }
+  p.on('message', (m: EgressPost) => {
+    if (waiting !== undefined) waiting.push(m)
+    else take(m)
   })
+  if (before !== undefined) {
+    void before.then(() => {
+      const w = waiting ?? []
+      waiting = undefined
+      for (const m of w) take(m)
+    })
+  }
   // The port closes after everything the worker posted was delivered: whatever its journal still
   // holds was never posted (the thread died mid-turn), and goes out now, after the rest.
   p.on('close', () => {
     ports.delete(p)
-    const rest = unposted(journal, lastSeq)
-    salvaged += rest.length
-    for (const msg of rest) send(msg)
+    const finish = (): void => {
+      const rest = unposted(journal, lastSeq)
+      salvaged += rest.length
+      for (const msg of rest) send(msg)
+      closed()
+    }
+    if (before === undefined) finish()
+    else void before.then(finish)
   })
 }
 
@@ -62,7 +89,7 @@ const statsTimer = setInterval(() => post({ t: 'stats', stats: counters() }), 10
 statsTimer.unref()
 
 port.on('message', (m: ToEgress) => {
-  if (m.t === 'port') attach(m.port, m.journal)
+  if (m.t === 'port') attach(m.slot, m.port, m.journal)
   else if (m.t === 'close') {
     // A worker's port closes after everything it posted was delivered here; wait for them all
     // (the workers have exited by now), at most half the linger, then hand over the rest.
