@@ -474,7 +474,7 @@ export class Master extends EventEmitter {
           this.storageState = 'failed'
           reject(
             new PeonyError(MasterErrorCode.STORAGE_OPEN_FAILED, `the ${config.driver} storage could not be opened: ${m.code ?? ''} ${m.message}`.replace('  ', ' '), {
-              cause: Object.assign(new Error(m.message), { code: m.code }),
+              cause: Object.assign(new Error(m.message, m.cause === undefined ? undefined : { cause: new Error(m.cause) }), { code: m.code }),
             }),
           )
         } else if (m.t === 'closed') {

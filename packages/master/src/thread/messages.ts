@@ -46,7 +46,7 @@ export type ToStorage = { t: 'serve'; port: MessagePort } | { t: 'close' }
 
 export type FromStorage =
   | { t: 'ready'; supports: StorageSupports }
-  | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined }
+  | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined; cause?: string | undefined }
   | { t: 'closed'; error?: string | undefined }
 
 export const HEARTBEAT_MS = 100
