@@ -118,6 +118,12 @@ export class LogLimiter {
     const h = this.#clock.setTimeout(() => {
       w.timer = undefined
       if (this.#windows.get(kind) !== w || w.suppressed === 0) return
+      // Node's timers may fire a millisecond before Date.now() says the window ended.
+      const left = w.until - this.#clock.now()
+      if (left > 0) {
+        w.timer = this.#arm(kind, w, left)
+        return
+      }
       this.#summary(kind, w)
       // The summary is this kind's line of the new window.
       w.suppressed = 0

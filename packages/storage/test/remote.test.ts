@@ -163,6 +163,8 @@ describe('RemoteStorage and serveStorage', () => {
     const err = (await client.get('k').catch((e: unknown) => e)) as Error
     expect(err).toMatchObject({ name: 'StorageError', code: 'PEONY_STORAGE_FAILED', retryable: false, message: "the storage driver failed get (the driver's error is the cause)" })
     expect(err.cause).toMatchObject({ message: 'socket hang up', code: 'ERR_DRIVER', cause: { message: 'read ECONNRESET', code: 'ECONNRESET' } })
+    // the cause's own stack (where the driver threw), not the client's message handler
+    expect((err.cause as Error).stack).toContain('_get')
   })
 
   it('the host stops serving: pending and later calls reject with PEONY_STORAGE_CLOSED (retryable)', async () => {

@@ -59,6 +59,8 @@ export interface WireCause {
   name: string
   message: string
   code?: string
+  /** Where it was raised (in the host's thread). */
+  stack?: string
   cause?: WireCause
 }
 
@@ -197,11 +199,11 @@ export function fromWireError(e: WireError): Error {
 /** Causes kept across the port, at most this deep. */
 const CAUSE_DEPTH = 4
 
-/** `w` with the cause chain of `err` (name, message, code of each). */
+/** `w` with the cause chain of `err` (name, message, code and stack of each). */
 function withCause<W extends WireError | WireCause>(w: W, err: { cause?: unknown }, depth = 0): W {
   const c = err.cause
   if (c === undefined || c === null || depth >= CAUSE_DEPTH) return w
-  const cause: WireCause = c instanceof Error ? { name: c.name, message: c.message } : { name: 'Error', message: String(c) }
+  const cause: WireCause = c instanceof Error ? { name: c.name, message: c.message, ...(c.stack === undefined ? {} : { stack: c.stack }) } : { name: 'Error', message: String(c) }
   const code = (c as { code?: unknown }).code
   if (typeof code === 'string') cause.code = code
   w.cause = typeof c === 'object' ? withCause(cause, c as { cause?: unknown }, depth + 1) : cause
@@ -211,6 +213,8 @@ function withCause<W extends WireError | WireCause>(w: W, err: { cause?: unknown
 function fromWireCause(c: WireCause): Error {
   const e = new Error(c.message, c.cause === undefined ? undefined : { cause: fromWireCause(c.cause) })
   e.name = c.name
+  // Its own stack, from the host's thread (this one's would point at the port's message handler).
+  e.stack = c.stack ?? `${c.name}: ${c.message}`
   if (c.code !== undefined) (e as { code?: string }).code = c.code
   return e
 }
