@@ -18,6 +18,7 @@ import type { SessionStats } from '@peony/worker'
 import {
   createEgressSender,
   createIntakeServer,
+  LogLimiter,
   PeonyError,
   ReplyCode,
   routingHash,
@@ -31,7 +32,6 @@ import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-clien
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { InFlight } from './lanes/in-flight.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
-import { RateLimitedLog } from './rate-limited-log.ts'
 import {
   HEARTBEAT_MS,
   type Assignment,
@@ -54,6 +54,8 @@ export const MasterErrorCode = {
   STORAGE_OPEN_FAILED: 'PEONY_STORAGE_OPEN_FAILED',
   /** start() called twice, or after stop(). */
   ALREADY_STARTED: 'PEONY_ALREADY_STARTED',
+  /** The group router threw for a task: the task has no route (logged, rate-limited; cmd 10 is answered -10007). */
+  ROUTER_FAILED: 'PEONY_ROUTER_FAILED',
 } as const
 export type MasterErrorCode = (typeof MasterErrorCode)[keyof typeof MasterErrorCode]
 
@@ -239,7 +241,7 @@ export class Master extends EventEmitter {
   private _status: MasterStatus = 'closed'
   private started = false
   private readonly log: Logger
-  private readonly rlog: RateLimitedLog
+  private readonly rlog: LogLimiter
   private readonly groups: Group[]
   private readonly groupByKey = new Map<string, Group>()
   private readonly slots: Slot[] = []
@@ -291,7 +293,7 @@ export class Master extends EventEmitter {
     validate(o)
     this.options = o
     this.log = o.logger ?? pino({ level: process.env.PEONY_LOG_LEVEL ?? 'info' })
-    this.rlog = new RateLimitedLog(this.log)
+    this.rlog = new LogLimiter(this.log)
     // Marks must outlive every id a worker may hold: more than claimedMaxSize, a power of two.
     let cap = 1
     while (cap < o.claimedMaxSize * 4) cap <<= 1
@@ -374,6 +376,7 @@ export class Master extends EventEmitter {
       ack: o.egressAck,
       bufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
+      onError: (err) => this.rlog.error(err.code, { err, code: err.code }, err.message),
     })
     // The worker threads start at once, and intake binds meanwhile: tasks that arrive before the
     // workers are ready wait in their lanes (each worker's port buffers what is posted to it).
@@ -391,6 +394,7 @@ export class Master extends EventEmitter {
       onTasks: (tasks, _broker, frame, ranges) => this.onTasks(tasks, frame, ranges!),
       ranges: true,
       onReject: (rej) => this.onReject(rej),
+      onError: (err) => this.rlog.error(err.code, { err, code: err.code }, err.message),
     })
     const results = await Promise.allSettled([storageReady, egressReady, ...workersReady, this.intake.open()])
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
@@ -552,6 +556,7 @@ export class Master extends EventEmitter {
       egressAck: o.egressAck,
       egressBufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
+      logLevel: this.log.level,
     }
     const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
     this.egressThread = t
@@ -613,7 +618,7 @@ export class Master extends EventEmitter {
       try {
         group = this.groupOf(task)
       } catch (err) {
-        this.rlog.warn('router-throw', { err }, 'group router threw; task has no route')
+        this.rlog.warn('router-throw', { err, code: MasterErrorCode.ROUTER_FAILED }, 'group router threw; task has no route')
       }
       if (group === undefined) {
         this.noRouteDiscards++
@@ -830,7 +835,8 @@ export class Master extends EventEmitter {
       return
     }
     if (m.t === 'fatal') {
-      this.log.error({ slot: slot?.index, err: { message: m.message, stack: m.stack } }, slot ? 'worker failed to start' : 'spare worker failed to load the app')
+      const what = slot ? 'worker failed to start' : 'spare worker failed to load the app'
+      this.rlog.error(what, { slot: slot?.index, code: MasterErrorCode.APP_LOAD_FAILED, err: { message: m.message, stack: m.stack } }, what)
       if (slot) this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`))
       return
     }
@@ -864,7 +870,7 @@ export class Master extends EventEmitter {
       return
     }
     slot.killReason ??= (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out_of_memory' : 'uncaught'
-    this.log.error({ slot: slot.index, err }, 'worker error')
+    this.rlog.error('worker error', { slot: slot.index, err }, 'worker error')
     this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${err.message}`, { cause: err }))
   }
 
@@ -895,7 +901,7 @@ export class Master extends EventEmitter {
     this.deaths[cause] = (this.deaths[cause] ?? 0) + 1
     this.accountDeath(slot)
     done?.()
-    this.log.warn({ slot: slot.index, generation: slot.generation, code, cause }, 'worker died')
+    this.rlog.warn(`worker died ${cause}`, { slot: slot.index, generation: slot.generation, code, cause }, 'worker died')
     if (this._status === 'closed' || (this._status === 'closing' && !this.refusing)) return
     // Back off crash loops: a worker that lived less than 5 s counts as one more crash in a row.
     const lived = slot.readyAt > 0 ? Date.now() - slot.readyAt : 0
@@ -1032,6 +1038,7 @@ export class Master extends EventEmitter {
     }
     await this.egress?.close({ lingerMs: Math.max(0, deadline - Date.now()) })
     this._status = 'closed'
+    this.rlog.flush()
     this.log.info({ ms: Date.now() - t0, stats: this.stats() }, 'stopped')
     this.emit('stopped')
   }

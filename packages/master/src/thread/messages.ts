@@ -93,6 +93,8 @@ export interface EgressBoot {
   egressAck: boolean
   egressBufferMax: number
   maxFrameBytes: number
+  /** pino level name of the master's logger; the egress thread logs its errors at the same level. */
+  logLevel: string
 }
 
 /** A batch of egress messages from a worker, in order. */
