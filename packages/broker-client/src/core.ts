@@ -11,6 +11,9 @@ export type { Task, Int64, Uid, UsersRow, EgressMessage, Sequenced } from './tas
 // Errors
 export { PeonyError, BrokerErrorCode, isPeonyError, toPeonyError } from './errors.ts'
 export type { PeonyErrorOptions } from './errors.ts'
+// Rate-limited logging
+export { LogLimiter, SUPPRESSED_MSG } from './log-limiter.ts'
+export type { LimitedLogTarget, LogLimiterClock, LogLimiterOptions, LimitedLevel } from './log-limiter.ts'
 // Routing
 export { routingKey, routingHash, shardOf, hasUid } from './routing.ts'
 export type { RoutingKey } from './routing.ts'

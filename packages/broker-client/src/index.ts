@@ -9,6 +9,9 @@ export type { Task, Int64, Uid, UsersRow, EgressMessage, Sequenced } from './tas
 // Errors
 export { PeonyError, BrokerErrorCode, isPeonyError, toPeonyError } from './errors.ts'
 export type { PeonyErrorOptions } from './errors.ts'
+// Rate-limited logging
+export { LogLimiter, SUPPRESSED_MSG } from './log-limiter.ts'
+export type { LimitedLogTarget, LogLimiterClock, LogLimiterOptions, LimitedLevel } from './log-limiter.ts'
 // Codec types most users meet (the codec itself is the './codec' subpath)
 export type { Rejection } from './codec/index.ts'
 // Routing

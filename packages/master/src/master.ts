@@ -18,6 +18,7 @@ import type { SessionStats } from '@peony/worker'
 import {
   createEgressSender,
   createIntakeServer,
+  LogLimiter,
   PeonyError,
   ReplyCode,
   routingHash,
@@ -31,7 +32,6 @@ import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-clien
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { InFlight } from './lanes/in-flight.ts'
 import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
-import { RateLimitedLog } from './rate-limited-log.ts'
 import { createJournal } from './thread/egress-journal.ts'
 import {
   HEARTBEAT_MS,
@@ -55,6 +55,8 @@ export const MasterErrorCode = {
   STORAGE_OPEN_FAILED: 'PEONY_STORAGE_OPEN_FAILED',
   /** start() called twice, or after stop(). */
   ALREADY_STARTED: 'PEONY_ALREADY_STARTED',
+  /** The group router threw for a task: the task has no route (logged, rate-limited; cmd 10 is answered -10007). */
+  ROUTER_FAILED: 'PEONY_ROUTER_FAILED',
 } as const
 export type MasterErrorCode = (typeof MasterErrorCode)[keyof typeof MasterErrorCode]
 
@@ -246,7 +248,7 @@ export class Master extends EventEmitter {
   private _status: MasterStatus = 'closed'
   private started = false
   private readonly log: Logger
-  private readonly rlog: RateLimitedLog
+  private readonly rlog: LogLimiter
   private readonly groups: Group[]
   private readonly groupByKey = new Map<string, Group>()
   private readonly slots: Slot[] = []
@@ -301,7 +303,7 @@ export class Master extends EventEmitter {
     validate(o)
     this.options = o
     this.log = o.logger ?? pino({ level: process.env.PEONY_LOG_LEVEL ?? 'info' })
-    this.rlog = new RateLimitedLog(this.log)
+    this.rlog = new LogLimiter(this.log)
     // Marks must outlive every id a worker may hold: more than claimedMaxSize, a power of two.
     let cap = 1
     while (cap < o.claimedMaxSize * 4) cap <<= 1
@@ -386,6 +388,7 @@ export class Master extends EventEmitter {
       ack: o.egressAck,
       bufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
+      onError: (err) => this.rlog.error(err.code, { err, code: err.code }, err.message),
     })
     // The worker threads start at once, and intake binds meanwhile: tasks that arrive before the
     // workers are ready wait in their lanes (each worker's port buffers what is posted to it).
@@ -403,6 +406,7 @@ export class Master extends EventEmitter {
       onTasks: (tasks, _broker, frame, ranges) => this.onTasks(tasks, frame, ranges!),
       ranges: true,
       onReject: (rej) => this.onReject(rej),
+      onError: (err) => this.rlog.error(err.code, { err, code: err.code }, err.message),
     })
     const results = await Promise.allSettled([storageReady, egressReady, ...workersReady, this.intake.open()])
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
@@ -487,7 +491,7 @@ export class Master extends EventEmitter {
           this.storageState = 'failed'
           reject(
             new PeonyError(MasterErrorCode.STORAGE_OPEN_FAILED, `the ${config.driver} storage could not be opened: ${m.code ?? ''} ${m.message}`.replace('  ', ' '), {
-              cause: Object.assign(new Error(m.message), { code: m.code }),
+              cause: Object.assign(new Error(m.message, m.cause === undefined ? undefined : { cause: new Error(m.cause) }), { code: m.code }),
             }),
           )
         } else if (m.t === 'closed') {
@@ -565,6 +569,7 @@ export class Master extends EventEmitter {
       egressAck: o.egressAck,
       egressBufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
+      logLevel: this.log.level,
     }
     const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
     this.egressThread = t
@@ -627,7 +632,7 @@ export class Master extends EventEmitter {
       try {
         group = this.groupOf(task)
       } catch (err) {
-        this.rlog.warn('router-throw', { err }, 'group router threw; task has no route')
+        this.rlog.warn('router-throw', { err, code: MasterErrorCode.ROUTER_FAILED }, 'group router threw; task has no route')
       }
       if (group === undefined) {
         this.noRouteDiscards++
@@ -862,7 +867,8 @@ export class Master extends EventEmitter {
       return
     }
     if (m.t === 'fatal') {
-      this.log.error({ slot: slot?.index, err: { message: m.message, stack: m.stack } }, slot ? 'worker failed to start' : 'spare worker failed to load the app')
+      const what = slot ? 'worker failed to start' : 'spare worker failed to load the app'
+      this.rlog.error(what, { slot: slot?.index, code: MasterErrorCode.APP_LOAD_FAILED, err: { message: m.message, stack: m.stack } }, what)
       if (slot) this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`))
       return
     }
@@ -897,7 +903,7 @@ export class Master extends EventEmitter {
       return
     }
     slot.killReason ??= (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out_of_memory' : 'uncaught'
-    this.log.error({ slot: slot.index, err }, 'worker error')
+    this.rlog.error('worker error', { slot: slot.index, err }, 'worker error')
     this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${err.message}`, { cause: err }))
   }
 
@@ -930,7 +936,7 @@ export class Master extends EventEmitter {
     this.deaths[cause] = (this.deaths[cause] ?? 0) + 1
     this.accountDeath(slot)
     done?.()
-    this.log.warn({ slot: slot.index, generation: slot.generation, code, cause, stopping: slot.stopping || undefined }, 'worker died')
+    this.rlog.warn(`worker died ${cause}`, { slot: slot.index, generation: slot.generation, code, cause, stopping: slot.stopping || undefined }, 'worker died')
     if (slot.stopping || this._status === 'closed' || (this._status === 'closing' && !this.draining)) {
       // No respawn past stop phase 2: what it had not started is answered, not left queued.
       for (const e of slot.sched.drainQueued()) this.discard(slot, e.task, DiscardReason.SHUTTING_DOWN, ReplyCode.SHUTTING_DOWN)
@@ -1074,6 +1080,7 @@ export class Master extends EventEmitter {
     }
     await this.egress?.close({ lingerMs: Math.max(0, deadline - Date.now()) })
     this._status = 'closed'
+    this.rlog.flush()
     this.log.info({ ms: Date.now() - t0, stats: this.stats() }, 'stopped')
     this.emit('stopped')
   }

@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
+import pino from 'pino'
 import { waitFor } from '@peony/test-utils'
 import { ReplyCode, type Task } from '@peony/broker-client'
 import { packValue } from '@peony/broker-client/codec'
@@ -107,6 +109,33 @@ describe('master', () => {
     expect(rs.map((r) => r.ret).sort()).toEqual([ReplyCode.NO_ROUTE, 0, 0].sort())
     expect(rs.find((r) => r.ret === ReplyCode.NO_ROUTE)!.body).toEqual({ cmd: 'echo', sn: 2n ** 64n - 1n, ret: ReplyCode.NO_ROUTE })
     expect(master.stats().discard_tasks.reasons.no_route).toBe(1)
+  })
+
+  it('a router that throws: every task is answered -10007, the log gets one line per 10 s and a count at stop', async () => {
+    const lines: Record<string, unknown>[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>)
+        cb()
+      },
+    })
+    const router = (t: Task): number => {
+      if (t.uid !== 1) throw new Error('no group for this uid')
+      return 1
+    }
+    const { master, fwd, broker } = await boot({ router, groups: [{ id: 1, count: 1 }], logger: pino({ level: 'warn' }, sink) })
+    const tasks: Task[] = []
+    for (let uid = 2; uid <= 101; uid++) tasks.push(req(uid, 'echo', {}))
+    await broker.send(tasks)
+    await fwd.until(100)
+    expect(replies(fwd.messages).every((r) => r.ret === ReplyCode.NO_ROUTE)).toBe(true)
+    const routerLines = () => lines.filter((l) => l.code === 'PEONY_ROUTER_FAILED')
+    expect(routerLines()).toHaveLength(1)
+    expect(routerLines()[0]).toMatchObject({ msg: 'group router threw; task has no route', err: { message: 'no group for this uid' } })
+    await master.stop()
+    expect(routerLines().slice(1)).toEqual([expect.objectContaining({ msg: 'similar log lines suppressed', kind: 'router-throw', suppressed: 99 })])
+    // the discards (-10007) are a kind of their own
+    expect(lines.filter((l) => l.msg === 'task not handled')).toHaveLength(1)
   })
 
   it('starts the storage thread after the workers load, for an app without sessions too, and serves', async () => {

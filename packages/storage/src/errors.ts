@@ -47,11 +47,11 @@ export function isStorageError<C extends StorageErrorCode>(err: unknown, code?: 
 
 /**
  * What a driver error becomes at the public boundary: PeonyErrors and programmer errors
- * (TypeError, RangeError) pass through; anything else is `PEONY_STORAGE_FAILED` with it as cause.
+ * (TypeError, RangeError) pass through; anything else is `PEONY_STORAGE_FAILED`, in Peony's words,
+ * with it as cause.
  */
 export function toStorageError(err: unknown, what: string): Error {
   if (isPeonyError(err)) return err
   if (err instanceof TypeError || err instanceof RangeError) return err
-  const msg = err instanceof Error ? err.message : String(err)
-  return new StorageError(StorageErrorCode.FAILED, `${what} failed: ${msg}`, { cause: err })
+  return new StorageError(StorageErrorCode.FAILED, `the storage driver failed ${what} (the driver's error is the cause)`, { cause: err })
 }

@@ -152,8 +152,13 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       await server.stop()
       for (const call of [() => s.get('k'), () => s.put('k', Buffer.from('w')), () => s.acquire('f'), () => s.claim('f', ['f']), () => s.writeFenced([{ fence: 'f', generation: 1, ops: [] }]), () => s.batch([{ type: 'del', key: 'k' }]), () => s.getMany(['k'])]) {
         const t = Date.now()
-        await expect(call()).rejects.toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true })
+        const err = (await call().catch((e: unknown) => e)) as Error
+        expect(err).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true })
         expect(Date.now() - t).toBeLessThan(1500)
+        // Peony's words in the message; the driver's own text only as the cause.
+        expect(err.message).toMatch(new RegExp(`^the Redis storage at ${server.url} is not reachable \\(\\w+ failed\\); the driver keeps reconnecting$`))
+        expect(err.cause).toBeInstanceOf(Error)
+        expect((err.cause as Error).message).toMatch(/Stream isn't writeable|Connection is closed|ECONNREFUSED/)
       }
       await server.start()
       await waitFor(async () => (await s.put('k', Buffer.from('back')).then(() => true, () => false)), { timeoutMs: 5000, message: 'the storage did not recover' })
@@ -166,7 +171,9 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       await s.open()
       server.pause()
       const t = Date.now()
-      await expect(s.get('k')).rejects.toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true })
+      const err = (await s.get('k').catch((e: unknown) => e)) as Error
+      expect(err).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true, message: `the Redis storage at ${server.url} did not answer GET in time; the call may be tried again` })
+      expect((err.cause as Error).message).toMatch(/timed out/i)
       const took = Date.now() - t
       expect(took).toBeGreaterThanOrEqual(250)
       expect(took).toBeLessThan(2000)
@@ -195,7 +202,7 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       await server.stop()
       const s = storage()
       const t = Date.now()
-      await expect(s.open()).rejects.toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true })
+      await expect(s.open()).rejects.toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true, message: `could not connect to the Redis storage at ${server.url}`, cause: { message: expect.stringMatching(/ECONNREFUSED/) } })
       expect(Date.now() - t).toBeLessThan(1500)
       expect(s.status).toBe('closed')
       await server.start()

@@ -141,6 +141,32 @@ describe('RemoteStorage and serveStorage', () => {
     expect(err).toMatchObject({ name: 'StorageError', code: 'PEONY_STORAGE_NOT_OPEN', retryable: false })
   })
 
+  it('a driver error crosses the port in Peony\'s words, with the driver\'s error (and its cause) as the cause', async () => {
+    // A driver whose reads fail the way a client library's do: its own error, with its own cause.
+    class FailingStorage extends MemoryStorage {
+      protected override async _get(): Promise<Uint8Array | undefined> {
+        throw Object.assign(new Error('socket hang up', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }), { code: 'ERR_DRIVER' })
+      }
+    }
+    const host = new FailingStorage()
+    await host.open()
+    const { port1, port2 } = new MessageChannel()
+    const server = serveStorage(host, port2)
+    const client = new RemoteStorage(port1)
+    cleanups.push(async () => {
+      await client.close()
+      server.close()
+      port1.close()
+      await host.close()
+    })
+    await client.open()
+    const err = (await client.get('k').catch((e: unknown) => e)) as Error
+    expect(err).toMatchObject({ name: 'StorageError', code: 'PEONY_STORAGE_FAILED', retryable: false, message: "the storage driver failed get (the driver's error is the cause)" })
+    expect(err.cause).toMatchObject({ message: 'socket hang up', code: 'ERR_DRIVER', cause: { message: 'read ECONNRESET', code: 'ECONNRESET' } })
+    // the cause's own stack (where the driver threw), not the client's message handler
+    expect((err.cause as Error).stack).toContain('_get')
+  })
+
   it('the host stops serving: pending and later calls reject with PEONY_STORAGE_CLOSED (retryable)', async () => {
     const { host, server, client } = memoryPair()
     await host.open()

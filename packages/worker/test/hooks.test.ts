@@ -310,3 +310,34 @@ describe('worker activity hooks', () => {
     expect(log).toEqual(['activate', 'slow start', 'fast', 'slow end', 'deactivate'])
   })
 })
+
+describe('error lines are rate-limited per kind; onError sees every error', () => {
+  test('a route that throws on every request: its first line with the stack, then one count per 10 s; another route is its own kind', async () => {
+    const app = createApp()
+    const seen: string[] = []
+    app.addHook('onError', (err) => void seen.push(err.code))
+    app.route('boom', () => {
+      throw new Error('boom')
+    })
+    app.route('bang', () => {
+      throw new Error('bang')
+    })
+    const h = createTestHarness(app)
+    await h.ready
+    for (let i = 0; i < 50; i++) await h.inject({ cmd: 'boom', uid: i + 1 })
+    await h.inject({ cmd: 'bang', uid: 1 })
+    expect(seen).toHaveLength(51)
+    const lines = () => h.logs.filter((e) => e.level === 'error')
+    expect(lines().map((e) => e.msg)).toEqual(['handler boom failed: boom', 'handler bang failed: bang'])
+    const first = lines()[0]!.obj as { code: string; err: Error }
+    expect(first.code).toBe(WorkerErrorCode.HANDLER_FAILED)
+    expect(first.err.stack).toContain('boom')
+    await h.advance(10_000)
+    expect(lines().slice(2).map((e) => e.obj)).toEqual([{ code: WorkerErrorCode.HANDLER_FAILED, kind: 'PEONY_HANDLER_FAILED boom', suppressed: 49, windowMs: 10_000, last: 'handler boom failed: boom' }])
+    // the summary opened the next window: a failure now is counted, and stop() prints the count
+    await h.inject({ cmd: 'boom', uid: 1 })
+    expect(lines()).toHaveLength(3)
+    await h.stop()
+    expect(lines().slice(3).map((e) => (e.obj as { suppressed?: number }).suppressed)).toEqual([1])
+  })
+})

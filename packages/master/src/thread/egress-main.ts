@@ -5,13 +5,16 @@
  * application code runs here, so an abrupt worker death never tears down a ZeroMQ socket.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
-import { createEgressSender, type EgressMessage } from '@peony/broker-client'
+import { BrokerErrorCode, createEgressSender, isPeonyError, LogLimiter, type EgressMessage } from '@peony/broker-client'
+import { createThreadLogger } from './thread-logger.ts'
 import type { EgressBoot, EgressPost, FromEgress, ToEgress } from './messages.ts'
 import { unposted } from './egress-journal.ts'
 
 const boot = workerData as EgressBoot
 const port = parentPort!
 const post = (m: FromEgress): void => port.postMessage(m)
+// Socket errors and refused messages can repeat for as long as their cause lasts: one line per kind per 10 s.
+const log = new LogLimiter(createThreadLogger(boot.logLevel, { thread: 'egress' }))
 
 const sender = createEgressSender({
   endpoint: boot.forwarderEndpoint,
@@ -19,7 +22,10 @@ const sender = createEgressSender({
   ack: boot.egressAck,
   bufferMax: boot.egressBufferMax,
   maxFrameBytes: boot.maxFrameBytes,
-  onError: (err) => port.postMessage({ t: 'stats', stats: { lastError: err.message } } satisfies FromEgress),
+  onError: (err) => {
+    log.error(err.code, { err, code: err.code }, err.message)
+    port.postMessage({ t: 'stats', stats: { lastError: err.message } } satisfies FromEgress)
+  },
 })
 
 let refusedLocally = 0
@@ -30,10 +36,12 @@ const ports = new Set<MessagePort>()
 function send(msg: EgressMessage): void {
   try {
     sender.send(msg)
-  } catch {
+  } catch (err) {
     // Unencodable or oversized message (a 230 row with a str uid, say): the sender counted
     // nothing, so count it here; it shows as egress.refusedLocally in the master's stats.
     refusedLocally++
+    const code = isPeonyError(err) ? err.code : BrokerErrorCode.ENCODE_FAILED
+    log.warn(`refused ${code}`, { err, code, cmd: msg.cmd }, 'egress message dropped: it cannot be sent')
   }
 }
 
@@ -99,6 +107,7 @@ port.on('message', (m: ToEgress) => {
       while (ports.size > 0 && Date.now() - t0 < m.lingerMs / 2) await new Promise((r) => setTimeout(r, 5))
       for (const p of ports) p.close()
       await sender.close({ lingerMs: Math.max(0, m.lingerMs - (Date.now() - t0)) })
+      log.flush()
       post({ t: 'closed', stats: counters() })
       port.close()
     })()

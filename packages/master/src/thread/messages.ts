@@ -47,7 +47,7 @@ export type ToStorage = { t: 'serve'; port: MessagePort } | { t: 'close' }
 
 export type FromStorage =
   | { t: 'ready'; supports: StorageSupports }
-  | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined }
+  | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined; cause?: string | undefined }
   | { t: 'closed'; error?: string | undefined }
 
 export const HEARTBEAT_MS = 100
@@ -96,6 +96,8 @@ export interface EgressBoot {
   egressAck: boolean
   egressBufferMax: number
   maxFrameBytes: number
+  /** pino level name of the master's logger; the egress thread logs its errors at the same level. */
+  logLevel: string
 }
 
 /** A batch of egress messages from a worker, in order, numbered 1, 2, … per journal (see egress-journal.ts). */

@@ -48,8 +48,10 @@ try {
   await storage.open()
   post({ t: 'ready', supports: { ...storage.supports } })
 } catch (err) {
-  const e = err as { code?: string; message?: string; stack?: string }
-  post({ t: 'fatal', code: e.code, message: e.message ?? String(err), stack: e.stack })
+  const e = err as { code?: string; message?: string; stack?: string; cause?: unknown }
+  // The driver's own error (ECONNREFUSED, …) is the cause: the master's error keeps it as its cause's cause.
+  const cause = e.cause instanceof Error ? e.cause.message : undefined
+  post({ t: 'fatal', code: e.code, message: e.message ?? String(err), stack: e.stack, cause })
   port.close()
 }
 

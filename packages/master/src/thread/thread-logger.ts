@@ -12,7 +12,9 @@ type LevelName = keyof typeof LEVELS
 function serialize(obj: object): string {
   return JSON.stringify(obj, (_k, v: unknown) => {
     if (typeof v === 'bigint') return v.toString()
-    if (v instanceof Error) return { type: v.name, message: v.message, stack: v.stack, code: (v as { code?: unknown }).code }
+    // The cause chain goes too (nested errors pass through this replacer): a storage error's
+    // cause is the driver's own error, which the message no longer repeats.
+    if (v instanceof Error) return { type: v.name, message: v.message, stack: v.stack, code: (v as { code?: unknown }).code, cause: v.cause }
     return v
   })
 }

@@ -92,7 +92,7 @@ export class LevelStorage extends AbstractStorage {
       if (cause?.code === 'LEVEL_LOCKED') {
         throw new StorageError(StorageErrorCode.LOCKED, `LevelDB directory ${this.location} is locked by another process or handle`, { cause: err })
       }
-      throw new StorageError(StorageErrorCode.FAILED, `could not open LevelDB directory ${this.location}: ${(err as Error).message}`, { cause: err })
+      throw new StorageError(StorageErrorCode.FAILED, `could not open the LevelDB directory ${this.location} (the driver's error is the cause)`, { cause: err })
     }
     this.#db = db
   }

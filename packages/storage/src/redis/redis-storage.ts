@@ -64,6 +64,8 @@ export class RedisStorage extends AbstractStorage {
   #client: Client | undefined
   #lastError: Error | undefined
   readonly #plen: number
+  /** Where the storage is, for messages: `at <redacted URL>`, or `of the given client`. */
+  readonly #where: string
 
   constructor(options: RedisStorageOptions = {}) {
     const cluster = options.cluster ?? (options.client as { isCluster?: boolean } | undefined)?.isCluster === true
@@ -78,6 +80,7 @@ export class RedisStorage extends AbstractStorage {
     this.#given = options.client
     this.url = options.client === undefined ? (options.url ?? process.env.PEONY_REDIS_URL ?? 'redis://127.0.0.1:6379') : ''
     this.#plen = this.prefix.length
+    this.#where = options.client === undefined ? `at ${redact(this.url)}` : 'of the given client'
   }
 
   /** The ioredis client while open (for diagnostics and tests). */
@@ -92,7 +95,7 @@ export class RedisStorage extends AbstractStorage {
         if (c.status === 'wait') await c.connect()
         await c.ping()
       } catch (err) {
-        throw unavailable(err, 'could not reach Redis')
+        throw new StorageError(StorageErrorCode.UNAVAILABLE, `the Redis storage ${this.#where} is not reachable`, { cause: err })
       }
       this.#client = c
       return
@@ -127,7 +130,7 @@ export class RedisStorage extends AbstractStorage {
       await withTimeout(client.connect(), timeout, 'connecting to Redis')
     } catch (err) {
       client.disconnect()
-      throw unavailable(this.#lastError ?? err, `could not connect to Redis at ${redact(this.url)}`)
+      throw new StorageError(StorageErrorCode.UNAVAILABLE, `could not connect to the Redis storage ${this.#where}`, { cause: this.#lastError ?? err })
     }
     this.#client = client
   }
@@ -147,7 +150,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       return nullable(await this.#c().getBuffer(this.#key(key)))
     } catch (err) {
-      throw redisError(err, 'GET')
+      throw redisError(err, this.#where, 'GET')
     }
   }
 
@@ -157,7 +160,7 @@ export class RedisStorage extends AbstractStorage {
       if (!this.cluster) return (await c.mgetBuffer(keys.map((k) => this.#key(k)))).map(nullable)
       return (await Promise.all(keys.map((k) => c.getBuffer(this.#key(k))))).map(nullable)
     } catch (err) {
-      throw redisError(err, 'MGET')
+      throw redisError(err, this.#where, 'MGET')
     }
   }
 
@@ -165,7 +168,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       await this.#c().set(this.#key(key), buf(value))
     } catch (err) {
-      throw redisError(err, 'SET')
+      throw redisError(err, this.#where, 'SET')
     }
   }
 
@@ -173,7 +176,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       await this.#c().del(this.#key(key))
     } catch (err) {
-      throw redisError(err, 'DEL')
+      throw redisError(err, this.#where, 'DEL')
     }
   }
 
@@ -194,7 +197,7 @@ export class RedisStorage extends AbstractStorage {
       if (res === null) throw new Error('MULTI was aborted')
       for (const [err] of res) if (err) throw err
     } catch (err) {
-      throw redisError(err, 'batch')
+      throw redisError(err, this.#where, 'batch')
     }
   }
 
@@ -202,7 +205,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       return await this.#c().incr(this.#fence(fence))
     } catch (err) {
-      throw redisError(err, 'INCR')
+      throw redisError(err, this.#where, 'INCR')
     }
   }
 
@@ -220,7 +223,7 @@ export class RedisStorage extends AbstractStorage {
       if (e2) throw e2
       return { generation, values: values.map(nullable) }
     } catch (err) {
-      throw redisError(err, 'claim')
+      throw redisError(err, this.#where, 'claim')
     }
   }
 
@@ -250,7 +253,7 @@ export class RedisStorage extends AbstractStorage {
       for (let i = 0; i < calls.length; i++) for (const r of results[i]!) refused.push(calls[i]!.first + r)
       return { refused }
     } catch (err) {
-      throw redisError(err, 'writeFenced')
+      throw redisError(err, this.#where, 'writeFenced')
     }
   }
 
@@ -325,22 +328,23 @@ function nullable(v: Buffer | null | undefined): Uint8Array | undefined {
 const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS)\b/
 
 /**
- * An ioredis error as a StorageError: reply errors are FAILED (unless transient); everything else
- * ioredis raises (connection closed, stream not writeable, command timed out, retries exhausted,
- * socket errors) is UNAVAILABLE.
+ * An ioredis error as a StorageError, in Peony's words with the ioredis error as `cause`: reply
+ * errors are FAILED (unless transient); everything else ioredis raises (connection closed, stream
+ * not writeable, command timed out, retries exhausted, socket errors) is UNAVAILABLE.
  */
-function redisError(err: unknown, what: string): Error {
+function redisError(err: unknown, where: string, what: string): Error {
   if (err instanceof StorageError) return err
   const e = err as Error
-  if (e?.name === 'ReplyError' && !TRANSIENT_REPLY.test(e.message)) {
-    return new StorageError(StorageErrorCode.FAILED, `Redis ${what} failed: ${e.message}`, { cause: err })
+  const reply = e?.name === 'ReplyError'
+  if (reply && !TRANSIENT_REPLY.test(e.message)) {
+    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, { cause: err })
   }
-  return unavailable(err, `Redis ${what} failed`)
-}
-
-function unavailable(err: unknown, what: string): StorageError {
-  const msg = err instanceof Error ? err.message : String(err)
-  return new StorageError(StorageErrorCode.UNAVAILABLE, `${what}: ${msg}`, { cause: err })
+  const msg = reply
+    ? `the Redis storage ${where} is busy or not ready (${what} refused); the call may be tried again`
+    : /timed? ?out/i.test(e?.message ?? '')
+      ? `the Redis storage ${where} did not answer ${what} in time; the call may be tried again`
+      : `the Redis storage ${where} is not reachable (${what} failed); the driver keeps reconnecting`
+  return new StorageError(StorageErrorCode.UNAVAILABLE, msg, { cause: err })
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -44,12 +44,24 @@ export interface Hello {
   supports: StorageSupports
 }
 
-/** An error as it crosses the port: its code and flag survive (structured clone would drop them). */
+/** An error as it crosses the port: its code, flag and causes survive (structured clone would drop them). */
 export interface WireError {
   name: string
   message: string
   code?: string
   retryable?: boolean
+  /** The error's `cause` (a driver's own error, say), so the log on the other side still shows it. */
+  cause?: WireCause
+}
+
+/** A cause as it crosses the port: what a log needs of it. */
+export interface WireCause {
+  name: string
+  message: string
+  code?: string
+  /** Where it was raised (in the host's thread). */
+  stack?: string
+  cause?: WireCause
 }
 
 export function packKeys(keys: readonly string[]): PackedKeys {
@@ -172,16 +184,39 @@ export function ownBuffer(v: Uint8Array): ArrayBuffer {
 }
 
 export function toWireError(err: unknown): WireError {
-  if (isPeonyError(err)) return { name: err.name, message: err.message, code: err.code, retryable: err.retryable }
+  if (isPeonyError(err)) return withCause({ name: err.name, message: err.message, code: err.code, retryable: err.retryable }, err)
   if (err instanceof TypeError || err instanceof RangeError) return { name: err.name, message: err.message }
-  const message = err instanceof Error ? err.message : String(err)
-  return { name: 'StorageError', message, code: StorageErrorCode.FAILED, retryable: false }
+  return withCause({ name: 'StorageError', message: 'the storage host failed the call (its error is the cause)', code: StorageErrorCode.FAILED, retryable: false }, { cause: err })
 }
 
 export function fromWireError(e: WireError): Error {
   if (e.code === undefined) return e.name === 'RangeError' ? new RangeError(e.message) : new TypeError(e.message)
-  if (e.code.startsWith('PEONY_STORAGE_')) return new StorageError(e.code as Code, e.message, { retryable: e.retryable ?? false })
-  return new PeonyError(e.code, e.message, { retryable: e.retryable ?? false })
+  const options = { retryable: e.retryable ?? false, ...(e.cause === undefined ? {} : { cause: fromWireCause(e.cause) }) }
+  if (e.code.startsWith('PEONY_STORAGE_')) return new StorageError(e.code as Code, e.message, options)
+  return new PeonyError(e.code, e.message, options)
+}
+
+/** Causes kept across the port, at most this deep. */
+const CAUSE_DEPTH = 4
+
+/** `w` with the cause chain of `err` (name, message, code and stack of each). */
+function withCause<W extends WireError | WireCause>(w: W, err: { cause?: unknown }, depth = 0): W {
+  const c = err.cause
+  if (c === undefined || c === null || depth >= CAUSE_DEPTH) return w
+  const cause: WireCause = c instanceof Error ? { name: c.name, message: c.message, ...(c.stack === undefined ? {} : { stack: c.stack }) } : { name: 'Error', message: String(c) }
+  const code = (c as { code?: unknown }).code
+  if (typeof code === 'string') cause.code = code
+  w.cause = typeof c === 'object' ? withCause(cause, c as { cause?: unknown }, depth + 1) : cause
+  return w
+}
+
+function fromWireCause(c: WireCause): Error {
+  const e = new Error(c.message, c.cause === undefined ? undefined : { cause: fromWireCause(c.cause) })
+  e.name = c.name
+  // Its own stack, from the host's thread (this one's would point at the port's message handler).
+  e.stack = c.stack ?? `${c.name}: ${c.message}`
+  if (c.code !== undefined) (e as { code?: string }).code = c.code
+  return e
 }
 
 /** Uninitialized bytes in an ArrayBuffer of exactly `n` bytes (not Buffer's shared pool, so it can be transferred). */

@@ -33,7 +33,7 @@
  * (so a batch dispatched in one go gives one activate/deactivate pair). Tasks dispatched while
  * deactivate hooks run wait for them, then for a new activation.
  */
-import { hasUid, PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task, type Uid } from '@peony/broker-client/core'
+import { hasUid, isPeonyError, LogLimiter, PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task, type Uid } from '@peony/broker-client/core'
 import type { BodyCodec, RequestBody } from '@peony/broker-client/codec'
 import { compileApp, type CompiledApp, type PeonyApp } from '../app.ts'
 import { systemClock } from '../clock.ts'
@@ -173,6 +173,10 @@ export class WorkerRuntime implements RuntimeHandle {
 
   readonly #sink: EgressSink
   readonly #logger: RuntimeLogger
+  /** Every warning and error of the runtime goes through it: one line per kind per 10 s (see #report). */
+  readonly #limit: LogLimiter
+  /** #logger with its warn and error limited, one kind per message (internal errors, the session manager's own lines). */
+  readonly #limited: RuntimeLogger
   readonly #clock: Clock
   readonly #codec: BodyCodec
   readonly #timeoutMs: number
@@ -225,6 +229,14 @@ export class WorkerRuntime implements RuntimeHandle {
     this.#sink = egress
     this.#logger = options.logger ?? consoleLogger
     this.#clock = options.clock ?? systemClock
+    const limit = (this.#limit = new LogLimiter(this.#logger, { clock: this.#clock }))
+    const log = this.#logger
+    this.#limited = {
+      debug: (obj, msg) => log.debug(obj, msg),
+      info: (obj, msg) => log.info(obj, msg),
+      warn: (obj, msg) => limit.warn(msg ?? '', obj, msg ?? ''),
+      error: (obj, msg) => limit.error(msg ?? '', obj, msg ?? ''),
+    }
     this.#codec = app.bodyCodec
     this.#timeoutMs = t
     this.#onStart = options.onTaskStart
@@ -240,7 +252,7 @@ export class WorkerRuntime implements RuntimeHandle {
         : {
             worker: this.worker,
             clock: this.#clock,
-            logger: this.#logger,
+            logger: this.#limited,
             report: (err) => void this.#report(err, undefined),
             enqueue: (key, job) => this.#enqueueJob(key, job),
             laneBusy: (key) => this.#lanes.has(key),
@@ -304,6 +316,8 @@ export class WorkerRuntime implements RuntimeHandle {
     if (r !== undefined) await r
     // Write every dirty session (retrying storage errors) before the worker counts as stopped.
     await this.#sessions.close()
+    // The counts of lines held back reach the log before the worker goes.
+    this.#limit.flush()
     this.#status = 'stopped'
   }
 
@@ -335,13 +349,13 @@ export class WorkerRuntime implements RuntimeHandle {
     try {
       r = job()
     } catch (err) {
-      this.#logger.error({ err }, 'internal error in a lane job')
+      this.#limited.error({ err }, 'internal error in a lane job')
     }
     if (isThenable(r)) {
       return Promise.resolve(r).then(
         () => this.#jobDone(),
         (err: unknown) => {
-          this.#logger.error({ err }, 'internal error in a lane job')
+          this.#limited.error({ err }, 'internal error in a lane job')
           this.#jobDone()
         },
       )
@@ -422,7 +436,7 @@ export class WorkerRuntime implements RuntimeHandle {
         r = this.#runTask(id, task)
       } catch (err) {
         // Not reachable by design (runTask catches user errors); never lose a task's settlement.
-        this.#logger.error({ err, taskId: id }, 'internal error while running a task')
+        this.#limited.error({ err, taskId: id }, 'internal error while running a task')
         if (this.#doneCount === before) this.#done(id, 'failed')
         continue
       }
@@ -523,7 +537,7 @@ export class WorkerRuntime implements RuntimeHandle {
     try {
       this.#onDone(id, outcome)
     } catch (err) {
-      this.#logger.error({ err, taskId: id }, 'onTaskDone threw')
+      this.#limited.error({ err, taskId: id }, 'onTaskDone threw')
     }
   }
 
@@ -654,7 +668,7 @@ export class WorkerRuntime implements RuntimeHandle {
       const body = this.#codec.encodeReply({ cmd, sn, ret })
       this.#sink.send({ cmd: 220, nodeId: task.nodeId as number, connId: task.connId as Int64, tag: task.tag, ret, body }, id, true)
     } catch (err) {
-      this.#logger.error({ err, taskId: id, ret }, 'could not send an error reply')
+      this.#limited.error({ err, taskId: id, ret }, 'could not send an error reply')
     }
   }
 
@@ -682,7 +696,7 @@ export class WorkerRuntime implements RuntimeHandle {
       try {
         this.#onStart(id)
       } catch (e) {
-        this.#logger.error({ err: e, taskId: id }, 'onTaskStart threw')
+        this.#limited.error({ err: e, taskId: id }, 'onTaskStart threw')
       }
     }
     const t0 = timeoutMs > 0 ? this.#clock.now() : 0
@@ -734,7 +748,7 @@ export class WorkerRuntime implements RuntimeHandle {
     try {
       await this.#report(err, req)
     } catch (e) {
-      this.#logger.error({ err: e, taskId: req.id }, 'internal error while reporting a failure')
+      this.#limited.error({ err: e, taskId: req.id }, 'internal error while reporting a failure')
     }
   }
 
@@ -756,7 +770,7 @@ export class WorkerRuntime implements RuntimeHandle {
         try {
           this.#onStart(id)
         } catch (e) {
-          this.#logger.error({ err: e, taskId: id }, 'onTaskStart threw')
+          this.#limited.error({ err: e, taskId: id }, 'onTaskStart threw')
         }
       }
       if (timeoutMs > 0) this.#watch(req, timeoutMs)
@@ -848,7 +862,7 @@ export class WorkerRuntime implements RuntimeHandle {
       settled = true
       this.#settle(req, outcome)
     } catch (internal) {
-      this.#logger.error({ err: internal, taskId: id }, 'internal error while running a request')
+      this.#limited.error({ err: internal, taskId: id }, 'internal error while running a request')
       if (!settled) {
         this.#watched.delete(req)
         this.#timedOut.delete(req)
@@ -887,7 +901,7 @@ export class WorkerRuntime implements RuntimeHandle {
     try {
       req.reply(undefined, ReplyCode.HANDLER_FAILED)
     } catch (e) {
-      this.#logger.error({ err: e, req: req.toJSON() }, 'could not send the -10001 reply')
+      this.#limited.error({ err: e, req: req.toJSON() }, 'could not send the -10001 reply')
     }
   }
 
@@ -944,10 +958,24 @@ export class WorkerRuntime implements RuntimeHandle {
     if (r !== undefined) await r
   }
 
-  /** Logs an error and runs the onError hooks (a throwing onError hook is only logged). Never rejects. */
+  /**
+   * Logs an error and runs the onError hooks (a throwing onError hook is only logged). Never
+   * rejects. Every error reaches the hooks; the log gets one line per kind per 10 s (the first
+   * with its stack, then a count: see LogLimiter). A kind is the code, the route or hook for
+   * handler and hook failures (one failing route does not hide another), and the code of the
+   * cause (a storage outage and a corrupt record are different load failures).
+   */
   #report(err: PeonyError, req: PeonyRequest | undefined): Promise<void> | undefined {
     const level = err.code === WorkerErrorCode.HANDLER_TIMEOUT ? 'warn' : 'error'
-    this.#logger[level]({ err, code: err.code, req: req?.toJSON() }, err.message)
+    const cause = (err as { cause?: unknown }).cause
+    const causeCode = isPeonyError(cause) ? cause.code : undefined
+    const hook = (err as { hook?: string }).hook
+    const where = hook ?? (err.code === WorkerErrorCode.HANDLER_FAILED || err.code === WorkerErrorCode.HANDLER_TIMEOUT ? req?.route?.name : undefined)
+    const obj = causeCode === undefined ? { err, code: err.code, req: req?.toJSON() } : { err, code: err.code, causeCode, req: req?.toJSON() }
+    let kind: string = err.code
+    if (where !== undefined) kind += ` ${where}`
+    if (causeCode !== undefined) kind += ` ${causeCode}`
+    this.#limit[level](kind, obj, err.message)
     const hooks = this.#compiled?.hooks.onError
     if (hooks === undefined || hooks.length === 0) return undefined
     return this.#runErrorHooks(hooks, err, req, 0)
@@ -959,7 +987,7 @@ export class WorkerRuntime implements RuntimeHandle {
       try {
         r = (hooks[i] as (e: PeonyError, q: PeonyRequest | undefined) => unknown)(err, req)
       } catch (e) {
-        this.#logger.error({ err: e }, 'onError hook threw')
+        this.#limit.error('onError hook', { err: e, code: WorkerErrorCode.HOOK_FAILED, hook: 'onError' }, 'onError hook threw')
         continue
       }
       if (isThenable(r)) {
@@ -967,7 +995,7 @@ export class WorkerRuntime implements RuntimeHandle {
         return Promise.resolve(r).then(
           () => this.#runErrorHooks(hooks, err, req, next),
           (e: unknown) => {
-            this.#logger.error({ err: e }, 'onError hook rejected')
+            this.#limit.error('onError hook', { err: e, code: WorkerErrorCode.HOOK_FAILED, hook: 'onError' }, 'onError hook rejected')
             return this.#runErrorHooks(hooks, err, req, next)
           },
         )

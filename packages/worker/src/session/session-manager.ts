@@ -442,7 +442,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     } catch (err) {
       this.#c.loadFailures++
       if (err instanceof SessionLoadError) throw err
-      throw new SessionLoadError(WorkerErrorCode.SESSION_LOAD_FAILED, `loading the session ${key} failed: ${messageOf(err)}`, { uid, cause: err })
+      const again = (err as { retryable?: unknown }).retryable === true ? '; the next request loads it again' : ''
+      throw new SessionLoadError(WorkerErrorCode.SESSION_LOAD_FAILED, `loading the session ${key} failed: ${messageOf(err)}${again}`, { uid, cause: err })
     } finally {
       this.#loading--
       if (handle !== undefined) b.clock.clearTimeout(handle)
@@ -646,12 +647,12 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       await this.#startFlush(list)
       if (this.#retry.size > 0 && this.#c.flushErrors === errorsBefore) {
         // Nothing failed in storage: what is left cannot be encoded; retrying will not help.
-        b.logger.error({ sessions: this.#retry.size }, 'stopping: sessions whose encode fails are not written')
+        b.logger.error({ code: WorkerErrorCode.SESSION_ENCODE_FAILED, sessions: this.#retry.size }, 'stopping: sessions whose encode fails are not written')
         break
       }
       if (this.#retry.size > 0) {
         const wait = Math.min(1000, this.#o.retryBaseMs * 2 ** Math.min(this.#failures, 10))
-        b.logger.warn({ dirty: this.#retry.size + this.#dirty.size, retryInMs: wait }, 'stopping: sessions not yet written, retrying')
+        b.logger.warn({ code: WorkerErrorCode.SESSION_FLUSH_FAILED, dirty: this.#retry.size + this.#dirty.size, retryInMs: wait }, 'stopping: sessions not yet written, retrying')
         await new Promise<void>((resolve) => setTimeout(resolve, wait))
       }
     }
