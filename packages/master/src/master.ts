@@ -1074,7 +1074,10 @@ export class Master extends EventEmitter {
     const et = this.egressThread
     if (et !== undefined) {
       et.postMessage({ t: 'close', lingerMs: Math.max(0, linger - 50) } satisfies ToEgress)
-      const timer = setTimeout(() => void et.terminate(), linger + 100)
+      // At least 1 s, as destroy() gives it: terminating a thread that holds ZeroMQ sockets makes
+      // zeromq.js abort the whole process (seen as SIGABRT at stop when a slow drain had used
+      // the budget, on a loaded 2-core machine). A stop that overruns by < 1 s is the lesser harm.
+      const timer = setTimeout(() => void et.terminate(), Math.max(linger + 100, 1_000))
       await this.egressExited
       clearTimeout(timer)
     }
