@@ -29,13 +29,24 @@ const RETRYABLE: ReadonlySet<string> = new Set([StorageErrorCode.UNAVAILABLE, St
 /** Options of a StorageError. `retryable` defaults to the code's (true for UNAVAILABLE, LOCKED, CLOSED). */
 export interface StorageErrorOptions extends ErrorOptions {
   retryable?: boolean
+  /** The driver knows the call changed nothing (see `StorageError.notApplied`). Default false. */
+  notApplied?: boolean
 }
 
 /** The PeonyError thrown by every storage driver. */
 export class StorageError<C extends StorageErrorCode = StorageErrorCode> extends PeonyError<C> {
   override name = 'StorageError'
+  /**
+   * True when the driver knows the failed call changed nothing: it was never sent (not open, not
+   * connected) or the backend refused it as a whole. False means it **may** have been applied: a
+   * timeout, or a connection lost after the call was sent, leaves a write that the backend may
+   * still run. The output gate answers -10008 ("nothing applied") only when this is true.
+   */
+  readonly notApplied: boolean
   constructor(code: C, message: string, options: StorageErrorOptions = {}) {
-    super(code, message, { ...options, retryable: options.retryable ?? RETRYABLE.has(code) })
+    const { notApplied, ...rest } = options
+    super(code, message, { ...rest, retryable: options.retryable ?? RETRYABLE.has(code) })
+    this.notApplied = notApplied === true
   }
 }
 

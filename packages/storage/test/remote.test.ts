@@ -138,7 +138,27 @@ describe('RemoteStorage and serveStorage', () => {
     await client.open()
     await host.close()
     const err = await client.get('k').catch((e: unknown) => e)
-    expect(err).toMatchObject({ name: 'StorageError', code: 'PEONY_STORAGE_NOT_OPEN', retryable: false })
+    // and notApplied: a call on a closed storage changed nothing (the output gate relies on it)
+    expect(err).toMatchObject({ name: 'StorageError', code: 'PEONY_STORAGE_NOT_OPEN', retryable: false, notApplied: true })
+    // a call whose answer did not come in time may still be applied: notApplied false
+    class HangingStorage extends MemoryStorage {
+      protected override _get(): Promise<Uint8Array | undefined> {
+        return new Promise(() => {})
+      }
+    }
+    const hanging = new HangingStorage()
+    await hanging.open()
+    const { port1, port2 } = new MessageChannel()
+    const server = serveStorage(hanging, port2)
+    const slow = new RemoteStorage(port1, { opTimeoutMs: 30 })
+    cleanups.push(async () => {
+      await slow.close()
+      server.close()
+      port1.close()
+    })
+    await slow.open()
+    const late = await slow.get('k').catch((e: unknown) => e)
+    expect(late).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', notApplied: false })
   })
 
   it('a driver error crosses the port in Peony\'s words, with the driver\'s error (and its cause) as the cause', async () => {

@@ -9,7 +9,7 @@
 import { describe, expect, test } from 'vitest'
 import { createApp, type PeonyApp } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'
-import { MemoryStorage } from '@peony/storage'
+import { MemoryStorage, StorageError, StorageErrorCode } from '@peony/storage'
 import { unpackValue } from '@peony/broker-client/codec'
 
 interface Wallet {
@@ -17,14 +17,26 @@ interface Wallet {
   items: number
 }
 
+/**
+ * MemoryStorage with injected write failures (faults it cannot produce itself): `writeFails`
+ * refuses writes the way a driver that is not connected does (notApplied: nothing was sent);
+ * `writeTimeouts` applies the write and then fails it the way a timed-out Redis command does
+ * (the command ran, its answer came too late: the outcome is unknown to the caller).
+ */
 class CountingStorage extends MemoryStorage {
   writes = 0
   writeFails = 0
+  writeTimeouts = 0
   protected override async _writeFenced(...args: Parameters<MemoryStorage['_writeFenced']>): ReturnType<MemoryStorage['_writeFenced']> {
     this.writes++
     if (this.writeFails > 0) {
       this.writeFails--
-      throw new Error('injected write failure (storage down)')
+      throw new StorageError(StorageErrorCode.UNAVAILABLE, 'injected: storage not reachable (nothing sent)', { notApplied: true })
+    }
+    if (this.writeTimeouts > 0) {
+      this.writeTimeouts--
+      await super._writeFenced(...args)
+      throw new StorageError(StorageErrorCode.UNAVAILABLE, 'injected: storage did not answer in time')
     }
     return super._writeFenced(...args)
   }
@@ -138,6 +150,21 @@ describe('output gate', () => {
     for (let i = 0; i < 5; i++) await turn()
     expect((await retry).replies[0]?.data).toEqual({ gold: 80, items: 2 })
     expect(await storedState(storage, 1)).toEqual({ gold: 80, items: 2 })
+    await h.stop()
+  })
+
+  test('a write whose outcome is unknown (a timeout) answers -10001, not -10008; the reload shows what storage has', async () => {
+    const storage = new CountingStorage()
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
+    await h.ready
+    storage.writeTimeouts = 1
+    const r = await h.inject({ cmd: 'buy', uid: 1 })
+    // the write did land, but the worker cannot know: it must not say "nothing applied"
+    expect(r.replies).toEqual([{ cmd: 'buy', sn: expect.anything(), ret: -10001 }])
+    expect(h.stats().sessions?.gate).toMatchObject({ failures: 1, unknown: 1, notStored: 0 })
+    expect(h.stats().sessions?.resident).toBe(0)
+    // the client looks before it retries: the reloaded session shows the purchase happened once
+    expect((await h.inject({ cmd: 'look', uid: 1 })).replies[0]?.data).toEqual({ gold: 90, items: 1 })
     await h.stop()
   })
 

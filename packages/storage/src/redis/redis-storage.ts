@@ -331,20 +331,27 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY
  * An ioredis error as a StorageError, in Peony's words with the ioredis error as `cause`: reply
  * errors are FAILED (unless transient); everything else ioredis raises (connection closed, stream
  * not writeable, command timed out, retries exhausted, socket errors) is UNAVAILABLE.
+ * `notApplied`: a reply error means Redis refused the command (a fenced write's script checks
+ * before it writes); "stream isn't writeable" means it was never sent (no offline queue). A timeout
+ * or a connection lost after sending may still be applied: ioredis keeps the command queued, and
+ * Redis runs it when it resumes.
  */
 function redisError(err: unknown, where: string, what: string): Error {
   if (err instanceof StorageError) return err
   const e = err as Error
   const reply = e?.name === 'ReplyError'
   if (reply && !TRANSIENT_REPLY.test(e.message)) {
-    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, { cause: err })
+    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, { cause: err, notApplied: true })
   }
+  // Only "stream isn't writeable" proves the command never left: "Connection is closed" also
+  // rejects commands that were already sent.
+  const notSent = /isn't writeable/i.test(e?.message ?? '')
   const msg = reply
     ? `the Redis storage ${where} is busy or not ready (${what} refused); the call may be tried again`
     : /timed? ?out/i.test(e?.message ?? '')
       ? `the Redis storage ${where} did not answer ${what} in time; the call may be tried again`
       : `the Redis storage ${where} is not reachable (${what} failed); the driver keeps reconnecting`
-  return new StorageError(StorageErrorCode.UNAVAILABLE, msg, { cause: err })
+  return new StorageError(StorageErrorCode.UNAVAILABLE, msg, { cause: err, notApplied: reply || notSent })
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

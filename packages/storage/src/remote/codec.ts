@@ -50,6 +50,8 @@ export interface WireError {
   message: string
   code?: string
   retryable?: boolean
+  /** StorageError.notApplied. */
+  notApplied?: boolean
   /** The error's `cause` (a driver's own error, say), so the log on the other side still shows it. */
   cause?: WireCause
 }
@@ -184,14 +186,18 @@ export function ownBuffer(v: Uint8Array): ArrayBuffer {
 }
 
 export function toWireError(err: unknown): WireError {
-  if (isPeonyError(err)) return withCause({ name: err.name, message: err.message, code: err.code, retryable: err.retryable }, err)
+  if (isPeonyError(err)) {
+    const w: WireError = { name: err.name, message: err.message, code: err.code, retryable: err.retryable }
+    if ((err as { notApplied?: unknown }).notApplied === true) w.notApplied = true
+    return withCause(w, err)
+  }
   if (err instanceof TypeError || err instanceof RangeError) return { name: err.name, message: err.message }
   return withCause({ name: 'StorageError', message: 'the storage host failed the call (its error is the cause)', code: StorageErrorCode.FAILED, retryable: false }, { cause: err })
 }
 
 export function fromWireError(e: WireError): Error {
   if (e.code === undefined) return e.name === 'RangeError' ? new RangeError(e.message) : new TypeError(e.message)
-  const options = { retryable: e.retryable ?? false, ...(e.cause === undefined ? {} : { cause: fromWireCause(e.cause) }) }
+  const options = { retryable: e.retryable ?? false, notApplied: e.notApplied === true, ...(e.cause === undefined ? {} : { cause: fromWireCause(e.cause) }) }
   if (e.code.startsWith('PEONY_STORAGE_')) return new StorageError(e.code as Code, e.message, options)
   return new PeonyError(e.code, e.message, options)
 }

@@ -133,7 +133,7 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   #call(req: Call, transfer: ArrayBuffer[] = []): Promise<unknown> {
-    if (this.#portClosed) return Promise.reject(this.#closedError())
+    if (this.#portClosed) return Promise.reject(this.#closedError(true))
     const i = this.#nextId++
     return new Promise((resolve, reject) => {
       const timer = Number.isFinite(this.#timeoutMs)
@@ -184,7 +184,8 @@ export class RemoteStorage extends AbstractStorage {
     this.#port.unref()
   }
 
-  #closedError(): StorageError {
-    return new StorageError(StorageErrorCode.CLOSED, 'the remote storage host went away (its port closed)')
+  /** `notSent`: the call was made after the port closed (it changed nothing); pending calls may have been applied. */
+  #closedError(notSent = false): StorageError {
+    return new StorageError(StorageErrorCode.CLOSED, 'the remote storage host went away (its port closed)', { notApplied: notSent })
   }
 }

@@ -57,8 +57,10 @@ export interface GateStats {
   gated: number
   /** Outputs that waited in a gate and then left. */
   released: number
-  /** Replies answered -10008 because the write failed. */
+  /** Replies answered -10008 because the write failed and storage says it changed nothing. */
   notStored: number
+  /** Replies answered -10001 because the write's outcome is unknown (a timeout: it may still be applied). */
+  unknown: number
   /** Held outputs dropped with a failed write (pushes, messages to other players). */
   dropped: number
   /** Gate failures (each drops one session). */
@@ -69,7 +71,7 @@ export interface GateStats {
 
 export class OutputGate {
   readonly #host: GateHost
-  readonly c = { gated: 0, released: 0, notStored: 0, dropped: 0, failures: 0 }
+  readonly c = { gated: 0, released: 0, notStored: 0, unknown: 0, dropped: 0, failures: 0 }
   #waiting = 0
 
   constructor(host: GateHost) {
@@ -157,10 +159,15 @@ export class OutputGate {
     if ((q[0] as Barrier).need !== Infinity) this.#host.requestWrite(s)
   }
 
-  /** The write of `s` failed (or was refused): every held reply is answered -10008, the rest dropped. */
-  fail(s: Session): void {
+  /**
+   * The write of `s` failed (or was refused): every held reply is answered -10008 when the write
+   * is known to have changed nothing (`known`), else -10001 (outcome unknown: a timed-out write
+   * may still land, and the session reloads whatever storage has); the rest is dropped.
+   */
+  fail(s: Session, known = true): void {
     if (s._gateFailed) return
     s._gateFailed = true
+    s._gateCode = known ? ReplyCode.NOT_STORED : ReplyCode.HANDLER_FAILED
     this.c.failures++
     const q = s._held
     s._held = undefined
@@ -183,8 +190,9 @@ export class OutputGate {
       this.c.dropped++
       return
     }
-    this.c.notStored++
-    const ret = ReplyCode.NOT_STORED
+    const ret = (req._hold?._gateCode ?? ReplyCode.NOT_STORED) as number
+    if (ret === ReplyCode.NOT_STORED) this.c.notStored++
+    else this.c.unknown++
     const t = req.task
     let body: Uint8Array
     try {

@@ -829,7 +829,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       const delay = Math.min(this.#o.retryMaxMs, this.#o.retryBaseMs * 2 ** Math.min(this.#failures - 1, 20))
       const b = this.#bridge as SessionBridge
       this.#retryAt = b.clock.now() + delay
-      this.#writeFailed(batch, since)
+      // A held gated change is answered by what storage knows: -10008 only if nothing was applied.
+      this.#writeFailed(batch, since, (err as { notApplied?: unknown }).notApplied === true)
       const now = Date.now()
       if (now - this.#lastFlushReport >= 5000) {
         this.#lastFlushReport = now
@@ -861,13 +862,14 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     return true
   }
 
-  #writeFailed(batch: Session[], since: number[]): void {
+  /** `known`: storage says the write changed nothing (a batch never sent, or a driver's notApplied). */
+  #writeFailed(batch: Session[], since: number[], known = true): void {
     for (let i = 0; i < batch.length; i++) {
       const s = batch[i] as Session
       s._flags &= ~FLUSHING
       if ((s._flags & GONE) !== 0) continue
       if (this.#gate.pending(s)) {
-        this.#gateFailed(s)
+        this.#gateFailed(s, known)
         continue
       }
       const t = since[i] as number
@@ -883,8 +885,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
    * it is dropped with every unstored change (the next task reloads it from storage), so nothing
    * a client was told failed is applied later by a retry of the write.
    */
-  #gateFailed(s: Session): void {
-    this.#gate.fail(s)
+  #gateFailed(s: Session, known = true): void {
+    this.#gate.fail(s, known)
     this.#drop(s, -1)
   }
 
