@@ -77,14 +77,7 @@ async function killUnderLoad(kind: 'leveldb' | 'redis'): Promise<void> {
   await sleep(300)
   ledger.collect()
 
-  const storage = openStorage()
-  await storage.open()
-  let stored: Map<number, number | undefined>
-  try {
-    stored = await storedCounters(storage, players.map((p) => p.uid))
-  } finally {
-    await storage.close()
-  }
+  const stored = await storedCounters(openStorage(), players.map((p) => p.uid))
   const acked = ledger.highest()
   const lost: { uid: number; answered: number; stored: number | undefined }[] = []
   let lostChanges = 0

@@ -24,21 +24,13 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { pingRedis, sleep, startFakeForwarder, startRedisServer, tempDir, waitFor, type FakeForwarder, type RedisServer } from '@peony/test-utils'
 import { ReplyCode } from '@peony/broker-client'
 import { RedisStorage } from '@peony/storage/redis'
+import type { SessionStats } from '@peony/worker'
 import { freePort, run } from './helpers/run-server.ts'
 import { Conn, Ledger, logLines, storedCounters, type Answer, type Player } from './helpers/counter-load.ts'
 
 const APP = 'test/fixtures/gate-app.ts'
 const PLAYERS = 200
 const WARM_BUYS = 3
-
-interface GateStats {
-  gated: number
-  released: number
-  notStored: number
-  dropped: number
-  failures: number
-  waiting: number
-}
 
 async function storeFails(outage: 'killed' | 'paused') {
   const redis = await startRedisServer({ persistDir: tempDir() })
@@ -110,17 +102,10 @@ async function scenario(outage: 'killed' | 'paused', redis: RedisServer, fwd: Fa
 
   server.child.kill('SIGTERM')
   const exit = await server.exit
-  const stoppedLine = logLines<{ msg?: string; stats?: { sessions?: { gate?: GateStats; flushErrors?: number } } }>(server.stdout()).find((l) => l.msg === 'stopped')
+  const stoppedLine = logLines<{ msg?: string; stats?: { sessions?: Pick<SessionStats, 'gate' | 'flushErrors'> } }>(server.stdout()).find((l) => l.msg === 'stopped')
   const gate = stoppedLine?.stats?.sessions?.gate
 
-  const storage = new RedisStorage({ url: redis.url, prefix })
-  await storage.open()
-  let stored: Map<number, number | undefined>
-  try {
-    stored = await storedCounters(storage, players.map((p) => p.uid))
-  } finally {
-    await storage.close()
-  }
+  const stored = await storedCounters(new RedisStorage({ url: redis.url, prefix }), players.map((p) => p.uid))
 
   // Per player: the buys answered 0, over the whole test.
   const okBuys = new Map<number, number>()

@@ -211,15 +211,20 @@ export function counterOf(v: Uint8Array | undefined): number | undefined {
   return (unpackValue((unpackValue(v) as [number, Uint8Array])[1]) as { count: number }).count
 }
 
-/** The stored counters of `uids` (key `player:<uid>`) in an open storage. */
+/** Opens `storage`, reads the stored counters of `uids` (key `player:<uid>`), closes it. */
 export async function storedCounters(storage: AbstractStorage, uids: number[]): Promise<Map<number, number | undefined>> {
-  const out = new Map<number, number | undefined>()
-  for (let i = 0; i < uids.length; i += 1000) {
-    const part = uids.slice(i, i + 1000)
-    const values = await storage.getMany(part.map((u) => `player:${u}`))
-    part.forEach((u, k) => out.set(u, counterOf(values[k])))
+  await storage.open()
+  try {
+    const out = new Map<number, number | undefined>()
+    for (let i = 0; i < uids.length; i += 1000) {
+      const part = uids.slice(i, i + 1000)
+      const values = await storage.getMany(part.map((u) => `player:${u}`))
+      part.forEach((u, k) => out.set(u, counterOf(values[k])))
+    }
+    return out
+  } finally {
+    await storage.close()
   }
-  return out
 }
 
 /** The parsed JSON log lines of a server's stdout. */
