@@ -472,6 +472,7 @@ describe('storage and sessions', () => {
     expect(m.storage).toEqual({ driver: 'leveldb', location: c.storagePath })
     expect(m.sessions).toEqual({
       flushIntervalMs: 250,
+      gateIntervalMs: 2,
       maxUnflushedAgeMs: 5000,
       flushBatchSize: 500,
       loadTimeoutMs: 5000,
