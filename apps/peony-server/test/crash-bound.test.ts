@@ -152,6 +152,7 @@ describe('crash loss bound: a worker blocked under load, then killed by the mast
         boundMs: BOUND_MS,
         acknowledged: ledger.all.filter((a) => a.ret === 0).length,
         answersByRet: ledger.byRet(),
+        unanswered: ledger.sent.size - ledger.answers.size,
         deadWorkerPlayers: deadPlayers,
         acknowledgedByDeadWorker: ackedByDead,
         acknowledgedBeforeCutoff: ackedBeforeCutoff,
