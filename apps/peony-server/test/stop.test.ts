@@ -58,7 +58,7 @@ async function stopUnderLoad(withForwarder: boolean): Promise<void> {
   const exit = await r.exit
   broker.linger = 0
   broker.close()
-  expect(exit).toEqual({ code: 0, signal: null })
+  expect(exit, `server stderr:\n${r.stderr()}`).toEqual({ code: 0, signal: null })
 
   const handled = readFileSync(handledFile, 'utf8').split('\n').filter(Boolean).map(Number)
   expect(new Set(handled).size).toBe(handled.length) // none twice
