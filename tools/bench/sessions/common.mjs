@@ -12,7 +12,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { packValue } from '@peony/broker-client/codec'
-export { startRedis } from '../lib/redis.mjs'
+import { startRedis } from '../lib/redis.mjs'
+export { startRedis }
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url))
 
@@ -27,6 +28,44 @@ export function caseDir(prefix = 'peony-bench-sessions-') {
   const dir = mkdtempSync(path.join(tmpdir(), prefix))
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
   return dir
+}
+
+/**
+ * Paces events at `perSecond` from `startAt` until `endAt` (`performance.now()` ms): sleeps
+ * until the next is due (a timer: ≥ 1 ms), then calls `onDue(n, now)` with the n events due by
+ * now. More than 5 ms behind schedule (the thread was not scheduled), it skips the lost time
+ * instead of handing over a burst, as lib/sender.mjs does. Resolves with the time skipped and
+ * how often.
+ * @param {number} perSecond
+ * @param {number} startAt
+ * @param {number} endAt
+ * @param {(n: number, now: number) => void} onDue
+ */
+export async function pace(perSecond, startAt, endAt, onDue) {
+  const gap = 1000 / perSecond
+  let next = startAt
+  let skippedMs = 0
+  let late = 0
+  for (;;) {
+    let now = performance.now()
+    if (next > now) {
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.floor(next - now))))
+      now = performance.now()
+    }
+    if (now >= endAt) break
+    if (now - next > 5) {
+      skippedMs += now - next
+      late++
+      next = now
+    }
+    let n = 0
+    while (next <= now) {
+      n++
+      next += gap
+    }
+    onDue(n, now)
+  }
+  return { skippedMs, late }
 }
 
 /** Bytes of the benchmark's session state (a Uint8Array). */
@@ -146,6 +185,23 @@ export function nextMessage(worker, pred = () => true, timeoutMs = 120_000, what
     worker.on('error', onError)
     worker.on('exit', onExit)
   })
+}
+
+/** The key prefix of the sessions benchmarks' RedisStorage. */
+export const REDIS_PREFIX = 'bench:'
+
+/**
+ * The storage host's config for `driver`: a LevelStorage in `<dir>/db` (with `level`'s options),
+ * or a RedisStorage (prefix REDIS_PREFIX) on a redis-server of this process's own, started
+ * here; `stop()` stops that server.
+ * @param {'level'|'redis'} driver
+ * @param {string} dir
+ * @param {{writeBufferSize?: number}} [level]
+ */
+export async function hostConfig(driver, dir, level = {}) {
+  if (driver === 'level') return { config: { driver: 'leveldb', location: path.join(dir, 'db'), ...level }, stop: async () => {} }
+  const server = await startRedis()
+  return { config: { driver: 'redis', url: server.url, prefix: REDIS_PREFIX }, stop: () => server.stop() }
 }
 
 /**
