@@ -6,13 +6,67 @@
  * Loaded under the source flags (`--conditions=@peony/source --import tsx`), like the rest of the
  * suite's Peony side.
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { packValue } from '@peony/broker-client/codec'
-export { startRedis } from '../lib/redis.mjs'
+import { startRedis } from '../lib/redis.mjs'
+export { startRedis }
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url))
+
+/** The identity of the one WorkerRuntime of a session benchmark's thread. */
+export const WORKER_INFO = Object.freeze({ slot: 0, groupId: 1, index: 0, serverId: 'bench', generation: 0 })
+
+/** Prints a case's one result line, `{"bench":"result", …}`, which lib/run.mjs waits for. */
+export const emitResult = (o) => process.stdout.write(`${JSON.stringify({ bench: 'result', ...o })}\n`)
+
+/** A fresh temporary directory of this process, removed when it exits. */
+export function caseDir(prefix = 'peony-bench-sessions-') {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix))
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/**
+ * Paces events at `perSecond` from `startAt` until `endAt` (`performance.now()` ms): sleeps
+ * until the next is due (a timer: ≥ 1 ms), then calls `onDue(n, now)` with the n events due by
+ * now. More than 5 ms behind schedule (the thread was not scheduled), it skips the lost time
+ * instead of handing over a burst, as lib/sender.mjs does. Resolves with the time skipped and
+ * how often.
+ * @param {number} perSecond
+ * @param {number} startAt
+ * @param {number} endAt
+ * @param {(n: number, now: number) => void} onDue
+ */
+export async function pace(perSecond, startAt, endAt, onDue) {
+  const gap = 1000 / perSecond
+  let next = startAt
+  let skippedMs = 0
+  let late = 0
+  for (;;) {
+    let now = performance.now()
+    if (next > now) {
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.floor(next - now))))
+      now = performance.now()
+    }
+    if (now >= endAt) break
+    if (now - next > 5) {
+      skippedMs += now - next
+      late++
+      next = now
+    }
+    let n = 0
+    while (next <= now) {
+      n++
+      next += gap
+    }
+    onDue(n, now)
+  }
+  return { skippedMs, late }
+}
 
 /** Bytes of the benchmark's session state (a Uint8Array). */
 export const STATE_BYTES = 1000
@@ -28,16 +82,45 @@ export const keyOf = (uid) => `player:${uid}`
  */
 export function fillState(uid, u8) {
   const w = new Uint32Array(u8.buffer, u8.byteOffset, u8.byteLength >>> 2)
-  let x = (uid * 2654435761) >>> 0 || 1
-  for (let i = 0; i < w.length; i++) {
+  const next = xorshift32(uid * 2654435761)
+  for (let i = 0; i < w.length; i++) w[i] = next()
+  return u8
+}
+
+/**
+ * A seeded xorshift32 generator: `next()` gives the next uint32 (never 0). The same seed gives
+ * the same sequence in every run and case.
+ * @param {number} seed
+ */
+export function xorshift32(seed) {
+  let x = seed >>> 0 || 1
+  return () => {
     x ^= x << 13
     x >>>= 0
     x ^= x >>> 17
     x ^= x << 5
     x >>>= 0
-    w[i] = x
+    return x
   }
-  return u8
+}
+
+/**
+ * Shuffles `a` in place (Fisher–Yates driven by xorshift32(seed)) and returns it: the same seed
+ * gives the same order in every run and case.
+ * @template {{length: number, [i: number]: any}} A
+ * @param {A} a
+ * @param {number} seed
+ * @returns {A}
+ */
+export function shuffle(a, seed) {
+  const next = xorshift32(seed)
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = next() % (i + 1)
+    const t = a[i]
+    a[i] = a[j]
+    a[j] = t
+  }
+  return a
 }
 
 /** The state of `uid`: a filled Uint8Array(STATE_BYTES). */
@@ -104,6 +187,23 @@ export function nextMessage(worker, pred = () => true, timeoutMs = 120_000, what
   })
 }
 
+/** The key prefix of the sessions benchmarks' RedisStorage. */
+export const REDIS_PREFIX = 'bench:'
+
+/**
+ * The storage host's config for `driver`: a LevelStorage in `<dir>/db` (with `level`'s options),
+ * or a RedisStorage (prefix REDIS_PREFIX) on a redis-server of this process's own, started
+ * here; `stop()` stops that server.
+ * @param {'level'|'redis'} driver
+ * @param {string} dir
+ * @param {{writeBufferSize?: number}} [level]
+ */
+export async function hostConfig(driver, dir, level = {}) {
+  if (driver === 'level') return { config: { driver: 'leveldb', location: path.join(dir, 'db'), ...level }, stop: async () => {} }
+  const server = await startRedis()
+  return { config: { driver: 'redis', url: server.url, prefix: REDIS_PREFIX }, stop: () => server.stop() }
+}
+
 /**
  * The storage host thread (host-thread.mjs) serving `port`: LevelDB at `location` or Redis at
  * `url` with `prefix`. Resolves once the storage is open.
@@ -163,6 +263,21 @@ export function makeDriver() {
 }
 
 /**
+ * Claims `player:<uid>` for every uid, 1,000 claims in flight at a time, as session loads do;
+ * resolves with the fencing generations, in the order of `uids`.
+ * @param {import('@peony/storage').AbstractStorage} storage
+ * @param {ArrayLike<number>} uids
+ */
+export async function claimKeys(storage, uids) {
+  const gens = new Array(uids.length)
+  for (let i = 0; i < uids.length; i += 1000) {
+    const part = await Promise.all(Array.from({ length: Math.min(1000, uids.length - i) }, (_, j) => storage.claim(keyOf(uids[i + j]), [keyOf(uids[i + j])])))
+    part.forEach((c, j) => (gens[i + j] = c.generation))
+  }
+  return gens
+}
+
+/**
  * The storage side of a flush without the session manager: claims `player:<uid>` for n uids
  * (1,000 at a time, as loads do; not timed), then times `storage.writeFenced` of their records in
  * calls of `chunk` one-op writes (as the session manager's flush does). Checks nothing was
@@ -181,11 +296,7 @@ export function makeDriver() {
  */
 export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, encode = 'before' }) {
   await storage.open()
-  const gens = new Array(n)
-  for (let i = 0; i < n; i += 1000) {
-    const part = await Promise.all(Array.from({ length: Math.min(1000, n - i) }, (_, j) => storage.claim(keyOf(firstUid + i + j), [keyOf(firstUid + i + j)])))
-    part.forEach((c, j) => (gens[i + j] = c.generation))
-  }
+  const gens = await claimKeys(storage, Array.from({ length: n }, (_, i) => firstUid + i))
   const values = encode === 'before' ? Array.from({ length: n }, (_, i) => recordOf(stateOf(firstUid + i))) : undefined
   const states = encode === 'sketch' ? Array.from({ length: n }, (_, i) => stateOf(firstUid + i)) : undefined
   let refused = 0

@@ -31,8 +31,6 @@
  * `--write-buffer-size` (bytes; 0 = classic-level's default, 4 MiB) is given to both LevelDB sides.
  * Prints one line `{"bench":"result", value, ...}`.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MessageChannel } from 'node:worker_threads'
 import { ClassicLevel } from 'classic-level'
@@ -40,12 +38,10 @@ import { Redis } from 'ioredis'
 import { parseArgs } from '../lib/run.mjs'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { RedisStorage } from '@peony/storage/redis'
-import { HERE, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf } from './common.mjs'
+import { HERE, caseDir, emitResult as emit, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf } from './common.mjs'
 
 const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1 })
-const emit = (o) => process.stdout.write(`${JSON.stringify({ bench: 'result', ...o })}\n`)
-const dir = mkdtempSync(join(tmpdir(), 'peony-bench-sessions-'))
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+const dir = caseDir()
 
 const FIRST_UID = 100_001
 const PREFIX = 'bench:'

@@ -23,7 +23,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { createApp, WorkerRuntime } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
 import { packValue } from '@peony/broker-client/codec'
-import { fencedFlush, fillState, keyOf, makeDriver, recordOf, stateOf } from './common.mjs'
+import { fencedFlush, fillState, keyOf, makeDriver, recordOf, stateOf, WORKER_INFO } from './common.mjs'
 
 const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before' } = workerData.data
 const post = (m) => parentPort.postMessage(m)
@@ -53,7 +53,7 @@ async function peonyFlush() {
   const driver = makeDriver()
   const runtime = new WorkerRuntime({
     app,
-    info: { slot: 0, groupId: 1, index: 0, serverId: 'bench', generation: 0 },
+    info: WORKER_INFO,
     egress: { send() {} },
     onTaskDone: driver.track,
     sessions: { storage, maxUnflushedAgeMs: 1e12 },

@@ -23,9 +23,12 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { SOURCE_FLAGS, environment, fmtNum, parseArgs, runInterleaved, spawnChild, summarizeRecords, writeResults } from '../lib/run.mjs'
 import { max, median, min } from '../lib/stats.mjs'
-import { HERE } from './common.mjs'
+
+// Not from common.mjs: this process runs without the source conditions common.mjs's imports need.
+const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = parseArgs({ runs: 5, n: 100_000, only: '', writeBufferSize: 0, prof: false, decompose: true, sketch: false })
 const CHUNKS = [100, 500, 1000]

@@ -20,20 +20,16 @@
  *
  * Value: p50 in µs. Prints one line `{"bench":"result", value, p50, p90, p99, p999, max, ...}`.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MessageChannel } from 'node:worker_threads'
 import { ClassicLevel } from 'classic-level'
 import { Redis } from 'ioredis'
 import { parseArgs } from '../lib/run.mjs'
 import { latencySummary } from '../lib/stats.mjs'
-import { HERE, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf } from './common.mjs'
+import { HERE, caseDir, emitResult as emit, keyOf, nextMessage, recordOf, shuffle, startHost, startRedis, startThread, stateOf } from './common.mjs'
 
 const args = parseArgs({ case: '', players: 10_000, warm: 1000 })
-const emit = (o) => process.stdout.write(`${JSON.stringify({ bench: 'result', ...o })}\n`)
-const dir = mkdtempSync(join(tmpdir(), 'peony-bench-sessions-'))
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+const dir = caseDir()
 
 const FIRST_UID = 100_001
 const PREFIX = 'bench:'
@@ -44,19 +40,7 @@ const [, driver, mode] = m
 
 /** Every uid in a shuffled order that is the same in every run and case (seeded xorshift32). */
 function order() {
-  const uids = Int32Array.from({ length: total }, (_, i) => FIRST_UID + i)
-  let x = 0x9e3779b9
-  for (let i = total - 1; i > 0; i--) {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    const j = x % (i + 1)
-    const t = uids[i]
-    uids[i] = uids[j]
-    uids[j] = t
-  }
+  const uids = shuffle(Int32Array.from({ length: total }, (_, i) => FIRST_UID + i), 0x9e3779b9)
   return { warm: Array.from(uids.subarray(0, args.warm)), timed: Array.from(uids.subarray(args.warm)) }
 }
 const { warm, timed } = order()

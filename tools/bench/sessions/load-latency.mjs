@@ -11,9 +11,12 @@
  * each run's p50, p90, p99 and p99.9, and what Peony's own `stats().sessions.loadLatency` said.
  */
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { SOURCE_FLAGS, environment, fmtNum, parseArgs, runInterleaved, spawnChild, summarizeRecords, writeResults } from '../lib/run.mjs'
 import { max, median, min } from '../lib/stats.mjs'
-import { HERE } from './common.mjs'
+
+// Not from common.mjs: this process runs without the source conditions common.mjs's imports need.
+const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = parseArgs({ runs: 5, players: 10_000, warm: 1000, only: '' })
 const MODES = ['raw-get', 'remote-get', 'remote-claim', 'peony']

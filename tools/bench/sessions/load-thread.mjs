@@ -20,7 +20,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { createApp, WorkerRuntime } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
 import { packValue } from '@peony/broker-client/codec'
-import { keyOf, STATE_BYTES } from './common.mjs'
+import { keyOf, STATE_BYTES, WORKER_INFO } from './common.mjs'
 
 const { port, mode, warm, timed } = workerData.data
 const post = (m) => parentPort.postMessage(m)
@@ -69,7 +69,7 @@ try {
       return s
     }
     const make = () =>
-      new WorkerRuntime({ app, info: { slot: 0, groupId: 1, index: 0, serverId: 'bench', generation: 0 }, egress, onTaskDone, sessions: { storage } })
+      new WorkerRuntime({ app, info: WORKER_INFO, egress, onTaskDone, sessions: { storage } })
     const warmRt = make()
     await warmRt.start()
     await drive(warmRt, warm)

@@ -10,9 +10,12 @@
  * overhead is the per-run difference peony − map of the same run index.
  */
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { SOURCE_FLAGS, environment, fmtNum, parseArgs, runInterleaved, spawnChild, summarizeRecords, writeResults } from '../lib/run.mjs'
 import { max, median, min, summarize } from '../lib/stats.mjs'
-import { HERE } from './common.mjs'
+
+// Not from common.mjs: this process runs without the source conditions common.mjs's imports need.
+const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = parseArgs({ runs: 5, n: 100_000 })
 const TARGET = 256
