@@ -60,6 +60,11 @@ export class JournalWriter {
     return this.#count === 0
   }
 
+  /** Messages in it. */
+  get count(): number {
+    return this.#count
+  }
+
   /**
    * Journals one message. 'full' when it does not fit after what is there (post the batch,
    * then append again); 'large' when it is larger than the whole journal (post it at once);
@@ -86,6 +91,20 @@ export class JournalWriter {
     Atomics.store(this.#head, 1, this.#used)
     Atomics.store(this.#head, 2, this.#count)
     return 'ok'
+  }
+
+  /**
+   * What the journal holds, as one egress frame to post (an array32 of `count` maps: the bytes
+   * were encoded once, for the journal, and the egress thread decodes them instead of the worker
+   * structured-cloning every message). Call `posted(seq)` after posting it.
+   */
+  frame(): ArrayBuffer {
+    const out = new ArrayBuffer(5 + this.#used)
+    const b = new Uint8Array(out)
+    b[0] = 0xdd
+    new DataView(out).setUint32(1, this.#count)
+    b.set(this.#data.subarray(0, this.#used), 5)
+    return out
   }
 
   /** The batch numbered `seq` was posted: the journal is empty and belongs to the next seq. */

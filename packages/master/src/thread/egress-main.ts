@@ -9,6 +9,10 @@ import { BrokerErrorCode, createEgressSender, isPeonyError, LogLimiter, type Egr
 import { createThreadLogger } from './thread-logger.ts'
 import type { EgressBoot, EgressPost, FromEgress, ToEgress } from './messages.ts'
 import { unposted } from './egress-journal.ts'
+import { decodeEgress } from '@peony/broker-client/codec'
+
+/** A worker's frames were encoded by this server and bounded by its journal: no size limit here. */
+const NO_LIMIT = { maxFrameBytes: Number.MAX_SAFE_INTEGER }
 
 const boot = workerData as EgressBoot
 const port = parentPort!
@@ -60,9 +64,15 @@ function attach(slot: number, p: MessagePort, journal: SharedArrayBuffer): void 
   let lastSeq = 0
   let waiting: EgressPost[] | undefined = before === undefined ? undefined : []
   const take = (m: EgressPost): void => {
-    lastSeq = m.seq
-    const batch = m.batch
-    for (let i = 0; i < batch.length; i++) send(batch[i]!)
+    if (m.seq > 0) lastSeq = m.seq
+    let batch = m.batch
+    if (m.frame !== undefined) {
+      const d = decodeEgress(new Uint8Array(m.frame), NO_LIMIT)
+      // Cannot happen (this server encoded them); counted like a message the sender refuses.
+      refusedLocally += d.rejects.length
+      batch = d.messages
+    }
+    for (let i = 0; i < batch!.length; i++) send(batch![i]!)
   }
   p.on('message', (m: EgressPost) => {
     if (waiting !== undefined) waiting.push(m)

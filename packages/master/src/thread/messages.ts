@@ -100,11 +100,12 @@ export interface EgressBoot {
   logLevel: string
 }
 
-/** A batch of egress messages from a worker, in order, numbered 1, 2, … per journal (see egress-journal.ts). */
-export interface EgressPost {
-  seq: number
-  batch: EgressMessage[]
-}
+/**
+ * Egress from a worker, in order: the journal's contents as one encoded frame (an array of §2.1
+ * maps), numbered 1, 2, … per journal (see egress-journal.ts); or, with seq 0, messages the
+ * journal could not take, as objects.
+ */
+export type EgressPost = { seq: number; frame: ArrayBuffer; batch?: undefined } | { seq: 0; batch: EgressMessage[]; frame?: undefined }
 
 export type ToEgress = { t: 'port'; slot: number; port: MessagePort; journal: SharedArrayBuffer } | { t: 'close'; lingerMs: number }
 

@@ -51,38 +51,52 @@ interface Assigned {
 }
 let assigned: Assigned | undefined
 
-// Egress goes to the egress thread in one message per turn; never blocks a handler. Until the
-// batch is posted, each message also sits in the shared journal (egress-journal.ts), which the
-// egress thread reads if this thread dies first.
+// Egress goes to the egress thread in one message per turn; never blocks a handler. Each message
+// is encoded once, into the shared journal (egress-journal.ts), which the egress thread reads if
+// this thread dies before posting; posting sends the journal's bytes as one transferred frame
+// (cheaper than structured-cloning every message). A message the journal cannot take (one that
+// does not encode, or is larger than the whole journal) goes out on its own, as an object, right
+// after what was journaled before it, so the order holds.
 let egressPort: MessagePort | undefined
 let journal: JournalWriter | undefined
-let egressBatch: EgressMessage[] = []
 let egressScheduled = false
 let egressSent = 0
+/** Messages sent before this thread was assigned a journal (none in practice): posted as objects. */
+let unjournaled: EgressMessage[] = []
 function flushEgress(): void {
   egressScheduled = false
-  if (egressBatch.length === 0 || egressPort === undefined) return
-  egressSent += egressBatch.length
-  const seq = journal?.seq ?? 0
-  egressPort.postMessage({ seq, batch: egressBatch } satisfies EgressPost)
-  journal?.posted(seq)
-  egressBatch = []
+  if (egressPort === undefined) return
+  if (unjournaled.length > 0) {
+    egressSent += unjournaled.length
+    egressPort.postMessage({ seq: 0, batch: unjournaled } satisfies EgressPost)
+    unjournaled = []
+  }
+  const j = journal
+  if (j === undefined || j.empty) return
+  const seq = j.seq
+  const frame = j.frame()
+  egressSent += j.count
+  egressPort.postMessage({ seq, frame } satisfies EgressPost, [frame])
+  j.posted(seq)
 }
 const egress = {
   send(msg: EgressMessage, taskId?: number, reply?: boolean): void {
     const j = journal
-    let now = false
-    if (j !== undefined) {
+    if (j === undefined) unjournaled.push(msg)
+    else {
       let r = j.append(msg)
       if (r === 'full') {
         flushEgress()
         r = j.append(msg)
       }
-      now = r === 'large'
+      if (r !== 'ok') {
+        // Posted now, behind what the journal held: it survives this thread's death as posted.
+        flushEgress()
+        egressSent++
+        egressPort?.postMessage({ seq: 0, batch: [msg] } satisfies EgressPost)
+      }
     }
-    egressBatch.push(msg)
-    if (now) flushEgress()
-    else if (!egressScheduled) {
+    if (!egressScheduled) {
       egressScheduled = true
       setImmediate(flushEgress)
     }
