@@ -22,12 +22,12 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import * as zmq from 'zeromq'
 import { startFakeForwarder, tempDir, waitFor, type FakeForwarder } from '@peony/test-utils'
 import { ReplyCode, routingHash, type Task } from '@peony/broker-client'
 import { encodeTaskFrames, msgpackBodyCodec, packValue, unpackValue } from '@peony/broker-client/codec'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { freePort, run, type Run } from './helpers/run-server.ts'
+import { Conn } from './helpers/counter-load.ts'
 
 const APP = 'test/fixtures/counter-app.ts'
 const WORKERS = 2
@@ -44,7 +44,7 @@ const RATE = 6000
 const BLOCKED_MS = 2000
 
 let fwd: FakeForwarder | undefined
-const open: Conn[] = []
+const open: RunConn[] = []
 afterEach(async () => {
   for (const c of open.splice(0)) c.close()
   await fwd?.close()
@@ -109,27 +109,15 @@ class Ledger {
   }
 }
 
-/** A broker connection: one DEALER; frames go out in order. */
-class Conn {
-  readonly sock = new zmq.Dealer({ sendHighWaterMark: 0, linger: 0 })
+/** A broker connection of a run (one DEALER, frames in order: helpers' Conn) with its players. */
+class RunConn extends Conn {
   readonly index: number
   readonly players: Player[]
-  private chain: Promise<void> = Promise.resolve()
   constructor(endpoint: string, index: number, players: Player[]) {
+    super(endpoint)
     this.index = index
     this.players = players
-    this.sock.connect(endpoint)
     open.push(this)
-  }
-  send(tasks: Task[]): Promise<void> {
-    for (const f of encodeTaskFrames(tasks)) this.chain = this.chain.then(() => this.sock.send(f))
-    return this.chain
-  }
-  async drain(): Promise<void> {
-    await this.chain.catch(() => {})
-  }
-  close(): void {
-    if (!this.sock.closed) this.sock.close()
   }
 }
 
@@ -138,7 +126,7 @@ class Conn {
  * `count` of each of its players) so the connections together send `rate` requests/s. Returns a
  * function that stops it.
  */
-function startLoad(ledger: Ledger, run: number, conns: Conn[], rate: number): () => void {
+function startLoad(ledger: Ledger, run: number, conns: RunConn[], rate: number): () => void {
   const players = conns.reduce((n, c) => n + c.players.length, 0)
   const roundsPerMs = rate / players / 1000
   const t0 = performance.now()
@@ -264,8 +252,8 @@ async function stopRuns(kill: boolean): Promise<void> {
     if (kill) args.push('--blocked-timeout-ms', String(BLOCKED_MS))
     const server = run(args, { PEONY_TEST_MARKS: marks })
     await server.line(/^peony ready: /)
-    const load = conns.map((players, i) => new Conn(intake, i, players))
-    const extra = new Conn(intake, CONNS, extraPlayers)
+    const load = conns.map((players, i) => new RunConn(intake, i, players))
+    const extra = new RunConn(intake, CONNS, extraPlayers)
     const stopLoad = startLoad(ledger, runNo, load, RATE)
     const answeredOk = (p: Player, fromSn: number): boolean => {
       for (let sn = fromSn; sn <= p.sn; sn++) if (ledger.answersOf(p, sn).some((a) => a.ret === 0)) return true
