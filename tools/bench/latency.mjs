@@ -15,7 +15,7 @@
  * half-saturation figures in results/latency.json.
  */
 import { parseArgs, runInterleaved, summarize, summarizeRecords, verdict, writeResults, environment, fmtNum, markdownTable } from './lib/run.mjs'
-import { baseRatioLine, baseReceiver, throughputRun } from './lib/throughput.mjs'
+import { baseRatioLine, baseReceiver, recordedOptions, throughputRun } from './lib/throughput.mjs'
 import { median } from './lib/stats.mjs'
 
 const o = parseArgs({ runs: 5, batch: 1, seconds: 6, warmupMs: 1000, rate: 0, satRuns: 3, window: 8_000, peony: 'source', satTasks: 200_000, out: 'latency', base: '' })
@@ -61,6 +61,6 @@ for (const k of ['p50', 'p90', 'p99', 'p999', 'max']) {
 }
 const title = `p99 latency intake → handler, ${o.batch === 1 ? '1 task per message' : `${o.batch}-task frames`}, paced at ${rate.toLocaleString('en-US')} tasks/s (half of Peony's saturation ${saturation ? fmtNum(saturation.median) : '(given)'})`
 const table = markdownTable({ title, unit: 'ms', summary, target, digits: 3 }) + '\n\n' + detail.join('\n') + baseRatioLine(records, summarizeRecords, fmtNum)
-const file = writeResults(String(o.out), { bench: 'latency', options: o, env, envAfter: { loadavg: environment().loadavg }, rate, saturation, summary, target, table, records })
+const file = writeResults(String(o.out), { bench: 'latency', options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, rate, saturation, summary, target, table, records })
 console.log(table)
 console.error(`results: ${file}`)

@@ -6,6 +6,7 @@
  *   latency    = handler time − send stamp, per task, for tasks sent after the warm-up
  */
 import dgram from 'node:dgram'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { BENCH_DIR, SOURCE_FLAGS, freePort, spawnChild, stopChildren } from './run.mjs'
@@ -32,6 +33,21 @@ export function baseReceiver(dir) {
   if (!fs.existsSync(script)) throw new Error(`--base=${dir}: no ${script} (a checkout of this repository with pnpm install done)`)
   RECEIVERS['peony-base'] = { script, nodeFlags: SOURCE_FLAGS, peony: true }
   return 'peony-base'
+}
+
+/**
+ * What a results file records of `--base`: the checkout's commit, not its path on this machine.
+ * @param {Record<string, unknown>} o
+ */
+export function recordedOptions(o) {
+  if (!o.base) return o
+  let commit = 'unknown commit'
+  try {
+    commit = execFileSync('git', ['-C', String(o.base), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
+  } catch {
+    // not a git checkout: say so rather than record the path
+  }
+  return { ...o, base: `checkout at ${commit}` }
 }
 
 /**
@@ -197,7 +213,7 @@ export async function throughputBench(spec) {
   const target = { text: `peony ≥ ${spec.minRatio} × ${spec.baseline} (judged on the undisturbed pairs)`, holds }
   const title = `${spec.batch === 1 ? '1 task per message' : `${spec.batch}-task frames`}, ${o.tasks.toLocaleString('en-US')} tasks, window ${o.window || 'open'}`
   const table = markdownTable({ title, unit: 'tasks/s', summary, target }) + baseRatioLine(records, summarizeRecords, fmtNum)
-  const file = writeResults(spec.name, { bench: spec.name, options: o, env, envAfter: { loadavg: environment().loadavg }, summary, target, table, records })
+  const file = writeResults(spec.name, { bench: spec.name, options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, summary, target, table, records })
   console.log(table)
   console.error(`results: ${file}`)
   if (profDir) console.error(`cpu profiles: ${profDir} (summarize with: node tools/bench/lib/profile-summary.mjs <dir>)`)
