@@ -12,9 +12,10 @@
  */
 import { parseArgs, runInterleaved, summarizeRecords, writeResults, markdownTable, environment, fmtNum, pairDifferences, verdict } from './lib/run.mjs'
 import { peonyRespawnRun, bareSpawnRun } from './lib/lifecycle.mjs'
+import { baseRatioLine, recordedOptions } from './lib/throughput.mjs'
 import { median } from './lib/stats.mjs'
 
-const o = parseArgs({ runs: 5, peony: 'dist', kills: 2 })
+const o = parseArgs({ runs: 5, peony: 'dist', kills: 2, base: '' })
 const env = environment()
 const records = await runInterleaved({
   name: 'respawn',
@@ -22,6 +23,7 @@ const records = await runInterleaved({
   variants: [
     { name: 'bare-spawn', run: (ctx) => bareSpawnRun({ logDir: ctx.logDir, label: `spawn-${ctx.run}` }) },
     { name: 'peony', run: (ctx) => peonyRespawnRun({ logDir: ctx.logDir, label: `peony-${ctx.run}`, fromSource: o.peony === 'source', kills: o.kills }) },
+    ...(o.base ? [{ name: 'peony-base', run: (ctx) => peonyRespawnRun({ root: o.base, logDir: ctx.logDir, label: `peony-base-${ctx.run}`, fromSource: o.peony === 'source', kills: o.kills }) }] : []),
   ],
 })
 const summary = summarizeRecords(records, { numerator: 'peony', denominator: 'bare-spawn' })
@@ -41,7 +43,7 @@ const table = markdownTable({
     `bare-spawn measures new Worker → first message; its exit → first message (the span Peony is timed on) had a median of ${fmtNum(exitToFirst, 0)} ms.`,
     ...(o.kills > 1 ? [`Peony's new worker killed again as soon as it handled a task (second death in a row): median ${fmtNum(secondKill, 0)} ms [${fmtNum(Math.min(...secondKills), 0)}–${fmtNum(Math.max(...secondKills), 0)}] (${secondKills.length} runs).`] : []),
   ],
-})
-const file = writeResults('respawn', { bench: 'respawn', options: o, env, envAfter: { loadavg: environment().loadavg }, summary, perRunDifferenceMs: diffs, target, table, records })
+}) + baseRatioLine(records, summarizeRecords, fmtNum)
+const file = writeResults('respawn', { bench: 'respawn', options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, summary, perRunDifferenceMs: diffs, target, table, records })
 console.log(table)
 console.error(`results: ${file}`)

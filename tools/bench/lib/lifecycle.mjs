@@ -32,7 +32,8 @@ async function handledBy(child, n, exclude = new Set(), timeoutMs = 30_000) {
 /**
  * One start run: spawn `node <entry>` (no pnpm, no tsx), time until each of its 2 workers has
  * handled a task.
- * @param {{server: 'peony'|'bare-skeleton', logDir: string, label: string}} c
+ * @param {{server: 'peony'|'bare-skeleton', logDir: string, label: string, root?: string}} c  root: another
+ *        checkout of this repository (built) whose server is started instead (`--base`)
  */
 export async function startRun(c) {
   const port = await freePort()
@@ -40,8 +41,10 @@ export async function startRun(c) {
   const logFile = path.join(c.logDir, `${c.label}.log`)
   let args
   if (c.server === 'peony') {
-    if (!fs.existsSync(PEONY_MAIN)) throw new Error(`${PEONY_MAIN} does not exist: run \`pnpm -r build\` first`)
-    args = [PEONY_MAIN, '--app', path.join(BENCH_DIR, 'peony/lifecycle-app.mjs'), '--server-id', 'bench', '--intake', endpoint, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '2',
+    const main = c.root === undefined ? PEONY_MAIN : path.join(c.root, 'apps/peony-server/dist/main.js')
+    const benchDir = c.root === undefined ? BENCH_DIR : path.join(c.root, 'tools/bench')
+    if (!fs.existsSync(main)) throw new Error(`${main} does not exist: run \`pnpm -r build\` first`)
+    args = [main, '--app', path.join(benchDir, 'peony/lifecycle-app.mjs'), '--server-id', 'bench', '--intake', endpoint, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '2',
       // The default storage (LevelDB) in a fresh directory of this run, not in the bench folder.
       '--storage-path', path.join(c.logDir, `${c.label}-db`), ...(process.env.BENCH_PEONY_ARGS ?? '').split(' ').filter(Boolean)]
   } else {
@@ -75,7 +78,8 @@ export async function startRun(c) {
  * new thread.
  * With `kills: 2`, the new worker is killed again as soon as it has handled a task
  * (`secondKillMs`).
- * @param {{logDir: string, label: string, fromSource?: boolean, kills?: number}} c
+ * @param {{logDir: string, label: string, fromSource?: boolean, kills?: number, root?: string}} c  root: another
+ *        checkout of this repository (built) whose host is run instead (`--base`)
  */
 export async function peonyRespawnRun(c) {
   const port = await freePort()
@@ -84,7 +88,7 @@ export async function peonyRespawnRun(c) {
   let sender
   let host
   try {
-    host = spawnChild(path.join(BENCH_DIR, 'peony/host.mjs'), [`--endpoint=${endpoint}`, `--forwarder=tcp://127.0.0.1:${await freePort()}`, '--tasks=0', '--app=lifecycle', `--report-dir=${c.logDir}`], {
+    host = spawnChild(path.join(c.root === undefined ? BENCH_DIR : path.join(c.root, 'tools/bench'), 'peony/host.mjs'), [`--endpoint=${endpoint}`, `--forwarder=tcp://127.0.0.1:${await freePort()}`, '--tasks=0', '--app=lifecycle', `--report-dir=${c.logDir}`], {
       nodeFlags: c.fromSource ? SOURCE_FLAGS : [],
       logFile,
       stdin: true,
