@@ -33,7 +33,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import * as zmq from 'zeromq'
-import { decodeAck, encodeEgress } from './codec/index.ts'
+import { decodeAck, decodeEgress, encodeEgress } from './codec/index.ts'
 import { BrokerErrorCode, PeonyError, toPeonyError } from './errors.ts'
 import { Defaults } from './protocol.ts'
 import type { EgressMessage } from './task.ts'
@@ -111,6 +111,13 @@ export interface EgressSender {
    * cannot be encoded and `PEONY_BROKER_FRAME_TOO_LARGE` for one larger than `maxFrameBytes`.
    */
   send(msg: EgressMessage): boolean
+  /**
+   * Queues a message already encoded as its §2.1 map (what `encodeEgress(msg)` or `writeEgress`
+   * gives, with no `sender`/`seq`): the bytes are sent as they are, nothing is encoded again.
+   * Without `ack` only (an acknowledged message carries `sender` and `seq` in its map): with
+   * `ack` it throws a TypeError. Otherwise as `send`.
+   */
+  sendEncoded(map: Uint8Array): boolean
   /** Closes the socket; see the module comment. */
   close(options?: EgressSenderCloseOptions): Promise<void>
   /** A snapshot of the counters. */
@@ -125,7 +132,8 @@ export function createEgressSender(options: EgressSenderOptions): EgressSender {
 }
 
 interface Entry {
-  msg: EgressMessage
+  /** The message, or undefined when it came encoded (sendEncoded: decoded only for onOverflow). */
+  msg: EgressMessage | undefined
   bytes: Uint8Array
   /** Contiguous per sender, from 1 (also kept without ack, for bookkeeping). */
   seq: number
@@ -227,13 +235,23 @@ class EgressSenderImpl implements EgressSender {
 
   send(msg: EgressMessage): boolean {
     if (this.#status !== 'open') throw new PeonyError(BrokerErrorCode.NOT_OPEN, 'the egress sender is closed')
-    const seq = this.#seqCounter
     let bytes: Uint8Array
     try {
-      bytes = this.#ack ? encodeEgress({ ...msg, sender: this.sender, seq: BigInt(seq) }) : encodeEgress(msg)
+      bytes = this.#ack ? encodeEgress({ ...msg, sender: this.sender, seq: BigInt(this.#seqCounter) }) : encodeEgress(msg)
     } catch (err) {
       throw toPeonyError(err, BrokerErrorCode.ENCODE_FAILED, `cannot encode an egress message: ${String(err)}`)
     }
+    return this.#enqueue(msg, bytes)
+  }
+
+  sendEncoded(map: Uint8Array): boolean {
+    if (this.#status !== 'open') throw new PeonyError(BrokerErrorCode.NOT_OPEN, 'the egress sender is closed')
+    if (this.#ack) throw new TypeError('sendEncoded needs a sender without ack (an acknowledged message carries sender and seq in its map)')
+    return this.#enqueue(undefined, map)
+  }
+
+  #enqueue(msg: EgressMessage | undefined, bytes: Uint8Array): boolean {
+    const seq = this.#seqCounter
     if (bytes.length > this.#maxFrameBytes) {
       throw new PeonyError(BrokerErrorCode.FRAME_TOO_LARGE, `an egress message of ${bytes.length} bytes exceeds maxFrameBytes ${this.#maxFrameBytes}`)
     }
@@ -242,10 +260,10 @@ class EgressSenderImpl implements EgressSender {
       if (this.#ack && front !== undefined && front.seq < this.#nextSeq) {
         this.#outbox.shift()
         this.#stats.evicted++
-        this.#dropped(front.msg, 'evicted')
+        this.#dropped(front, 'evicted')
       } else {
         this.#stats.overflow++
-        this.#dropped(msg, 'overflow')
+        this.#dropped({ msg, bytes }, 'overflow')
         return false
       }
     }
@@ -295,10 +313,10 @@ class EgressSenderImpl implements EgressSender {
     return this.#outbox.peek()?.seq ?? this.#seqCounter
   }
 
-  #dropped(msg: EgressMessage, reason: EgressDropReason): void {
+  #dropped(e: Pick<Entry, 'msg' | 'bytes'>, reason: EgressDropReason): void {
     if (this.#onOverflow === undefined) return
     try {
-      this.#onOverflow(msg, reason)
+      this.#onOverflow(e.msg ?? (decodeEgress(e.bytes).messages[0] as EgressMessage), reason)
     } catch (err) {
       this.#report(toPeonyError(err, BrokerErrorCode.CALLBACK_FAILED, `onOverflow threw: ${String(err)}`))
     }

@@ -9,6 +9,7 @@ import type { FakeForwarder, FakeForwarderOptions } from '@peony/test-utils'
 import { createEgressSender } from '../src/egress-sender.ts'
 import type { EgressDropReason, EgressSender, EgressSenderOptions } from '../src/egress-sender.ts'
 import { BrokerErrorCode } from '../src/errors.ts'
+import { encodeEgress } from '../src/codec/index.ts'
 import type { EgressMessage } from '../src/task.ts'
 
 const cleanup: (() => unknown)[] = []
@@ -129,6 +130,27 @@ describe('egress sender with a forwarder', () => {
     expect(f.messages[0]?.seq).toBeUndefined()
     expect(f.messages[0]?.sender).toBeUndefined()
     expect(s.stats()).toMatchObject({ sent: 500, buffered: 0, inFlightUnacked: 0 })
+  })
+
+  it('sendEncoded queues maps encoded elsewhere as they are, in order with send(); overflow still reports the message; ack refuses it', async () => {
+    const f = await forwarder({})
+    const s = sender({ endpoint: f.endpoint, ack: false, bufferMax: 10_000 })
+    await waitFor(() => s.connected)
+    for (let i = 1; i <= 300; i++) {
+      if (i % 2 === 0) s.sendEncoded(encodeEgress(msg(i)))
+      else s.send(msg(i))
+    }
+    await f.until(300)
+    expect(ids(f)).toEqual(range(1, 300))
+    expect(f.messages[1]).toEqual(msg(2))
+    const dropped: number[] = []
+    const full = createEgressSender({ endpoint: await uniqAddress('tcp'), ack: false, bufferMax: 1, onOverflow: (m) => dropped.push(Number((m as { connId: number }).connId)) })
+    cleanup.push(() => full.close({ lingerMs: 0 }))
+    full.sendEncoded(encodeEgress(msg(1)))
+    expect(full.sendEncoded(encodeEgress(msg(2)))).toBe(false)
+    expect(dropped).toEqual([2])
+    const acked = sender({ endpoint: f.endpoint, ack: true, bufferMax: 10 })
+    expect(() => acked.sendEncoded(encodeEgress(msg(1)))).toThrow(TypeError)
   })
 
   it('splits frames under maxFrameBytes and refuses a single message that cannot fit', async () => {

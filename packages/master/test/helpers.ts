@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { afterEach } from 'vitest'
 import pino from 'pino'
 import * as zmq from 'zeromq'
-import { startFakeForwarder, type FakeForwarder } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder, type FakeForwarderOptions } from '@peony/test-utils'
 import { createMaster, type Master, type MasterInput } from '../src/index.ts'
 import type { EgressMessage, Task } from '@peony/broker-client'
 import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
@@ -62,13 +62,13 @@ export interface Booted {
  * `boot(options)`, which starts a master with the test app on a free intake port, egress to a new
  * fake forwarder, 2 workers and silent logs unless `options` say otherwise.
  */
-export function masterFixture(defaults: Partial<MasterInput> = {}): (options?: Partial<MasterInput>) => Promise<Booted> {
+export function masterFixture(defaults: Partial<MasterInput> = {}): (options?: Partial<MasterInput>, forwarder?: FakeForwarderOptions) => Promise<Booted> {
   const cleanups: (() => Promise<void>)[] = []
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c()
   })
-  return async (options = {}) => {
-    const fwd = await startFakeForwarder()
+  return async (options = {}, forwarder = {}) => {
+    const fwd = await startFakeForwarder(forwarder)
     cleanups.push(() => fwd.close())
     const master = createMaster({
       serverId: 'test',

@@ -93,6 +93,19 @@ describe('master', () => {
     expect(replies(fwd.messages).at(-1)!.ret).toBe(0)
   })
 
+  it('with egressAck, replies carry sender and contiguous seqs (the egress thread re-encodes what workers journaled)', async () => {
+    const { fwd, broker } = await boot({ egressAck: true }, { ack: true })
+    const tasks: Task[] = []
+    for (let uid = 1; uid <= 50; uid++) tasks.push(req(uid, 'echo', { b: uid }, {}, uid))
+    await broker.send(tasks)
+    await fwd.until(50)
+    const rs = replies(fwd.messages)
+    expect(rs.map((r) => Number(r.body.sn)).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+    expect(rs.every((r) => r.ret === 0 && typeof (r.msg as { sender?: unknown }).sender === 'string')).toBe(true)
+    // one egress thread sender: its seqs are 1…50 with no gap
+    expect(fwd.messages.map((m) => Number(m.seq)).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+  })
+
   it('answers -10007 when the router names no group', async () => {
     const { master, fwd, broker } = await boot({ router: (t) => (t.uid === 13 ? 99 : 1), groups: [{ id: 1, count: 1 }] })
     await broker.send([req(13, 'echo', {}), req(14, 'echo', {})])

@@ -41,6 +41,8 @@ export class JournalWriter {
   readonly #head: Int32Array
   readonly #data: Uint8Array
   readonly #w = new MsgpackWriter(4096)
+  /** Where each journaled map ends (what `frame()` posts with the bytes). */
+  readonly #ends: number[] = []
   #used = 0
   #count = 0
 
@@ -88,22 +90,25 @@ export class JournalWriter {
     this.#data.set(w.buf.subarray(0, n), this.#used)
     this.#used += n
     this.#count++
+    this.#ends.push(this.#used)
     Atomics.store(this.#head, 1, this.#used)
     Atomics.store(this.#head, 2, this.#count)
     return 'ok'
   }
 
   /**
-   * What the journal holds, as one egress frame to post (an array32 of `count` maps: the bytes
-   * were encoded once, for the journal, and the egress thread decodes them instead of the worker
-   * structured-cloning every message). Call `posted(seq)` after posting it.
+   * What the journal holds, to post as one transferred buffer: `count`, each map's end, then the
+   * maps (read with `framedMaps`). Each message was encoded once, for the journal; the egress
+   * thread queues these bytes as they are (no structured clone here, no decode and re-encode
+   * there). Call `posted(seq)` after posting it.
    */
   frame(): ArrayBuffer {
-    const out = new ArrayBuffer(5 + this.#used)
-    const b = new Uint8Array(out)
-    b[0] = 0xdd
-    new DataView(out).setUint32(1, this.#count)
-    b.set(this.#data.subarray(0, this.#used), 5)
+    const n = this.#count
+    const out = new ArrayBuffer(4 * (1 + n) + this.#used)
+    const head = new Uint32Array(out, 0, 1 + n)
+    head[0] = n
+    for (let i = 0; i < n; i++) head[1 + i] = this.#ends[i] as number
+    new Uint8Array(out, 4 * (1 + n)).set(this.#data.subarray(0, this.#used))
     return out
   }
 
@@ -112,9 +117,25 @@ export class JournalWriter {
     Atomics.store(this.#head, 0, seq + 1)
     this.#used = 0
     this.#count = 0
+    this.#ends.length = 0
     Atomics.store(this.#head, 2, 0)
     Atomics.store(this.#head, 1, 0)
   }
+}
+
+/** The maps of a posted `frame()`, in order (views of it). */
+export function framedMaps(frame: ArrayBuffer): Uint8Array[] {
+  const n = new Uint32Array(frame, 0, 1)[0] as number
+  const ends = new Uint32Array(frame, 4, n)
+  const base = 4 * (1 + n)
+  const out: Uint8Array[] = new Array(n)
+  let from = 0
+  for (let i = 0; i < n; i++) {
+    const to = ends[i] as number
+    out[i] = new Uint8Array(frame, base + from, to - from)
+    from = to
+  }
+  return out
 }
 
 /**

@@ -8,7 +8,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { BrokerErrorCode, createEgressSender, isPeonyError, LogLimiter, type EgressMessage } from '@peony/broker-client'
 import { createThreadLogger } from './thread-logger.ts'
 import type { EgressBoot, EgressPost, FromEgress, ToEgress } from './messages.ts'
-import { unposted } from './egress-journal.ts'
+import { framedMaps, unposted } from './egress-journal.ts'
 import { decodeEgress } from '@peony/broker-client/codec'
 
 /** A worker's frames were encoded by this server and bounded by its journal: no size limit here. */
@@ -37,16 +37,30 @@ let refusedLocally = 0
 let salvaged = 0
 const ports = new Set<MessagePort>()
 
-function send(msg: EgressMessage): void {
+/** Hands one message to the sender; one it refuses (unencodable, oversized) is counted and logged. */
+function deliver(queue: () => boolean, cmd: number | undefined): void {
   try {
-    sender.send(msg)
+    queue()
   } catch (err) {
     // Unencodable or oversized message (a 230 row with a str uid, say): the sender counted
     // nothing, so count it here; it shows as egress.refusedLocally in the master's stats.
     refusedLocally++
     const code = isPeonyError(err) ? err.code : BrokerErrorCode.ENCODE_FAILED
-    log.warn(`refused ${code}`, { err, code, cmd: msg.cmd }, 'egress message dropped: it cannot be sent')
+    log.warn(`refused ${code}`, { err, code, cmd }, 'egress message dropped: it cannot be sent')
   }
+}
+
+function send(msg: EgressMessage): void {
+  deliver(() => sender.send(msg), msg.cmd)
+}
+
+/** A map a worker encoded: queued as it is; with ack (sender and seq go into the map) decoded and re-encoded. */
+function sendMap(map: Uint8Array): void {
+  if (!boot.egressAck) return deliver(() => sender.sendEncoded(map), undefined)
+  const msg = decodeEgress(map, NO_LIMIT).messages[0]
+  // Cannot happen (this server encoded it); counted like a message the sender refuses.
+  if (msg === undefined) refusedLocally++
+  else send(msg)
 }
 
 /**
@@ -65,14 +79,8 @@ function attach(slot: number, p: MessagePort, journal: SharedArrayBuffer): void 
   let waiting: EgressPost[] | undefined = before === undefined ? undefined : []
   const take = (m: EgressPost): void => {
     if (m.seq > 0) lastSeq = m.seq
-    let batch = m.batch
-    if (m.frame !== undefined) {
-      const d = decodeEgress(new Uint8Array(m.frame), NO_LIMIT)
-      // Cannot happen (this server encoded them); counted like a message the sender refuses.
-      refusedLocally += d.rejects.length
-      batch = d.messages
-    }
-    for (let i = 0; i < batch!.length; i++) send(batch![i]!)
+    if (m.frame !== undefined) for (const map of framedMaps(m.frame)) sendMap(map)
+    else for (const msg of m.batch) send(msg)
   }
   p.on('message', (m: EgressPost) => {
     if (waiting !== undefined) waiting.push(m)

@@ -101,9 +101,9 @@ export interface EgressBoot {
 }
 
 /**
- * Egress from a worker, in order: the journal's contents as one encoded frame (an array of §2.1
- * maps), numbered 1, 2, … per journal (see egress-journal.ts); or, with seq 0, messages the
- * journal could not take, as objects.
+ * Egress from a worker, in order: the journal's contents as one buffer (its §2.1 maps and their
+ * ends, `JournalWriter.frame()`), numbered 1, 2, … per journal (see egress-journal.ts); or, with
+ * seq 0, a message the journal could not take, as an object.
  */
 export type EgressPost = { seq: number; frame: ArrayBuffer; batch?: undefined } | { seq: 0; batch: EgressMessage[]; frame?: undefined }
 

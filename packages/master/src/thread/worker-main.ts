@@ -57,22 +57,15 @@ let assigned: Assigned | undefined
 // (cheaper than structured-cloning every message). A message the journal cannot take (one that
 // does not encode, or is larger than the whole journal) goes out on its own, as an object, right
 // after what was journaled before it, so the order holds.
+// Both are set by assign(), before the runtime that sends egress exists.
 let egressPort: MessagePort | undefined
 let journal: JournalWriter | undefined
 let egressScheduled = false
 let egressSent = 0
-/** Messages sent before this thread was assigned a journal (none in practice): posted as objects. */
-let unjournaled: EgressMessage[] = []
 function flushEgress(): void {
   egressScheduled = false
-  if (egressPort === undefined) return
-  if (unjournaled.length > 0) {
-    egressSent += unjournaled.length
-    egressPort.postMessage({ seq: 0, batch: unjournaled } satisfies EgressPost)
-    unjournaled = []
-  }
   const j = journal
-  if (j === undefined || j.empty) return
+  if (egressPort === undefined || j === undefined || j.empty) return
   const seq = j.seq
   const frame = j.frame()
   egressSent += j.count
@@ -81,20 +74,17 @@ function flushEgress(): void {
 }
 const egress = {
   send(msg: EgressMessage, taskId?: number, reply?: boolean): void {
-    const j = journal
-    if (j === undefined) unjournaled.push(msg)
-    else {
-      let r = j.append(msg)
-      if (r === 'full') {
-        flushEgress()
-        r = j.append(msg)
-      }
-      if (r !== 'ok') {
-        // Posted now, behind what the journal held: it survives this thread's death as posted.
-        flushEgress()
-        egressSent++
-        egressPort?.postMessage({ seq: 0, batch: [msg] } satisfies EgressPost)
-      }
+    const j = journal!
+    let r = j.append(msg)
+    if (r === 'full') {
+      flushEgress()
+      r = j.append(msg)
+    }
+    if (r !== 'ok') {
+      // Posted now, behind what the journal held: it survives this thread's death as posted.
+      flushEgress()
+      egressSent++
+      egressPort!.postMessage({ seq: 0, batch: [msg] } satisfies EgressPost)
     }
     if (!egressScheduled) {
       egressScheduled = true
