@@ -194,8 +194,8 @@ interface Slot {
   egressPort: MessagePort | undefined
   /** This incarnation's egress journal (thread/egress-journal.ts). */
   journal: SharedArrayBuffer
-  /** The worker reported 'stopped': its exit is the end of a graceful stop, not a death. */
-  stoppedClean: boolean
+  /** Its exit is not a death: the worker reported 'stopped' (graceful stop), or destroy() ended it. */
+  exitExpected: boolean
   /** Tasks queued for this slot since its last dispatch message. */
   sincePump: number
   /** The pending start of the current generation (resolved on 'ready'). */
@@ -336,7 +336,7 @@ export class Master extends EventEmitter {
           onExit: undefined,
           egressPort: undefined,
           journal: createJournal(0),
-          stoppedClean: false,
+          exitExpected: false,
           started: undefined,
           sincePump: 0,
           carried: emptyCounts(),
@@ -443,7 +443,7 @@ export class Master extends EventEmitter {
     await Promise.all(
       this.slots.map(async (s) => {
         s.stopping = true
-        s.killReason ??= 'destroy'
+        s.exitExpected = true
         if (s.respawnTimer) clearTimeout(s.respawnTimer)
         const w = s.worker
         if (w !== undefined) {
@@ -810,7 +810,7 @@ export class Master extends EventEmitter {
     slot.generation++
     slot.marks = new Int32Array(new SharedArrayBuffer(4 * (this.markMask + 2)))
     slot.journal = createJournal()
-    slot.stoppedClean = false
+    slot.exitExpected = false
     slot.killReason = undefined
     slot.live = false
     let t = this.spare
@@ -890,7 +890,7 @@ export class Master extends EventEmitter {
         break
       }
       case 'stopped':
-        slot.stoppedClean = true
+        slot.exitExpected = true
         this.log.debug({ slot: slot.index, stats: m.stats }, 'worker stopped')
         break
     }
@@ -923,7 +923,7 @@ export class Master extends EventEmitter {
     slot.live = false
     const done = slot.onExit
     slot.onExit = undefined
-    if (slot.stopping && (slot.stoppedClean || slot.killReason === 'destroy')) {
+    if (slot.stopping && slot.exitExpected) {
       this.settleStoppedSlot(slot)
       done?.()
       return
