@@ -25,11 +25,13 @@ export const StorageErrorCode = {
 export type StorageErrorCode = (typeof StorageErrorCode)[keyof typeof StorageErrorCode]
 
 const RETRYABLE: ReadonlySet<string> = new Set([StorageErrorCode.UNAVAILABLE, StorageErrorCode.LOCKED, StorageErrorCode.CLOSED])
+/** Codes thrown before anything reaches the backend: such a call changed nothing. */
+const NOT_APPLIED: ReadonlySet<string> = new Set([StorageErrorCode.NOT_OPEN, StorageErrorCode.INVALID_KEY, StorageErrorCode.INVALID_VALUE])
 
 /** Options of a StorageError. `retryable` defaults to the code's (true for UNAVAILABLE, LOCKED, CLOSED). */
 export interface StorageErrorOptions extends ErrorOptions {
   retryable?: boolean
-  /** The driver knows the call changed nothing (see `StorageError.notApplied`). Default false. */
+  /** The driver knows the call changed nothing (see `StorageError.notApplied`). Default: true for NOT_OPEN, INVALID_KEY and INVALID_VALUE, else false. */
   notApplied?: boolean
 }
 
@@ -46,11 +48,17 @@ export class StorageError<C extends StorageErrorCode = StorageErrorCode> extends
   constructor(code: C, message: string, options: StorageErrorOptions = {}) {
     const { notApplied, ...rest } = options
     super(code, message, { ...rest, retryable: options.retryable ?? RETRYABLE.has(code) })
-    this.notApplied = notApplied === true
+    this.notApplied = notApplied ?? NOT_APPLIED.has(code)
   }
 }
 
+/** True when `err` is known to have changed nothing (`StorageError.notApplied`, also across a RemoteStorage). */
+export function isNotApplied(err: unknown): boolean {
+  return isPeonyError(err) && (err as { notApplied?: unknown }).notApplied === true
+}
+
 /** True when `err` carries one of the storage codes (optionally exactly `code`). Matches by code, not class. */
+
 export function isStorageError<C extends StorageErrorCode>(err: unknown, code?: C): err is StorageError<C> {
   if (!isPeonyError(err)) return false
   return code === undefined ? err.code.startsWith('PEONY_STORAGE_') : err.code === code

@@ -26,5 +26,5 @@ export { RemoteStorage } from './remote/remote-storage.ts'
 export type { RemoteStorageOptions } from './remote/remote-storage.ts'
 
 // Errors
-export { StorageError, StorageErrorCode, isStorageError } from './errors.ts'
+export { StorageError, StorageErrorCode, isNotApplied, isStorageError } from './errors.ts'
 export type { StorageErrorOptions } from './errors.ts'

@@ -370,7 +370,7 @@ export abstract class AbstractStorage {
 
   #enter(): void {
     if (this.#status !== 'open') {
-      throw new StorageError(StorageErrorCode.NOT_OPEN, `storage is ${this.#status}, not open`, { notApplied: true })
+      throw new StorageError(StorageErrorCode.NOT_OPEN, `storage is ${this.#status}, not open`)
     }
     this.#inflight++
   }

@@ -166,6 +166,32 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       expect(s.status).toBe('open')
     })
 
+    it('notApplied is claimed only when proven: one refused script call yes, a write over several calls no, a timeout no', async () => {
+      const s = new RedisStorage({ url: server.url, prefix: unique(), opTimeoutMs: 300, writesPerScript: 1 })
+      made.push(s)
+      const one = storage(300)
+      await Promise.all([s.open(), one.open()])
+      const [g1, g2] = [await s.acquire('f1'), await s.acquire('f2')]
+      const g = await one.acquire('f1')
+      const admin = new Redis(server.url)
+      try {
+        // A replica of nobody: Redis refuses every write with READONLY before it runs it.
+        await admin.call('REPLICAOF', '127.0.0.1', '1')
+        const put = (fence: string, generation: number) => ({ fence, generation, ops: [{ type: 'put' as const, key: fence, value: Buffer.from('x') }] })
+        const single = await one.writeFenced([put('f1', g)]).catch((e: unknown) => e)
+        expect(single).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', notApplied: true })
+        // Two script calls (writesPerScript 1): the first may have run before the second failed.
+        const multi = await s.writeFenced([put('f1', g1), put('f2', g2)]).catch((e: unknown) => e)
+        expect(multi).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', notApplied: false })
+      } finally {
+        await admin.call('REPLICAOF', 'NO', 'ONE')
+        admin.disconnect()
+      }
+      server.pause()
+      const late = await one.put('k', Buffer.from('v')).catch((e: unknown) => e)
+      expect(late).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', notApplied: false })
+    })
+
     it('Redis hung (SIGSTOP): a call fails with PEONY_STORAGE_UNAVAILABLE after opTimeoutMs, not never', async () => {
       const s = storage(300)
       await s.open()

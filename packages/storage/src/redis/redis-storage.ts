@@ -168,7 +168,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       await this.#c().set(this.#key(key), buf(value))
     } catch (err) {
-      throw redisError(err, this.#where, 'SET')
+      throw redisError(err, this.#where, 'SET', true)
     }
   }
 
@@ -176,7 +176,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       await this.#c().del(this.#key(key))
     } catch (err) {
-      throw redisError(err, this.#where, 'DEL')
+      throw redisError(err, this.#where, 'DEL', true)
     }
   }
 
@@ -205,7 +205,7 @@ export class RedisStorage extends AbstractStorage {
     try {
       return await this.#c().incr(this.#fence(fence))
     } catch (err) {
-      throw redisError(err, this.#where, 'INCR')
+      throw redisError(err, this.#where, 'INCR', true)
     }
   }
 
@@ -253,7 +253,7 @@ export class RedisStorage extends AbstractStorage {
       for (let i = 0; i < calls.length; i++) for (const r of results[i]!) refused.push(calls[i]!.first + r)
       return { refused }
     } catch (err) {
-      throw redisError(err, this.#where, 'writeFenced')
+      throw redisError(err, this.#where, 'writeFenced', calls.length === 1)
     }
   }
 
@@ -324,6 +324,9 @@ function nullable(v: Buffer | null | undefined): Uint8Array | undefined {
   return v === null || v === undefined ? undefined : v
 }
 
+/** Error replies Redis gives before it runs a command: the command changed nothing. */
+const REFUSED_BEFORE_RUN = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|OOM|NOSCRIPT)\b/
+
 /** Reply errors that mean "not now" rather than "never". */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS)\b/
 
@@ -331,17 +334,20 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY
  * An ioredis error as a StorageError, in Peony's words with the ioredis error as `cause`: reply
  * errors are FAILED (unless transient); everything else ioredis raises (connection closed, stream
  * not writeable, command timed out, retries exhausted, socket errors) is UNAVAILABLE.
- * `notApplied`: a reply error means Redis refused the command (a fenced write's script checks
- * before it writes); "stream isn't writeable" means it was never sent (no offline queue). A timeout
- * or a connection lost after sending may still be applied: ioredis keeps the command queued, and
- * Redis runs it when it resumes.
+ * `notApplied` is claimed only when it is proven: "stream isn't writeable" means nothing was sent
+ * (no offline queue); an error reply that Redis gives before running a command (not ready, busy,
+ * out of memory, no script, cluster down, read-only) proves it for that command alone, so only
+ * when the call was `single` (one command: several, in a pipeline or a MULTI, may have run in
+ * part before one of them failed). A timeout or a connection lost after sending may still be
+ * applied: ioredis keeps the command queued, and Redis runs it when it resumes.
  */
-function redisError(err: unknown, where: string, what: string): Error {
+function redisError(err: unknown, where: string, what: string, single = false): Error {
   if (err instanceof StorageError) return err
   const e = err as Error
   const reply = e?.name === 'ReplyError'
+  const refusedBeforeRun = reply && single && REFUSED_BEFORE_RUN.test(e.message)
   if (reply && !TRANSIENT_REPLY.test(e.message)) {
-    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, { cause: err, notApplied: true })
+    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, { cause: err, notApplied: refusedBeforeRun })
   }
   // Only "stream isn't writeable" proves the command never left: "Connection is closed" also
   // rejects commands that were already sent.
@@ -351,7 +357,7 @@ function redisError(err: unknown, where: string, what: string): Error {
     : /timed? ?out/i.test(e?.message ?? '')
       ? `the Redis storage ${where} did not answer ${what} in time; the call may be tried again`
       : `the Redis storage ${where} is not reachable (${what} failed); the driver keeps reconnecting`
-  return new StorageError(StorageErrorCode.UNAVAILABLE, msg, { cause: err, notApplied: reply || notSent })
+  return new StorageError(StorageErrorCode.UNAVAILABLE, msg, { cause: err, notApplied: refusedBeforeRun || notSent })
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

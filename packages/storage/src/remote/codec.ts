@@ -7,7 +7,7 @@
  * of objects on the port, whatever the number of values.
  */
 import { PeonyError, isPeonyError } from '@peony/broker-client/core'
-import { StorageError, StorageErrorCode, type StorageErrorCode as Code } from '../errors.ts'
+import { StorageError, StorageErrorCode, isNotApplied, type StorageErrorCode as Code } from '../errors.ts'
 import type { BatchOp, StorageSupports } from '../storage.ts'
 
 /** Keys joined with '\0'. */
@@ -188,7 +188,7 @@ export function ownBuffer(v: Uint8Array): ArrayBuffer {
 export function toWireError(err: unknown): WireError {
   if (isPeonyError(err)) {
     const w: WireError = { name: err.name, message: err.message, code: err.code, retryable: err.retryable }
-    if ((err as { notApplied?: unknown }).notApplied === true) w.notApplied = true
+    if (isNotApplied(err)) w.notApplied = true
     return withCause(w, err)
   }
   if (err instanceof TypeError || err instanceof RangeError) return { name: err.name, message: err.message }

@@ -174,6 +174,14 @@ function unref(handle: unknown): void {
   if (typeof handle === 'object' && handle !== null) (handle as { unref?: () => void }).unref?.()
 }
 
+/**
+ * `@peony/storage`'s isNotApplied, by the property it reads: importing a value from that package's
+ * main entry would load both drivers (classic-level, ioredis) into every worker thread.
+ */
+function isNotApplied(err: unknown): boolean {
+  return (err as { notApplied?: unknown } | undefined)?.notApplied === true
+}
+
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
@@ -830,7 +838,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       const b = this.#bridge as SessionBridge
       this.#retryAt = b.clock.now() + delay
       // A held gated change is answered by what storage knows: -10008 only if nothing was applied.
-      this.#writeFailed(batch, since, (err as { notApplied?: unknown }).notApplied === true)
+      this.#writeFailed(batch, since, isNotApplied(err))
       const now = Date.now()
       if (now - this.#lastFlushReport >= 5000) {
         this.#lastFlushReport = now
