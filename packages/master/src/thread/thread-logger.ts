@@ -9,12 +9,20 @@ import type { RuntimeLogger } from '@peony/worker'
 const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity } as const
 type LevelName = keyof typeof LEVELS
 
-function serialize(obj: object): string {
+/** One object as JSON for a log line: bigints as strings, errors with their cause chain. Exported for tests. */
+export function serialize(obj: object): string {
+  // An error seen once in this line is not written again: a cause chain that loops (err.cause =
+  // err, or a cycle further down) would otherwise recurse until the stack overflows.
+  const seen = new WeakSet<Error>()
   return JSON.stringify(obj, (_k, v: unknown) => {
     if (typeof v === 'bigint') return v.toString()
     // The cause chain goes too (nested errors pass through this replacer): a storage error's
     // cause is the driver's own error, which the message no longer repeats.
-    if (v instanceof Error) return { type: v.name, message: v.message, stack: v.stack, code: (v as { code?: unknown }).code, cause: v.cause }
+    if (v instanceof Error) {
+      if (seen.has(v)) return '[circular]'
+      seen.add(v)
+      return { type: v.name, message: v.message, stack: v.stack, code: (v as { code?: unknown }).code, cause: v.cause }
+    }
     return v
   })
 }
