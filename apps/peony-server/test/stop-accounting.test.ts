@@ -293,6 +293,7 @@ async function stopRuns(kill: boolean): Promise<void> {
     }
     server.child.kill('SIGTERM')
     let burst: NodeJS.Timeout | undefined
+    const burstKeys: string[] = []
     if (!kill) {
       // Once the stop has begun, the slow player also sends bursts of 8 slower requests every
       // 2 ms. All of them must be refused; one accepted after the refusals (bug 1) fills the
@@ -301,7 +302,10 @@ async function stopRuns(kill: boolean): Promise<void> {
       await server.line(/"msg":"stopping/)
       burst = setInterval(() => {
         const tasks: Task[] = []
-        for (let i = 0; i < 8; i++) tasks.push(ledger.request(runNo, CONNS, slow, 'count', { wait: 20 }))
+        for (let i = 0; i < 8; i++) {
+          tasks.push(ledger.request(runNo, CONNS, slow, 'count', { wait: 20 }))
+          burstKeys.push(`${slow.uid}:${slow.sn}`)
+        }
         void extra.send(tasks).catch(() => {})
       }, 2)
     }
@@ -363,6 +367,10 @@ async function stopRuns(kill: boolean): Promise<void> {
     check(twice === 0, `${twice} requests answered twice`)
     check(workerErrors.length === 0, `worker error lines: ${JSON.stringify(workerErrors.map((l) => l.err?.message))}`)
     if (!kill) {
+      // The burst began after the "stopping" line: every request of it the server read is refused.
+      const burstAnswers = burstKeys.flatMap((k) => ledger.answers.get(k) ?? [])
+      check(burstAnswers.length > 0, 'no request of the burst sent after "stopping" was answered')
+      check(burstAnswers.every((a) => a.ret === ReplyCode.SHUTTING_DOWN), `burst requests answered ${JSON.stringify([...new Set(burstAnswers.map((a) => a.ret))])}, expected only -10003`)
       check(Object.keys(stats.deaths).length === 0, `deaths ${JSON.stringify(stats.deaths)}`)
       check(stats.lost_in_flight.all === 0, `lost_in_flight ${stats.lost_in_flight.all}`)
       check(died.length === 0, `worker died lines: ${JSON.stringify(died)}`)

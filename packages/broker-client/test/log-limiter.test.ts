@@ -135,9 +135,15 @@ describe('LogLimiter', () => {
 
   it('remembers at most maxKinds kinds', () => {
     const lines: unknown[] = []
-    const limiter = new LogLimiter({ warn: (o) => lines.push(o), error: () => {} }, { maxKinds: 10 })
+    // Time stands still, so nothing forgets a kind but the bound.
+    const clock = { now: () => 0, setTimeout: () => 1, clearTimeout: () => {} }
+    const limiter = new LogLimiter({ warn: (o) => lines.push(o), error: () => {} }, { maxKinds: 10, clock })
     for (let i = 0; i < 1000; i++) limiter.warn(`k${i}`, {}, 'm')
     expect(lines).toHaveLength(1000)
+    // k0's window was forgotten to stay within the bound: it prints again (without the bound it
+    // would still be in its window and be held back).
+    limiter.warn('k0', {}, 'm')
+    expect(lines).toHaveLength(1001)
     expect(() => new LogLimiter({ warn() {}, error() {} }, { intervalMs: -1 })).toThrow(RangeError)
   })
 })

@@ -4,7 +4,7 @@
  * write (group commit), every later output of that session waits behind a held one, and a write
  * that fails answers -10008 and drops the session so a retry never applies twice. Real
  * MemoryStorage (a subclass injects write failures). The group commit runs on a real timer
- * (gateIntervalMs 50 here, so a few turns see the output still held), not the manual clock.
+ * (gateIntervalMs 1,000 here, so the turns a test waits see the output still held even on a loaded machine), not the manual clock.
  */
 import { describe, expect, test } from 'vitest'
 import { createApp, type PeonyApp } from '@peony/worker'
@@ -77,7 +77,7 @@ const turn = (): Promise<void> => new Promise((r) => setImmediate(r))
 describe('output gate', () => {
   test('a gated reply, push and message leave only after the change is stored', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
     await h.ready
     const p = h.inject({ cmd: 'buy', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
@@ -96,12 +96,12 @@ describe('output gate', () => {
 
   test('gated changes of many players go out in one fenced write (group commit)', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
     await h.ready
+    const before = storage.writes
     const ps = []
     for (let u = 1; u <= 50; u++) ps.push(h.inject({ cmd: 'buy', uid: u }))
     for (let i = 0; i < 5; i++) await turn()
-    const before = storage.writes
     const rs = await Promise.all(ps)
     expect(rs.every((r) => r.replies[0]?.ret === 0)).toBe(true)
     expect(storage.writes - before).toBe(1)
@@ -110,7 +110,7 @@ describe('output gate', () => {
 
   test('every later output of the session waits behind a held one, in order', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
     await h.ready
     const buy = h.inject({ cmd: 'buy', uid: 1 })
     const free = h.inject({ cmd: 'free', uid: 1 })
@@ -130,7 +130,7 @@ describe('output gate', () => {
 
   test('a failed store answers -10008, sends nothing else, drops the session; a retry applies once', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
     await h.ready
     // A first purchase is stored.
     const first = h.inject({ cmd: 'buy', uid: 1 })
@@ -155,7 +155,7 @@ describe('output gate', () => {
 
   test('a write whose outcome is unknown (a timeout) answers -10001, not -10008; the reload shows what storage has', async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 50 } })
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
     await h.ready
     storage.writeTimeouts = 1
     const r = await h.inject({ cmd: 'buy', uid: 1 })
@@ -170,7 +170,7 @@ describe('output gate', () => {
 
   test("the session definition's gate is the default; a route's gate: 'none' overrides it", async () => {
     const storage = new CountingStorage()
-    const h = createTestHarness(shopApp('stored'), { sessions: { storage, gateIntervalMs: 50 } })
+    const h = createTestHarness(shopApp('stored'), { sessions: { storage, gateIntervalMs: 1000 } })
     await h.ready
     const look = h.inject({ cmd: 'look', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
