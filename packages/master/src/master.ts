@@ -382,13 +382,15 @@ export class Master extends EventEmitter {
     this.started = true
     this._status = 'opening'
     const o = this.options
+    // Errors of the master's own sockets (intake, its egress sender) repeat while their cause lasts.
+    const logIoError = (err: PeonyError): void => this.rlog.error(err.code, { err, code: err.code }, err.message)
     this.egress = createEgressSender({
       endpoint: o.forwarderEndpoint,
       sender: `${o.serverId}/master.${randomBytes(4).toString('hex')}`,
       ack: o.egressAck,
       bufferMax: o.egressBufferMax,
       maxFrameBytes: o.maxFrameBytes,
-      onError: (err) => this.rlog.error(err.code, { err, code: err.code }, err.message),
+      onError: logIoError,
     })
     // The worker threads start at once, and intake binds meanwhile: tasks that arrive before the
     // workers are ready wait in their lanes (each worker's port buffers what is posted to it).
@@ -406,7 +408,7 @@ export class Master extends EventEmitter {
       onTasks: (tasks, _broker, frame, ranges) => this.onTasks(tasks, frame, ranges!),
       ranges: true,
       onReject: (rej) => this.onReject(rej),
-      onError: (err) => this.rlog.error(err.code, { err, code: err.code }, err.message),
+      onError: logIoError,
     })
     const results = await Promise.allSettled([storageReady, egressReady, ...workersReady, this.intake.open()])
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')

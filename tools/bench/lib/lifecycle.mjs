@@ -41,8 +41,8 @@ export async function startRun(c) {
   const logFile = path.join(c.logDir, `${c.label}.log`)
   let args
   if (c.server === 'peony') {
-    const main = c.root === undefined ? PEONY_MAIN : path.join(c.root, 'apps/peony-server/dist/main.js')
-    const benchDir = c.root === undefined ? BENCH_DIR : path.join(c.root, 'tools/bench')
+    const main = c.root === undefined ? PEONY_MAIN : path.resolve(c.root, 'apps/peony-server/dist/main.js')
+    const benchDir = c.root === undefined ? BENCH_DIR : path.resolve(c.root, 'tools/bench')
     if (!fs.existsSync(main)) throw new Error(`${main} does not exist: run \`pnpm -r build\` first`)
     args = [main, '--app', path.join(benchDir, 'peony/lifecycle-app.mjs'), '--server-id', 'bench', '--intake', endpoint, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '2',
       // The default storage (LevelDB) in a fresh directory of this run, not in the bench folder.
@@ -88,7 +88,7 @@ export async function peonyRespawnRun(c) {
   let sender
   let host
   try {
-    host = spawnChild(path.join(c.root === undefined ? BENCH_DIR : path.join(c.root, 'tools/bench'), 'peony/host.mjs'), [`--endpoint=${endpoint}`, `--forwarder=tcp://127.0.0.1:${await freePort()}`, '--tasks=0', '--app=lifecycle', `--report-dir=${c.logDir}`], {
+    host = spawnChild(path.join(c.root === undefined ? BENCH_DIR : path.resolve(c.root, 'tools/bench'), 'peony/host.mjs'), [`--endpoint=${endpoint}`, `--forwarder=tcp://127.0.0.1:${await freePort()}`, '--tasks=0', '--app=lifecycle', `--report-dir=${c.logDir}`], {
       nodeFlags: c.fromSource ? SOURCE_FLAGS : [],
       logFile,
       stdin: true,
