@@ -603,7 +603,7 @@ export class WorkerRuntime implements RuntimeHandle {
       // Client created/closed and generic tasks see a resident session but never load one.
       const lane = routingKey(task)
       if (tc === 20) {
-        this.#attach(req, this.#sessions.get(task.uid as Uid))
+        this.#attach(req, this.#sessions.residentAt(lane))
         this.#sessions.clientClosed(lane)
       } else {
         this.#attach(req, this.#sessions.touch(lane))
@@ -641,10 +641,13 @@ export class WorkerRuntime implements RuntimeHandle {
     this.#done(id, 'load-failed')
   }
 
-  /** Settles a request: the automatic dirty mark of a session its route loads, then #done. */
+  /**
+   * Settles a request: the automatic dirty mark of the session it was handed (its route's, the
+   * resident one of a `{ session: false }` route or of an on-hook task), then #done.
+   */
   #settle(req: PeonyRequest, outcome: TaskOutcome): void {
     const s = req._session
-    if (s !== undefined && req.route?.session === true) this.#sessions.afterHandler(s)
+    if (s !== undefined) this.#sessions.afterHandler(s)
     this.#done(req.id, outcome)
   }
 

@@ -282,9 +282,25 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     return this.#sessions.size
   }
 
-  /** The resident session of `uid`, if any (never loads). */
+  /**
+   * The resident session of `uid`, if any (never loads). With `dirty: 'auto'` handing it out
+   * marks it dirty (the caller may change it; docs/sessions.md, "Dirty marking"): use `has(uid)`
+   * to ask whether a player is resident without that.
+   */
   get(uid: Uid): Session | undefined {
-    return this.#sessions.get(laneKeyOf(uid))
+    const s = this.#sessions.get(laneKeyOf(uid))
+    if (s !== undefined && this.#auto) this.markDirty(s)
+    return s
+  }
+
+  /** True when `uid` has a resident session (never loads, never marks dirty). */
+  has(uid: Uid): boolean {
+    return this.#sessions.has(laneKeyOf(uid))
+  }
+
+  /** @internal The resident session of a lane, untouched and unmarked. */
+  residentAt(lane: string | number): Session | undefined {
+    return this.#sessions.get(lane)
   }
 
   /** The storage key of a uid's session: `<namespace>:<uid>` (`<namespace>:<group>:<uid>` with scope 'group'); string uids as `s:<uid>`. */
@@ -352,7 +368,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     return s
   }
 
-  /** @internal After a handler ran on `s`: the automatic dirty mark. */
+  /**
+   * @internal After user code that was handed `s` settled (a route handler, with or without
+   * `{ session: false }`, an on-hook task, an in-memory or durable session timer): the
+   * automatic dirty mark.
+   */
   afterHandler(s: Session): void {
     if (this.#auto && (s._flags & GONE) === 0) this.markDirty(s)
   }
@@ -501,10 +521,16 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       this.#timerFailed(s, d.name, err)
       return undefined
     }
-    if (isThenable(r)) return Promise.resolve(r).then(
-      () => undefined,
-      (err: unknown) => this.#timerFailed(s, d.name, err),
-    )
+    if (isThenable(r)) {
+      // A change after the handler's first await may come after a flush of the firing's mark.
+      return Promise.resolve(r).then(
+        () => this.afterHandler(s),
+        (err: unknown) => {
+          this.afterHandler(s)
+          this.#timerFailed(s, d.name, err)
+        },
+      )
+    }
     return undefined
   }
 
@@ -588,10 +614,20 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       try {
         r = fn()
       } catch (err) {
+        this.afterHandler(s)
         this.#timerFailed(s, 'once/every', err)
         return undefined
       }
-      if (isThenable(r)) return Promise.resolve(r).then(undefined, (err: unknown) => this.#timerFailed(s, 'once/every', err))
+      if (isThenable(r)) {
+        return Promise.resolve(r).then(
+          () => this.afterHandler(s),
+          (err: unknown) => {
+            this.afterHandler(s)
+            this.#timerFailed(s, 'once/every', err)
+          },
+        )
+      }
+      this.afterHandler(s)
       return undefined
     })
   }

@@ -3,9 +3,12 @@
  * loaded once on the player's first request and written back by the session manager
  * (write-behind). See docs/sessions.md.
  *
- * Dirty marking is automatic by default: every route handler that ran with a session, and every
- * durable timer that fired, marks it dirty. With `dirty: 'manual'` in the definition, only
- * `markDirty()` (or assigning `state`) does. A dirty session is written within the manager's
+ * Dirty marking is automatic by default: all user code the runtime hands a resident session to
+ * marks it dirty when it settles (route handlers, also of `{ session: false }` routes, the
+ * on-hook tasks 15/20/other, in-memory and durable session timers), and `worker.sessions.get` /
+ * `def.resident` mark it when they hand it out. With `dirty: 'manual'` in the definition, only
+ * `markDirty()` (or assigning `state`, or a durable timer change) does. docs/sessions.md,
+ * "Dirty marking", has the exact list. A dirty session is written within the manager's
  * `maxUnflushedAgeMs` while storage answers.
  */
 import { PeonyError, type Uid } from '@peony/broker-client/core'
@@ -47,7 +50,11 @@ export interface SessionDefinition<S> {
    * (default) sends them at once and writes the change behind. See docs/sessions.md.
    */
   gate?: 'stored' | 'none' | undefined
-  /** `'auto'` (default): every handler run and timer firing marks the session dirty. `'manual'`: only `markDirty()`. */
+  /**
+   * `'auto'` (default): every handler, hook task and session timer that was handed the session
+   * marks it dirty when it settles, and `worker.sessions.get` / `def.resident` when they hand it
+   * out. `'manual'`: only `markDirty()`, assigning `state` and durable timer changes.
+   */
   dirty?: 'auto' | 'manual' | undefined
   /** Storage key prefix (default `"player"`). Keys are `<namespace>:<uid>`, or `<namespace>:<group>:<uid>` with `scope: 'group'`. */
   namespace?: string | undefined
@@ -63,7 +70,7 @@ export interface SessionDefinition<S> {
 export interface SessionDef<S> extends Readonly<SessionDefinition<S>> {
   /** The session of the request (throws PEONY_SESSION_NOT_CONFIGURED when the request has none). */
   of(req: PeonyRequest): Session<S>
-  /** The resident session of `uid` in `worker`, if any (never loads): typed access from worker timers and hooks. */
+  /** The resident session of `uid` in `worker`, if any (never loads; marks it dirty under `dirty: 'auto'`): typed access from worker timers and hooks. */
   resident(worker: WorkerContext, uid: Uid): Session<S> | undefined
 }
 
