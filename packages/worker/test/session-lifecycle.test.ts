@@ -59,6 +59,13 @@ function resident(h: TestHarness, uid: number): boolean {
   return typeof m.has === 'function' ? m.has(uid) : h.worker.sessions.get(uid) !== undefined
 }
 
+/** Whether uid's resident session carries the EVICTING flag (an internal: session.ts's flag 2). */
+function evicting(h: TestHarness, uid: number): boolean {
+  const m = h.worker.sessions as unknown as { residentAt?: (lane: number) => { _flags: number } | undefined }
+  const s = typeof m.residentAt === 'function' ? m.residentAt(uid) : (h.worker.sessions.get(uid) as unknown as { _flags: number } | undefined)
+  return s !== undefined && (s._flags & 2) !== 0
+}
+
 /** Waits (real time) until `cond` holds; storage writes are real I/O. */
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms
@@ -224,5 +231,60 @@ describe('a change to a resident session is written before its eviction, whoever
     await h.worker.sessions.flush()
     await h.advance(3000)
     expect(await evictAndReadBack(h, storage, dir, 1)).toEqual({ n: 1, notes: { gift: 2, timer: true } })
+  })
+})
+
+describe('an eviction whose write lands while the lane is busy', () => {
+  test('is cancelled, then done once the lane is free; maxSessions evicts the least recently used players', async () => {
+    const { app, def } = baseApp()
+    let release!: () => void
+    const held = new Promise<void>((r) => (release = r))
+    app.route('hold', (req) => {
+      const s = def.of(req)
+      // Due just after the tick that starts the eviction: holds the lane while its write is in flight.
+      s.timers.once(1500, async () => {
+        await held
+        s.state.notes.held = true
+      })
+    })
+    const dir = levelDir()
+    const { h, storage } = await started(app, dir, { maxSessions: 2 })
+    await h.inject({ cmd: 'hold', uid: 1 }) // t=0: uid 1, dirty, its timer due at t=1500
+    await h.inject({ cmd: 'inc', uid: 2 })
+    await h.inject({ cmd: 'inc', uid: 3 }) // three resident, maxSessions 2: uid 1 is the least recently used
+    // One synchronous step: the tick at t=1000 starts evicting uid 1 (its write goes to LevelDB),
+    // and the timer at t=1500 takes uid 1's lane before the write can land.
+    h.clock.advance(1500)
+    const st = () => h.stats().sessions!
+    await until(() => st().flushedSessions >= 1, 'the eviction write')
+    await new Promise((r) => setTimeout(r, 20))
+    // The write landed with the lane busy: uid 1 is still resident, and not counted as gone.
+    expect(resident(h, 1)).toBe(true)
+    expect(st()).toMatchObject({ resident: 3, evictions: { memory: 0 } })
+    // ... and no longer marked evicting: the eviction was cancelled, not left half-done.
+    expect(evicting(h, 1)).toBe(false)
+    release()
+    await h.advance(0)
+    // The next tick evicts the least recently used player (uid 1), writing its new change first.
+    await h.advance(1000)
+    await until(() => st().resident === 2, 'the retried eviction')
+    expect(resident(h, 1)).toBe(false)
+    expect(resident(h, 2)).toBe(true)
+    expect(resident(h, 3)).toBe(true)
+    expect(st().evictions.memory).toBe(1)
+    // More players: the limit keeps counting what is resident, least recently used first.
+    await h.advance(1000)
+    await h.inject({ cmd: 'inc', uid: 4 })
+    await h.inject({ cmd: 'inc', uid: 5 })
+    await h.advance(1000)
+    await until(() => st().resident === 2, 'the evictions of uids 2 and 3')
+    expect([2, 3, 4, 5].map((u) => resident(h, u))).toEqual([false, false, true, true])
+    expect(st().evictions.memory).toBe(3)
+    await h.stop()
+    await storage.close()
+    const back = await readBack(dir, ['player:1', 'player:2', 'player:3'])
+    expect(back['player:1']).toEqual({ n: 0, notes: { held: true } })
+    expect(back['player:2']).toEqual({ n: 1, notes: {} })
+    expect(back['player:3']).toEqual({ n: 1, notes: {} })
   })
 })

@@ -15,7 +15,10 @@
  * - Eviction (checked on each tick; never while the player's lane has work): idle for
  *   `idleTimeoutMs`; client closed `closeGraceMs` ago; over `memoryBudgetBytes` (estimated) or
  *   `maxSessions`, least recently used first. A dirty session is flushed first, then dropped; a
- *   task arriving meanwhile cancels the eviction.
+ *   task arriving meanwhile cancels the eviction, and so does a lane busy (a session timer)
+ *   when the write lands; a change made meanwhile is written by the next tick before the drop.
+ *   The limits count resident sessions less only the evictions whose write is in flight or
+ *   starting: one that cannot go on counts as resident, and the next LRU session goes instead.
  * - `close()` (graceful stop) cancels the session timers and flushes until nothing is dirty,
  *   retrying storage errors, however long it takes (the host bounds it).
  */
@@ -656,10 +659,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
 
   /** Evicts the resident session of `uid` now (flushing it first). False when not resident or its lane is busy. */
   async evict(uid: Uid): Promise<boolean> {
-    const s = this.get(uid)
+    while (this.#flushing !== undefined) await this.#flushing
+    const s = this.#sessions.get(laneKeyOf(uid))
     if (s === undefined) return false
     const list: Session[] = []
-    if (!this.#startEvict(s, EVICT_MANUAL, list)) return false
+    if (!this.#startEvict(s, EVICT_MANUAL, list, true)) return false
     if (list.length > 0) {
       while (this.#flushing !== undefined) await this.#flushing
       await this.#startFlush(list)
@@ -716,7 +720,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     const list: Session[] = []
     if (now < this.#retryAt) {
       // Backing off after a failed write: evict what is clean, write nothing.
-      this.#collectEvictions(now, list)
+      this.#collectEvictions(now, list, false)
       return
     }
     const cutoff = now + this.#o.flushIntervalMs - this.#o.maxUnflushedAgeMs
@@ -725,17 +729,23 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       list.push(s)
     }
     for (const s of this.#retry) list.push(s)
-    this.#collectEvictions(now, list)
+    this.#collectEvictions(now, list, true)
     if (list.length > 0) void this.#startFlush(list)
   }
 
-  #collectEvictions(now: number, list: Session[]): void {
+  /**
+   * Starts (or carries on) the evictions due now. The limits count what is really dropped, plus
+   * the evictions under way that will drop their session unless a task cancels them: a write in
+   * flight, or a write in `list` (when `canWrite`). A session whose lane is busy is not evicted
+   * now, so the next least recently used one goes in its place.
+   */
+  #collectEvictions(now: number, list: Session[], canWrite: boolean): void {
     const o = this.#o
-    for (const s of this.#closed) if (now - s._closedAt >= o.closeGraceMs) this.#startEvict(s, EVICT_CLOSED, list)
+    for (const s of this.#closed) if (now - s._closedAt >= o.closeGraceMs) this.#startEvict(s, EVICT_CLOSED, list, canWrite)
     if (o.idleTimeoutMs > 0) {
       for (const s of this.#sessions.values()) {
         if (now - s._lastActive < o.idleTimeoutMs) break
-        this.#startEvict(s, EVICT_IDLE, list)
+        this.#startEvict(s, EVICT_IDLE, list, canWrite)
       }
     }
     let overBytes = o.memoryBudgetBytes > 0 ? this.#bytes - o.memoryBudgetBytes : 0
@@ -743,28 +753,42 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     if (overBytes <= 0 && overCount <= 0) return
     for (const s of this.#sessions.values()) {
       if (overBytes <= 0 && overCount <= 0) break
-      if ((s._flags & EVICTING) !== 0) {
-        overBytes -= s._size
-        overCount--
-        continue
-      }
-      if (this.#startEvict(s, EVICT_MEMORY, list)) {
-        overBytes -= s._size
+      const size = s._size
+      if (this.#startEvict(s, EVICT_MEMORY, list, canWrite)) {
+        overBytes -= size
         overCount--
       }
     }
   }
 
-  /** Starts evicting `s` (dropping it now when clean, else adding it to `list` to flush first). */
-  #startEvict(s: Session, reason: number, list: Session[]): boolean {
-    if ((s._flags & (EVICTING | GONE)) !== 0) return false
+  /**
+   * Starts evicting `s`, or carries on an eviction already started: drops it now when it is clean
+   * and no write of it is in flight, else adds it to `list` to be written first (the write's end
+   * drops it). True when the session is gone or on its way out (a write in flight or in `list`).
+   * False, and nothing started, when its lane is busy, or when it must be written and `canWrite`
+   * is false (backing off after a failed write: an eviction already started is cancelled, the
+   * next tick decides again).
+   */
+  #startEvict(s: Session, reason: number, list: Session[], canWrite: boolean): boolean {
+    const f = s._flags
+    if ((f & GONE) !== 0) return false
+    // A write of it is in flight: its end drops the session if it is still evicting and clean.
+    if ((f & (EVICTING | FLUSHING)) === (EVICTING | FLUSHING)) return true
     if ((this.#bridge as SessionBridge).laneBusy(s._lane)) return false
-    s._flags |= EVICTING | reason
-    if ((s._flags & DIRTY) !== 0) {
-      if ((s._flags & FLUSHING) === 0) list.push(s)
-    } else if ((s._flags & FLUSHING) === 0) {
-      this.#drop(s, reason)
+    if ((f & FLUSHING) !== 0) {
+      s._flags |= EVICTING | reason
+      return true
     }
+    if ((f & DIRTY) !== 0) {
+      if (!canWrite) {
+        s._flags &= ~(EVICTING | EVICT_REASONS)
+        return false
+      }
+      if ((f & EVICTING) === 0) s._flags |= EVICTING | reason
+      list.push(s)
+      return true
+    }
+    this.#drop(s, (f & EVICTING) !== 0 ? f & EVICT_REASONS : reason)
     return true
   }
 
@@ -901,7 +925,12 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       }
       this.#c.flushedSessions++
       if (s._held !== undefined || s._storedVersion < (versions[i] as number)) this.#gate.stored(s, versions[i] as number)
-      if ((s._flags & (EVICTING | DIRTY)) === EVICTING && !(this.#bridge as SessionBridge).laneBusy(s._lane)) this.#drop(s, s._flags & EVICT_REASONS)
+      if ((s._flags & (EVICTING | DIRTY)) === EVICTING) {
+        // The eviction's write landed: drop the session, unless its lane is busy now (a session
+        // timer started meanwhile); then the eviction is cancelled and the next tick decides again.
+        if ((this.#bridge as SessionBridge).laneBusy(s._lane)) s._flags &= ~(EVICTING | EVICT_REASONS)
+        else this.#drop(s, s._flags & EVICT_REASONS)
+      }
     }
     return true
   }
