@@ -35,6 +35,8 @@ export const WorkerErrorCode = {
   SESSION_ENCODE_FAILED: 'PEONY_SESSION_ENCODE_FAILED',
   /** Storage refused a flush because a newer owner loaded the session (fencing); this copy is dropped. Reported to onError. */
   SESSION_FENCED: 'PEONY_SESSION_FENCED',
+  /** A session was found changed at eviction or stop although nothing marked it dirty; it is written. Logged (warn, rate-limited). */
+  SESSION_UNMARKED_CHANGE: 'PEONY_SESSION_UNMARKED_CHANGE',
   /** A session was changed after it was evicted (its changes would be lost); thrown. */
   SESSION_EVICTED: 'PEONY_SESSION_EVICTED',
   /** A durable timer fired whose name has no handler in the session definition. Reported; the timer is dropped. */

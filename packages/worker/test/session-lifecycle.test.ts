@@ -288,3 +288,65 @@ describe('an eviction whose write lands while the lane is busy', () => {
     expect(back['player:3']).toEqual({ n: 1, notes: {} })
   })
 })
+
+describe('a change nobody marked is still written at eviction and at stop', () => {
+  test('a change through a session object kept past its request (a promise the handler did not return)', async () => {
+    const { app, def } = baseApp()
+    let later!: () => void
+    const gate = new Promise<void>((r) => (later = r))
+    app.route('fireAndForget', (req) => {
+      const s = def.of(req)
+      void gate.then(() => {
+        s.state.notes.late = true
+      })
+    })
+    const dir = levelDir()
+    const { h, storage } = await started(app, dir)
+    await h.inject({ cmd: 'fireAndForget', uid: 1 })
+    await h.worker.sessions.flush() // the request's mark is written: clean
+    later()
+    await h.advance(0)
+    expect(h.stats().sessions?.dirty).toBe(0)
+    expect(await evictAndReadBack(h, storage, dir, 1)).toEqual({ n: 0, notes: { late: true } })
+    expect(h.stats().sessions?.unmarkedChanges).toBe(1)
+    expect(h.logs.some((e) => (e.obj as { code?: string }).code === 'PEONY_SESSION_UNMARKED_CHANGE')).toBe(true)
+  })
+
+  test("dirty: 'manual' without markDirty(): written at the idle eviction; an unchanged session is not written again", async () => {
+    const app = createApp()
+    const def = app.session<Player>({ initial: () => ({ n: 0, notes: {} }), dirty: 'manual' })
+    app.route('forget', (req) => void def.of(req).state.n++) // no markDirty()
+    app.route('read', (req) => req.reply(def.of(req).state.n))
+    const dir = levelDir()
+    const { h, storage } = await started(app, dir, { idleTimeoutMs: 10_000 })
+    await h.inject({ cmd: 'forget', uid: 1 })
+    await h.inject({ cmd: 'read', uid: 2 }) // a new player that changed nothing: nothing to write
+    expect(h.stats().sessions?.dirty).toBe(0)
+    await h.advance(11_000)
+    await until(() => h.stats().sessions?.resident === 0, 'the idle evictions')
+    expect(h.stats().sessions).toMatchObject({ unmarkedChanges: 1, flushedSessions: 1, evictions: { idle: 2 } })
+    // Loaded again and only read: its record is what storage has, so the next eviction writes nothing.
+    expect((await h.inject({ cmd: 'read', uid: 1 })).replies[0]?.data).toBe(1)
+    await h.advance(11_000)
+    await until(() => h.stats().sessions?.resident === 0, 'the second idle eviction')
+    expect(h.stats().sessions).toMatchObject({ unmarkedChanges: 1, flushedSessions: 1, evictions: { idle: 3 } })
+    await h.stop()
+    await storage.close()
+    expect(await readBack(dir, ['player:1', 'player:2'])).toEqual({ 'player:1': { n: 1, notes: {} }, 'player:2': undefined })
+  })
+
+  test('stop writes a clean session changed without a mark', async () => {
+    const { app } = baseApp()
+    const dir = levelDir()
+    const { h, storage } = await started(app, dir)
+    await residentClean(h, 1)
+    await residentClean(h, 2)
+    const kept = h.worker.sessions.get(1) as Session<Player> // marks it (auto) ...
+    await h.worker.sessions.flush() // ... and this writes it: clean again
+    kept.state.notes.afterFlush = true // a change through the kept object: nobody marks it
+    await h.stop()
+    expect(h.stats().sessions).toMatchObject({ unmarkedChanges: 1, dirty: 0 })
+    await storage.close()
+    expect(await readBack(dir, ['player:1', 'player:2'])).toEqual({ 'player:1': { n: 1, notes: { afterFlush: true } }, 'player:2': { n: 1, notes: {} } })
+  })
+})

@@ -112,6 +112,12 @@ export interface SessionStats {
   flushErrors: number
   /** Sessions whose encode threw (kept dirty, retried). */
   encodeErrors: number
+  /**
+   * Sessions found changed, at eviction or stop, although nothing had marked them dirty (a
+   * session object kept past its request; a missing `markDirty()` with `dirty: 'manual'`): they
+   * were written all the same (PEONY_SESSION_UNMARKED_CHANGE).
+   */
+  unmarkedChanges: number
   /** Sessions dropped because storage refused their write (a newer owner). */
   fenced: number
   evictions: { idle: number; closed: number; memory: number; manual: number; fenced: number }
@@ -170,6 +176,11 @@ function resolveOptions(o: SessionOptions): Resolved {
 /** Record layout in storage: msgpack `[1, state bytes, timers | nil]`, timers as `[name, due, every, data]`. */
 const RECORD_VERSION = 1
 
+/** Time a graceful stop spends at most on the unmarked-change check of clean sessions (an encode each). */
+const STOP_CHECK_BUDGET_MS = 1000
+/** Time one tick spends at most on the unmarked-change checks of clean sessions it evicts (the rest wait for the next tick). */
+const EVICT_CHECK_BUDGET_MS = 20
+
 /** writeFenced calls a flush keeps in flight at once (encoding overlaps writing). */
 const FLUSH_IN_FLIGHT = 2
 
@@ -221,6 +232,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   readonly #hist = new LatencyHistogram()
   /** Builds each flush batch's records (reused; finish() hands out one buffer per batch). */
   readonly #writer = new MsgpackWriter(64 * 1024)
+  /** Encodes a record only to hash it (the unmarked-change check at eviction and stop). */
+  readonly #probe = new MsgpackWriter(4096)
+  #lastUnmarkedReport = -Infinity
+  /** performance.now() until which this tick's eviction may run unmarked-change checks; 0: spent. */
+  #checkUntil = Infinity
   readonly #c = {
     loads: 0,
     loadFailures: 0,
@@ -229,6 +245,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     flushedSessions: 0,
     flushErrors: 0,
     encodeErrors: 0,
+    unmarkedChanges: 0,
     fenced: 0,
     timersFired: 0,
     timerFailures: 0,
@@ -465,6 +482,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         s._timers = new SessionTimers(this, s, timers)
       }
       s._size = this.#sizeOf(s, size)
+      // What storage holds (a new player: the record of its initial state): the unmarked-change check compares with it.
+      s._storedHash = bytes === undefined ? this.#recordHash(s) : hashBytes(bytes)
       this.#bytes += s._size
       this.#sessions.set(lane, s)
       this.#c.loads++
@@ -663,6 +682,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     const s = this.#sessions.get(laneKeyOf(uid))
     if (s === undefined) return false
     const list: Session[] = []
+    this.#checkUntil = Infinity
     if (!this.#startEvict(s, EVICT_MANUAL, list, true)) return false
     if (list.length > 0) {
       while (this.#flushing !== undefined) await this.#flushing
@@ -686,6 +706,25 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     this.#gateQueue.clear()
     while (this.#gateWrites.size > 0) await Promise.all([...this.#gateWrites])
     for (const s of this.#sessions.values()) s._timers?._clear()
+    await this.#flushAllForStop()
+    // Then a change nobody marked: compare clean sessions with what was stored, most recently
+    // active first, for at most STOP_CHECK_BUDGET_MS (an encode each), and write what changed.
+    const all = [...this.#sessions.values()]
+    const until = performance.now() + STOP_CHECK_BUDGET_MS
+    let i = all.length - 1
+    for (; i >= 0; i--) {
+      const s = all[i] as Session
+      if ((s._flags & (DIRTY | FLUSHING | GONE)) === 0) this.#unmarkedChange(s)
+      if ((i & 63) === 0 && performance.now() > until) break
+    }
+    if (i > 0) {
+      this.#bridge?.logger.warn({ code: WorkerErrorCode.SESSION_UNMARKED_CHANGE, unchecked: i }, `stopping: ${i} least recently used clean sessions were not checked for unmarked changes (${STOP_CHECK_BUDGET_MS} ms budget)`)
+    }
+    if (this.#dirty.size > 0 || this.#retry.size > 0) await this.#flushAllForStop()
+  }
+
+  /** Flushes until nothing is dirty, retrying storage errors (≤ 1 s apart); gives up only on sessions whose encode fails. */
+  async #flushAllForStop(): Promise<void> {
     const b = this.#bridge as SessionBridge
     for (;;) {
       while (this.#flushing !== undefined) await this.#flushing
@@ -741,18 +780,23 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
    */
   #collectEvictions(now: number, list: Session[], canWrite: boolean): void {
     const o = this.#o
-    for (const s of this.#closed) if (now - s._closedAt >= o.closeGraceMs) this.#startEvict(s, EVICT_CLOSED, list, canWrite)
+    this.#checkUntil = performance.now() + EVICT_CHECK_BUDGET_MS
+    for (const s of this.#closed) {
+      if (now - s._closedAt >= o.closeGraceMs) this.#startEvict(s, EVICT_CLOSED, list, canWrite)
+      if (this.#checkUntil === 0) return
+    }
     if (o.idleTimeoutMs > 0) {
       for (const s of this.#sessions.values()) {
         if (now - s._lastActive < o.idleTimeoutMs) break
         this.#startEvict(s, EVICT_IDLE, list, canWrite)
+        if (this.#checkUntil === 0) return
       }
     }
     let overBytes = o.memoryBudgetBytes > 0 ? this.#bytes - o.memoryBudgetBytes : 0
     let overCount = o.maxSessions > 0 ? this.#sessions.size - o.maxSessions : 0
     if (overBytes <= 0 && overCount <= 0) return
     for (const s of this.#sessions.values()) {
-      if (overBytes <= 0 && overCount <= 0) break
+      if ((overBytes <= 0 && overCount <= 0) || this.#checkUntil === 0) break
       const size = s._size
       if (this.#startEvict(s, EVICT_MEMORY, list, canWrite)) {
         overBytes -= size
@@ -779,7 +823,16 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       s._flags |= EVICTING | reason
       return true
     }
-    if ((f & DIRTY) !== 0) {
+    if ((f & DIRTY) === 0) {
+      // Clean: the unmarked-change check (an encode) first, within this tick's budget; past it,
+      // the session waits for the next tick (not evicted, not counted as freed).
+      if (this.#checkUntil === 0 || performance.now() > this.#checkUntil) {
+        this.#checkUntil = 0
+        return false
+      }
+      this.#unmarkedChange(s)
+    }
+    if ((s._flags & DIRTY) !== 0) {
       if (!canWrite) {
         s._flags &= ~(EVICTING | EVICT_REASONS)
         return false
@@ -924,12 +977,14 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         continue
       }
       this.#c.flushedSessions++
+      s._storedHash = hashBytes(((writes[i] as FencedWrite).ops[0] as { value: Uint8Array }).value)
       if (s._held !== undefined || s._storedVersion < (versions[i] as number)) this.#gate.stored(s, versions[i] as number)
       if ((s._flags & (EVICTING | DIRTY)) === EVICTING) {
         // The eviction's write landed: drop the session, unless its lane is busy now (a session
         // timer started meanwhile); then the eviction is cancelled and the next tick decides again.
         if ((this.#bridge as SessionBridge).laneBusy(s._lane)) s._flags &= ~(EVICTING | EVICT_REASONS)
-        else this.#drop(s, s._flags & EVICT_REASONS)
+        else if (!this.#unmarkedChange(s)) this.#drop(s, s._flags & EVICT_REASONS)
+        // else: changed while the write was in flight, unmarked: the next tick writes it, then drops it.
       }
     }
     return true
@@ -961,6 +1016,42 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #gateFailed(s: Session, known = true): void {
     this.#gate.fail(s, known)
     this.#drop(s, -1)
+  }
+
+  /** The hash of the record `s` would be written as now; -1 when its encode throws. */
+  #recordHash(s: Session): number {
+    const w = this.#probe
+    try {
+      this.#writeRecord(w, s)
+      return hashBytes(w.buf.subarray(0, w.pos))
+    } catch {
+      return -1
+    } finally {
+      w.reset()
+    }
+  }
+
+  /**
+   * The belt-and-braces check before a clean session is dropped (eviction) or left unwritten
+   * (stop): when its record differs from the one last stored (or loaded), a change was made that
+   * nothing marked: it is marked dirty now, counted, logged (PEONY_SESSION_UNMARKED_CHANGE,
+   * warn, one line per 10 s), and true is returned. One encode and hash of the state.
+   */
+  #unmarkedChange(s: Session): boolean {
+    if ((s._flags & (DIRTY | GONE)) !== 0) return false
+    const h = this.#recordHash(s)
+    if (h === -1 || h === s._storedHash) return false
+    this.#c.unmarkedChanges++
+    this.markDirty(s)
+    const now = Date.now()
+    if (now - this.#lastUnmarkedReport >= 10_000) {
+      this.#lastUnmarkedReport = now
+      this.#bridge?.logger.warn(
+        { code: WorkerErrorCode.SESSION_UNMARKED_CHANGE, uid: s.uid, key: s.key, unmarkedChanges: this.#c.unmarkedChanges },
+        `the session ${s.key} changed without being marked dirty (a session object kept past its request, or a missing markDirty() with dirty: 'manual'); it is written before it is dropped`,
+      )
+    }
+    return true
   }
 
   #sizeOf(s: Session, encoded: number): number {
@@ -1022,6 +1113,29 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     }
     return { state: rec[1], timers }
   }
+}
+
+/** A 32-bit hash of `b` (murmur3's mixing, 4 bytes a step): about 1 ns per byte. */
+function hashBytes(b: Uint8Array): number {
+  const len = b.length
+  const n = len & ~3
+  let h = 0x9747b28c ^ len
+  let i = 0
+  for (; i < n; i += 4) {
+    let k = (b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24)
+    k = Math.imul(k, 0xcc9e2d51)
+    k = (k << 15) | (k >>> 17)
+    h ^= Math.imul(k, 0x1b873593)
+    h = (h << 13) | (h >>> 19)
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+  }
+  for (; i < len; i++) h = Math.imul(h ^ (b[i] as number), 0x01000193)
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
 }
 
 /** The lane key of a uid (the runtime's routing key of a task with this uid). */
