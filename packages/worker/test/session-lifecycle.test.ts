@@ -289,6 +289,32 @@ describe('an eviction whose write lands while the lane is busy', () => {
   })
 })
 
+describe('an eviction whose write failed', () => {
+  test('while writes back off it is cancelled, and a clean player is evicted in its place', async () => {
+    const { app } = baseApp()
+    const dir = levelDir()
+    const { h, storage } = await started(app, dir, { maxSessions: 2, retryBaseMs: 5000, retryMaxMs: 5000 })
+    for (const uid of [1, 2, 3]) await h.inject({ cmd: 'inc', uid }) // t=0: LRU order 1, 2, 3
+    await h.worker.sessions.flush()
+    await h.inject({ cmd: 'inc', uid: 1 }) // dirty again, still the least recently used
+    await storage.close() // writes now fail (PEONY_STORAGE_NOT_OPEN): the real driver, closed
+    const st = () => h.stats().sessions!
+    h.clock.advance(1000) // the tick starts evicting uid 1: its write fails, writes back off 5 s
+    await until(() => st().flushErrors === 1, 'the failed eviction write')
+    await h.advance(1000) // a tick while backing off
+    expect(evicting(h, 1)).toBe(false)
+    expect([1, 2, 3].map((u) => resident(h, u))).toEqual([true, false, true])
+    expect(st()).toMatchObject({ resident: 2, retrying: 1, evictions: { memory: 1 } })
+    await storage.open()
+    await h.advance(5000) // the retry writes uid 1; it stays (the limit holds)
+    await until(() => st().retrying === 0 && st().dirty === 0, 'the retried write')
+    expect([1, 2, 3].map((u) => resident(h, u))).toEqual([true, false, true])
+    await h.stop()
+    await storage.close()
+    expect((await readBack(dir, ['player:1']))['player:1']).toEqual({ n: 2, notes: {} })
+  })
+})
+
 describe('a change nobody marked is still written at eviction and at stop', () => {
   test('a change through a session object kept past its request (a promise the handler did not return)', async () => {
     const { app, def } = baseApp()
