@@ -77,6 +77,7 @@ export interface ServerConfig {
   maxQueueWaitMs: number
   claimedMaxSize: number
   laneMaxInFlight: number
+  laneKeepIdle: number
   shards: number
   maxFrameBytes: number
   workTimeoutMs: number
@@ -260,6 +261,13 @@ const specTable = {
     defaultText: '4',
     arg: '<n>',
     doc: 'Tasks of one routing key dispatched to its worker at a time (they still run one by one there); ≤ claimedMaxSize.',
+  },
+  laneKeepIdle: {
+    rule: intRule(0, 16_777_216, 'lanes'),
+    default: 8192,
+    defaultText: '8192',
+    arg: '<n>',
+    doc: 'Idle lanes (players with nothing queued or running) the master keeps per worker for reuse, ~100 B each; past it the one idle longest is deleted. Bounds what the master keeps for players who have left. 0: none.',
   },
   shards: {
     rule: intRule(1, 65_536),
@@ -836,6 +844,7 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
     maxQueueWaitMs: v('maxQueueWaitMs'),
     claimedMaxSize: v('claimedMaxSize'),
     laneMaxInFlight: v('laneMaxInFlight'),
+    laneKeepIdle: v('laneKeepIdle'),
     shards: v('shards'),
     maxFrameBytes: v('maxFrameBytes'),
     workTimeoutMs: v('workTimeoutMs'),

@@ -54,6 +54,7 @@ export function toMasterInput(config: ServerConfig, logger?: Logger): MasterInpu
     maxQueueWaitMs: config.maxQueueWaitMs,
     claimedMaxSize: config.claimedMaxSize,
     laneMaxInFlight: config.laneMaxInFlight,
+    laneKeepIdle: config.laneKeepIdle,
     shards: config.shards,
     workTimeoutMs: config.workTimeoutMs,
     blockedTimeoutMs: config.blockedTimeoutMs,

@@ -83,6 +83,7 @@ describe('defaults', () => {
       queueMaxSize: 10_000,
       claimedMaxSize: 1024,
       laneMaxInFlight: 4,
+      laneKeepIdle: 8192,
       shards: 256,
       maxFrameBytes: 1024 * 1024,
       workTimeoutMs: 30_000,
@@ -394,6 +395,14 @@ describe('validation errors', () => {
     expect(i).toMatchObject({ key: 'workerResourceLimits', source: 'env', suggestion: 'maxOldGenerationSizeMb' })
     expect(only(await problems(load({ env: { PEONY_WORKER_RESOURCE_LIMITS: '{"stackSizeMb":-1}' } })))).toMatchObject({ key: 'workerResourceLimits' })
     expect(only(await problems(load({ env: { PEONY_WORKER_RESOURCE_LIMITS: '512' } })))).toMatchObject({ key: 'workerResourceLimits' })
+  })
+
+  it('takes laneKeepIdle (the master\'s bound on idle lanes per worker) from env and flags, 0 included', async () => {
+    expect((await load({ env: { PEONY_LANE_KEEP_IDLE: '1_000' } })).laneKeepIdle).toBe(1000)
+    expect((await load({ argv: ['--lane-keep-idle', '0'], env: { PEONY_LANE_KEEP_IDLE: '1000' } })).laneKeepIdle).toBe(0)
+    expect(only(await problems(load({ argv: ['--lane-keep-idle', '-1'] })))).toMatchObject({ key: 'laneKeepIdle', source: 'flag' })
+    const input = toMasterInput(await load({ argv: ['--lane-keep-idle', '5'] }))
+    expect(input.laneKeepIdle).toBe(5)
   })
 
   it('checks keys against each other, naming both sources', async () => {

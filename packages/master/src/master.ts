@@ -94,6 +94,8 @@ export interface MasterStats {
   pending_tasks: SplitCount
   /** Tasks dispatched to a worker and not yet settled. */
   in_flight: SplitCount
+  /** Lanes (routing keys) the master holds per worker: busy ones, and idle ones kept for reuse (at most laneKeepIdle per worker). */
+  lanes: SplitCount
   /** Tasks not handled, per worker, per group, and by reason. */
   discard_tasks: SplitCount & { reasons: Record<DiscardReason, number> }
   /** Tasks whose handler had started when their worker died (answered -10001, never re-run). */
@@ -317,7 +319,7 @@ export class Master extends EventEmitter {
           index: this.slots.length,
           group,
           indexInGroup: i,
-          sched: new LaneScheduler(o.laneMaxInFlight),
+          sched: new LaneScheduler(o.laneMaxInFlight, o.laneKeepIdle),
           worker: undefined,
           live: false,
           generation: -1,
@@ -1138,6 +1140,7 @@ export class Master extends EventEmitter {
       worker_req: split((s) => s.workerReq),
       pending_tasks: split((s) => s.sched.queued),
       in_flight: split((s) => s.inFlight.size),
+      lanes: split((s) => s.sched.lanes.size),
       discard_tasks: { ...discard, reasons: { ...this.reasons } },
       lost_in_flight: split((s) => s.lost),
       requeued: this.requeued,
@@ -1255,6 +1258,7 @@ function validate(o: MasterOptions): void {
   int('maxQueueWaitMs', o.maxQueueWaitMs, 0)
   int('claimedMaxSize', o.claimedMaxSize, 1)
   int('laneMaxInFlight', o.laneMaxInFlight, 1)
+  int('laneKeepIdle', o.laneKeepIdle, 0)
   int('shards', o.shards, 1)
   int('maxFrameBytes', o.maxFrameBytes, 64)
   int('workTimeoutMs', o.workTimeoutMs, 0)

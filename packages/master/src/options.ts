@@ -48,6 +48,13 @@ export interface MasterOptions {
   claimedMaxSize: number
   /** At most this many tasks of one routing key are dispatched to its worker at a time (default 4). */
   laneMaxInFlight: number
+  /**
+   * Idle lanes (routing keys with nothing queued or running) each worker's scheduler keeps for
+   * reuse, at most (default 8,192; about 100 bytes each). Past it the lane idle longest is
+   * deleted; 0 deletes a lane as soon as it goes idle. This is all the master keeps for a
+   * player who has left, so it bounds the master's memory per player, however many it has seen.
+   */
+  laneKeepIdle: number
   /** Fixed number of shards between routing keys and worker slots (default 256). */
   shards: number
   /** Per-handler deadline in ms; 0 disables it (default 30,000). A handler past it is answered -10001. */
@@ -93,6 +100,7 @@ export const masterDefaults = {
   maxQueueWaitMs: 1_000,
   claimedMaxSize: 1024,
   laneMaxInFlight: 4,
+  laneKeepIdle: 8192,
   shards: 256,
   workTimeoutMs: 30_000,
   stopTimeoutMs: 30_000,

@@ -93,6 +93,24 @@ describe('LaneScheduler', () => {
     expect(drain(s).map((e) => e.task.custom)).toEqual([1])
   })
 
+  it('an idle lane gives back the queue a burst grew, and grows it again for the next burst, in order', () => {
+    const s = new LaneScheduler(1)
+    for (let i = 0; i < 1000; i++) s.push(1, t(1, i), RAW)
+    const lane = s.lanes.get(1)!
+    expect(lane.items.capacity).toBeGreaterThanOrEqual(1000)
+    for (let i = 0; i < 1000; i++) s.settle(drain(s, 1)[0]!)
+    expect(s.lanes.get(1)).toBe(lane)
+    expect(lane.items.capacity).toBeLessThanOrEqual(16)
+    for (let i = 0; i < 100; i++) s.push(1, t(1, i), RAW)
+    const out: number[] = []
+    for (let i = 0; i < 100; i++) {
+      const [e] = drain(s, 1)
+      out.push(e!.task.custom as number)
+      s.settle(e!)
+    }
+    expect(out).toEqual(Array.from({ length: 100 }, (_, i) => i))
+  })
+
   it('its queue is a ring that grows past its capacity and keeps order across unshiftAll', () => {
     const q = new Queue<number>(2)
     for (let i = 0; i < 3; i++) q.push(i)

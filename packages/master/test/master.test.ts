@@ -38,6 +38,37 @@ describe('master', () => {
     expect(s.worker_req.workers[1]).toBeGreaterThan(0)
   })
 
+  it('keeps at most laneKeepIdle idle lanes per worker, and a player whose lane was deleted keeps its worker and order', async () => {
+    expect(() => createMaster({ serverId: 't', appModule: TEST_APP, laneKeepIdle: -1 })).toThrow(/laneKeepIdle/)
+    const { master, fwd, broker } = await boot({ laneKeepIdle: 3 })
+    // 200 players once each: every lane goes idle; each worker keeps 3 of them.
+    const once: Task[] = []
+    for (let uid = 1; uid <= 200; uid++) once.push(req(uid, 'echo', { b: uid, seq: 0 }))
+    await broker.send(once)
+    await fwd.until(200, 20_000)
+    await waitFor(() => master.stats().in_flight.all === 0)
+    expect(master.stats().lanes.workers).toEqual([3, 3])
+    // They come back with 5 tasks each: their lanes are created again, same worker, same order.
+    const again: Task[] = []
+    for (let seq = 1; seq <= 5; seq++) for (let uid = 1; uid <= 200; uid++) again.push(req(uid, 'echo', { b: uid, seq }))
+    await broker.send(again)
+    await fwd.until(1200, 20_000)
+    const slotOf = new Map<number, unknown>()
+    const last = new Map<number, number>()
+    for (const r of replies(fwd.messages)) {
+      expect(r.ret).toBe(0)
+      const d = r.body.data!
+      const uid = d.b as number
+      if (slotOf.has(uid)) expect(d.slot).toBe(slotOf.get(uid))
+      else slotOf.set(uid, d.slot)
+      expect(d.seq).toBe((last.get(uid) ?? -1) + 1)
+      last.set(uid, d.seq as number)
+    }
+    expect([...last.values()].every((s) => s === 5)).toBe(true)
+    await waitFor(() => master.stats().in_flight.all === 0)
+    expect(master.stats().lanes.all).toBe(6)
+  })
+
   it('answers an unknown body cmd with -10000 and an undecodable body with -10004, echoing cmd and sn', async () => {
     const { fwd, broker } = await boot()
     await broker.send([

@@ -10,9 +10,9 @@
 import type { RoutingKey, Task } from '@peony/broker-client'
 
 /**
- * A FIFO ring buffer: O(1) push and shift, a power-of-two capacity that doubles when full and
- * is never given back, so a queue in steady use allocates nothing. Used for each lane's tasks
- * and for the ring of ready lanes.
+ * A FIFO ring buffer: O(1) push and shift, a power-of-two capacity that doubles when full, so a
+ * queue in steady use allocates nothing. Only `compact()` gives capacity back (an idle lane's
+ * queue, see LaneScheduler.idle). Used for each lane's tasks and for the ring of ready lanes.
  */
 export class Queue<T> {
   private buf: (T | undefined)[]
@@ -25,6 +25,10 @@ export class Queue<T> {
   }
   get size(): number {
     return this.n
+  }
+  /** Slots allocated. */
+  get capacity(): number {
+    return this.buf.length
   }
   push(v: T): void {
     if (this.n === this.buf.length) this.grow(this.n + 1)
@@ -53,6 +57,12 @@ export class Queue<T> {
     this.buf.fill(undefined)
     this.head = 0
     this.n = 0
+  }
+  /** An empty queue that grew past `max` slots goes back to `to` slots. */
+  compact(max: number, to: number): void {
+    if (this.n !== 0 || this.buf.length <= max) return
+    this.buf = new Array<T | undefined>(to).fill(undefined)
+    this.head = 0
   }
   private grow(atLeast: number): void {
     const old = this.buf
@@ -83,7 +93,7 @@ export interface Entry {
 export class Lane {
   readonly key: RoutingKey
   /** Queued entries, in arrival order. */
-  readonly items = new Queue<Entry>()
+  readonly items = new Queue<Entry>(LANE_CAPACITY)
   inFlight = 0
   ready = false
   /** When the lane last became idle (0 while it holds or runs a task); see LaneScheduler.idle. */
@@ -96,8 +106,12 @@ export class Lane {
   }
 }
 
-/** Idle lanes a scheduler keeps by default (about 100 bytes each). */
+/** Idle lanes a scheduler keeps by default (about 100 bytes each): the master option laneKeepIdle. */
 export const KEEP_IDLE_LANES = 8192
+
+/** A lane's initial queue capacity, and the most an idle lane keeps (a burst's grown queue is given back when it goes idle). */
+const LANE_CAPACITY = 4
+const IDLE_LANE_MAX_CAPACITY = 16
 
 /**
  * Lanes by routing key, with idle lanes kept for reuse.
@@ -107,8 +121,12 @@ export const KEEP_IDLE_LANES = 8192
  * nearly every task; on the master thread that garbage outlived young-generation collections,
  * grew the heap and brought old-generation collections of 2-7 ms every second or so at
  * 20k tasks/s, the largest part of the intake → handler p99 (docs/benchmarks.md, latency).
- * So idle lanes stay in the map, up to `keepIdle` of them: when one more lane goes idle, the
- * one idle longest is deleted. `idleOrder` is a FIFO with one entry per time a lane went idle;
+ * So idle lanes stay in the map, up to `keepIdle` of them (the master option laneKeepIdle):
+ * when one more lane goes idle, the one idle longest is deleted. That bound is all the memory
+ * the scheduler keeps for players who have left, however many it has seen; an idle lane's queue
+ * is shrunk back to a few slots, so a burst of one player does not stay allocated. A deleted
+ * lane is created again, empty, at its key's next task: nothing of its order is lost, since an
+ * idle lane holds no task. `idleOrder` is a FIFO with one entry per time a lane went idle;
  * the entry's stamp is its position in that sequence (the head's is `idleClock - size + 1`), and
  * a lane reused since then carries a newer stamp (or 0 while busy), so its old entry is skipped.
  */
@@ -137,6 +155,7 @@ export class LaneScheduler {
 
   /** `lane` has nothing queued or running: keep it for reuse, deleting the longest idle beyond the bound. */
   private idle(lane: Lane): void {
+    lane.items.compact(IDLE_LANE_MAX_CAPACITY, LANE_CAPACITY)
     if (this.keepIdle === 0) {
       this.lanes.delete(lane.key)
       return
