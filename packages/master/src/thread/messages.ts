@@ -33,7 +33,7 @@ export type SessionSettings = Omit<SessionOptions, 'storage'>
 /** Which storage the storage thread opens. */
 export type StorageConfig =
   | { driver: 'memory' }
-  | { driver: 'leveldb'; location: string; writeBufferSize?: number | undefined }
+  | { driver: 'leveldb'; location: string; writeBufferSize?: number | undefined; fenceCacheSize?: number | undefined }
   | { driver: 'redis'; url?: string | undefined; prefix?: string | undefined }
   /** A module whose default export is a factory `(options) => AbstractStorage` (a third-party driver). */
   | { driver: 'module'; module: string; options?: unknown }

@@ -25,7 +25,7 @@ export async function createStorage(config: StorageConfig): Promise<AbstractStor
     }
     case 'leveldb': {
       const { LevelStorage } = await import('@peony/storage/leveldb')
-      return new LevelStorage({ location: config.location, writeBufferSize: config.writeBufferSize })
+      return new LevelStorage({ location: config.location, writeBufferSize: config.writeBufferSize, fenceCacheSize: config.fenceCacheSize })
     }
     case 'redis': {
       const { RedisStorage } = await import('@peony/storage/redis')
