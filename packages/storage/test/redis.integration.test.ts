@@ -253,8 +253,8 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
         await first
         second ??= put('2')
         await second
-        expect(reloads, 'no script reload path').toBe(0)
         expect(Buffer.from((await s.get('u'))!).toString(), 'the later write wins').toBe('2')
+        expect(reloads, 'no script reload path').toBe(0)
       } finally {
         direct.disconnect()
       }
