@@ -224,6 +224,8 @@ export class LevelStorage extends AbstractStorage {
    */
   async #inOrder<L, R>(load: Promise<L> | undefined, step: (loaded: L | undefined) => R): Promise<R> {
     const prev = this.#gate
+    // A read that fails while earlier calls still wait is handled when its turn comes, not reported as unhandled now.
+    load?.catch(noop)
     // The step's result is boxed so that a promise it returns does not hold up the next call.
     const mine = (async () => {
       if (prev !== undefined) await prev.catch(noop)
