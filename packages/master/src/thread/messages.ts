@@ -49,6 +49,8 @@ export type FromStorage =
   | { t: 'ready'; supports: StorageSupports }
   | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined; cause?: string | undefined }
   | { t: 'closed'; error?: string | undefined }
+  /** Something the operator must hear (a storage that lost its data): the master logs it as a warning. */
+  | { t: 'warn'; code: string; message: string }
 
 export const HEARTBEAT_MS = 100
 

@@ -29,7 +29,8 @@ export async function createStorage(config: StorageConfig): Promise<AbstractStor
     }
     case 'redis': {
       const { RedisStorage } = await import('@peony/storage/redis')
-      return new RedisStorage({ url: config.url, prefix: config.prefix })
+      // Told once, through the master's logger (instead of a bare process warning).
+      return new RedisStorage({ url: config.url, prefix: config.prefix, onDataLoss: ({ code, message }) => (post({ t: 'warn', code, message }), false) })
     }
     case 'module': {
       const spec = config.module.startsWith('file:') ? config.module : pathToFileURL(config.module).href
