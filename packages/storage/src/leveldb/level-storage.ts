@@ -249,6 +249,8 @@ export class LevelStorage extends AbstractStorage {
    */
   async #checkAndLaunch(db: Db, writes: readonly FencedWrite[]): Promise<FencedResult> {
     const gens = this.#gens
+    // Writing keeps a fence recently used, once the cache is big enough for eviction to matter.
+    const touch = gens.size * 2 > this.#fenceCacheSize
     const refused: number[] = []
     const batches: Promise<void>[] = []
     let chunk: BatchOp[] = []
@@ -281,6 +283,10 @@ export class LevelStorage extends AbstractStorage {
       if (gens.get(w.fence) !== w.generation) {
         refused.push(i)
         continue
+      }
+      if (touch) {
+        gens.delete(w.fence)
+        gens.set(w.fence, w.generation)
       }
       for (const op of w.ops) {
         chunk.push(op)
