@@ -500,6 +500,8 @@ export class Master extends EventEmitter {
           )
         } else if (m.t === 'closed') {
           if (m.error !== undefined) this.log.error({ err: m.error }, 'storage close failed')
+        } else if (m.t === 'warn') {
+          this.log.warn({ code: m.code }, m.message)
         }
       })
       t.on('error', (err) => {

@@ -10,6 +10,7 @@ import { RedisStorage } from '@peony/storage/redis'
 import type { AbstractStorage } from '@peony/storage'
 import { unpackValue } from '@peony/broker-client/codec'
 import { redisForTests, startRedisServer, tempDir, waitFor, type RedisServer, type TestRedis } from '@peony/test-utils'
+import pino from 'pino'
 import { masterFixture, replies, req } from './helpers.ts'
 
 const SESSION_APP = fileURLToPath(new URL('./fixtures/session-app.ts', import.meta.url))
@@ -177,4 +178,57 @@ describe('sessions on Redis through the master', () => {
       await redis.close()
     }
   }, 90_000)
+
+  test('Redis restarted empty under a running server: the players loaded before keep writing (nothing fenced, no count lost) and the master logs PEONY_STORAGE_DATA_LOST once', async () => {
+    const server = await startRedisServer() // no persistence: a restart comes back empty
+    const prefix = `peony-test:${process.pid}:lost:`
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) })
+    try {
+      const { master, fwd, broker } = await boot({
+        storage: { driver: 'redis', url: server.url, prefix },
+        sessions: { flushIntervalMs: 100, maxUnflushedAgeMs: 200, retryBaseMs: 100, retryMaxMs: 500 },
+        logger,
+      })
+      const uids = 20
+      let sent = 0
+      const send = async (rounds: number): Promise<void> => {
+        for (let i = 0; i < rounds; i++) {
+          const batch = []
+          for (let u = 1; u <= uids; u++) batch.push(req(u, 'count', null, {}, ++sent))
+          await broker.send(batch)
+        }
+      }
+      await send(5)
+      await fwd.until(5 * uids, 30_000)
+      await waitFor(() => master.stats().sessions?.dirty === 0, { timeoutMs: 10_000 })
+      await server.stop()
+      await server.start()
+      // Let the storage thread's client reconnect (back-off up to 1 s) before the next writes.
+      await new Promise((r) => setTimeout(r, 1500))
+      await send(5)
+      await fwd.until(10 * uids, 30_000)
+      await waitFor(() => master.stats().sessions?.dirty === 0, { timeoutMs: 20_000 })
+      expect(master.stats().sessions).toMatchObject({ fenced: 0 })
+      await master.stop()
+      const handled = new Map<number, number>()
+      for (const r of replies(fwd.messages)) {
+        expect(r.ret).toBe(0)
+        const uid = Number(r.msg.cmd === 220 ? r.msg.connId : 0) - 1000
+        handled.set(uid, Math.max(handled.get(uid) ?? 0, r.body.data!.count as number))
+      }
+      const redis = new RedisStorage({ url: server.url, prefix })
+      await redis.open()
+      try {
+        for (let u = 1; u <= uids; u++) expect(await storedCount(redis, u), `uid ${u}`).toBe(handled.get(u))
+      } finally {
+        await redis.close()
+      }
+      const told = lines.filter((l) => l.includes('PEONY_STORAGE_DATA_LOST'))
+      expect(told, 'told once').toHaveLength(1)
+      expect(JSON.parse(told[0]!)).toMatchObject({ level: 40, code: 'PEONY_STORAGE_DATA_LOST', msg: expect.stringContaining('lost its data') })
+    } finally {
+      await server.stop()
+    }
+  }, 60_000)
 })

@@ -193,7 +193,11 @@ export abstract class AbstractStorage {
     return this.#batch(ops)
   }
 
-  /** Atomically increments the fence's generation and returns the new one (first call → 1). Persistent drivers persist it. */
+  /**
+   * Atomically increments the fence's generation and returns the new one: a positive safe integer
+   * (the first is 1 on Memory and LevelDB; Redis starts a fence at its clock in µs). Calls of one
+   * fence get their generations in call order. Persistent drivers persist it.
+   */
   async acquire(fence: string): Promise<number> {
     checkKey(fence, 'fence')
     return this.#acquire(fence)
@@ -344,7 +348,11 @@ export abstract class AbstractStorage {
   protected abstract _del(key: string): Promise<void>
   /** Applies a non-empty list of checked ops, in order. */
   protected abstract _batch(ops: readonly BatchOp[]): Promise<void>
-  /** Increments and returns a fence's generation (first → 1), in a keyspace get() cannot see. */
+  /**
+   * Increments and returns a fence's generation (a positive safe integer; 1 for a new fence unless
+   * the driver has a reason to start higher), in a keyspace get() cannot see. Generations of one
+   * fence must be taken in call order, however long the driver's reads take.
+   */
   protected abstract _acquire(fence: string): Promise<number>
   /** Applies the writes whose generation is current; returns the indexes of the others. */
   protected abstract _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult>

@@ -4,16 +4,51 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
+import { ClassicLevel } from 'classic-level'
+import type { AbstractStorage } from '@peony/storage'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { storageSuite } from '@peony/storage/testing'
 import { tempDir } from '@peony/test-utils'
 import { afterEach, describe, expect, it } from 'vitest'
+
+/**
+ * The fault hook of the suite: the next getMany of this storage's LevelDB waits for release() (a
+ * slow cold read after a restart). The only way to slow one read of a real LevelDB on demand.
+ */
+function holdNextRead(s: AbstractStorage): { release(): void } {
+  const location = (s as LevelStorage).location
+  const proto = ClassicLevel.prototype as unknown as { getMany: (...args: unknown[]) => Promise<unknown> }
+  const original = proto.getMany
+  let open!: () => void
+  const gate = new Promise<void>((r) => (open = r))
+  proto.getMany = function (this: { location: string }, ...args: unknown[]) {
+    if (this.location !== location) return original.apply(this, args)
+    proto.getMany = original
+    const p = original.apply(this, args)
+    return gate.then(() => p)
+  }
+  return {
+    release() {
+      if (proto.getMany !== original && Object.hasOwn(proto, 'getMany')) proto.getMany = original
+      open()
+    },
+  }
+}
 
 storageSuite({
   name: 'LevelStorage',
   factory: ({ prefix }) => new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), prefix }),
   reopen: (previous, { prefix }) => new LevelStorage({ location: (previous as LevelStorage).location, prefix }),
   cleanup: (s) => rmSync((s as LevelStorage).location, { recursive: true, force: true }),
+  holdNextRead,
+})
+
+storageSuite({
+  name: 'LevelStorage with fenceCacheSize 2',
+  factory: ({ prefix }) => new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), prefix, fenceCacheSize: 2 }),
+  reopen: (previous, { prefix }) => new LevelStorage({ location: (previous as LevelStorage).location, prefix, fenceCacheSize: 2 }),
+  cleanup: (s) => rmSync((s as LevelStorage).location, { recursive: true, force: true }),
+  holdNextRead,
 })
 
 storageSuite({
@@ -140,5 +175,45 @@ describe('LevelStorage: locks and crashes', () => {
     expect(() => new LevelStorage({} as never)).toThrow(TypeError)
     expect(() => new LevelStorage({ location: 'x', writeBufferSize: 100 })).toThrow(RangeError)
     expect(new LevelStorage({ location: 'x', writeBufferSize: 16 << 20 }).location).toBe('x')
+  })
+})
+
+describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
+  const made: LevelStorage[] = []
+  afterEach(async () => {
+    for (const s of made.splice(0)) {
+      await s.close()
+      rmSync(s.location, { recursive: true, force: true })
+    }
+  })
+
+  it('many fences through a cache of 50: it never holds more once calls settle, and evicted fences still refuse stale generations', async () => {
+    const s = new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), fenceCacheSize: 50 })
+    made.push(s)
+    await s.open()
+    const first = new Map<string, number>()
+    for (let round = 0; round < 10; round++) {
+      const fences = Array.from({ length: 100 }, (_, i) => `p${round * 100 + i}`)
+      const claims = await Promise.all(fences.map((f) => s.claim(f, [f])))
+      fences.forEach((f, i) => first.set(f, claims[i]!.generation))
+      const res = await s.writeFenced(fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [{ type: 'put' as const, key: f, value: Buffer.from('1') }] })))
+      expect(res.refused).toEqual([])
+      expect(s.cachedFences, `round ${round}`).toBeLessThanOrEqual(50)
+    }
+    // Every fence, evicted or not: a new owner claims, the old owner's generation is refused.
+    const all = [...first.keys()]
+    const next = await Promise.all(all.map((f) => s.claim(f, [f])))
+    next.forEach((c, i) => expect(c.generation).toBe(first.get(all[i]!)! + 1))
+    const stale = await s.writeFenced(all.map((f) => ({ fence: f, generation: first.get(f)!, ops: [{ type: 'put' as const, key: f, value: Buffer.from('stale') }] })))
+    expect(stale.refused).toHaveLength(all.length)
+    const fresh = await s.writeFenced(all.map((f, i) => ({ fence: f, generation: next[i]!.generation, ops: [{ type: 'put' as const, key: f, value: Buffer.from('2') }] })))
+    expect(fresh.refused).toEqual([])
+    expect((await s.getMany(all)).every((v) => v !== undefined && Buffer.from(v).toString() === '2')).toBe(true)
+    expect(s.cachedFences).toBeLessThanOrEqual(50)
+  })
+
+  it('fenceCacheSize is checked', () => {
+    expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 0 })).toThrow(RangeError)
+    expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 1.5 })).toThrow(RangeError)
   })
 })

@@ -17,7 +17,8 @@ let n = 0
 const bases = new WeakMap<AbstractStorage, string>()
 const unique = () => `peony-test:${process.pid}:${++n}:`
 const make = (base: string, prefix = '') => {
-  const s = new RedisStorage({ url: redis!.url, prefix: base + prefix })
+  // The data-loss case of the suite is expected to find a loss: no process warning for it here.
+  const s = new RedisStorage({ url: redis!.url, prefix: base + prefix, onDataLoss: () => false })
   bases.set(s, base)
   return s
 }
@@ -36,6 +37,9 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
     factory: ({ prefix }) => make(unique(), prefix),
     reopen: (previous, { prefix }) => make(bases.get(previous)!, prefix),
     cleanup: (s) => deleteKeys(`${bases.get(s)}*`),
+    // What a Redis restarted without persistence does to this storage's keys (the shared server is
+    // never flushed: only this instance's keys go).
+    loseData: (s) => deleteKeys(`${bases.get(s)}*`),
   })
 
   describe('driver specifics', () => {
@@ -58,14 +62,30 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       const p = s.prefix
       await s.put('a/b/c', Buffer.from('x'))
       await s.put('solo', Buffer.from('y'))
-      await s.acquire('a')
+      const before = Date.now() * 1000
+      const a = await s.acquire('a')
       await s.acquire('a/b')
-      await s.acquire('a/b')
+      const ab = await s.acquire('a/b')
       expect(await admin!.get(`${p}{a}/b/c`)).toBe('x')
       expect(await admin!.get(`${p}{solo}`)).toBe('y')
-      expect(await admin!.get(`${p}fence:{a}`)).toBe('1')
-      expect(await admin!.get(`${p}fence:{a}/b`)).toBe('2')
-      expect((await admin!.keys(`${p}*`)).sort()).toEqual([`${p}fence:{a}`, `${p}fence:{a}/b`, `${p}{a}/b/c`, `${p}{solo}`].sort())
+      // A fence starts at Redis' clock in µs (printed as an integer), then counts up.
+      expect(a).toBeGreaterThan(before - 60e6)
+      expect(await admin!.get(`${p}fence:{a}`)).toBe(String(a))
+      expect(await admin!.get(`${p}fence:{a}/b`)).toBe(String(ab))
+      const marker = await admin!.get(`${p}peony:gens`)
+      expect(marker).toMatch(/^\d{16}$/)
+      expect(Number(marker)).toBeLessThanOrEqual(a)
+      expect((await admin!.keys(`${p}*`)).sort()).toEqual([`${p}fence:{a}`, `${p}fence:{a}/b`, `${p}peony:gens`, `${p}{a}/b/c`, `${p}{solo}`].sort())
+    })
+
+    it('a fence from before the µs start (a small generation) keeps counting up (upgrade)', async () => {
+      const s = await open()
+      await admin!.set(`${s.prefix}fence:{old}`, '7')
+      expect(await s.acquire('old')).toBe(8)
+      const c = await s.claim('old', ['old'])
+      expect(c.generation).toBe(9)
+      expect((await s.writeFenced([{ fence: 'old', generation: 9, ops: [{ type: 'put', key: 'old', value: Buffer.from('v') }] }])).refused).toEqual([])
+      expect((await s.writeFenced([{ fence: 'old', generation: 8, ops: [{ type: 'put', key: 'old', value: Buffer.from('w') }] }])).refused).toEqual([0])
     })
 
     it('supports: persistent, shared, atomic batches (MULTI) when not in cluster mode', async () => {
@@ -207,21 +227,90 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       await waitFor(async () => (await s.get('k').then(() => true, () => false)), { timeoutMs: 5000 })
     })
 
-    it('reloads the script after SCRIPT FLUSH (NOSCRIPT → SCRIPT LOAD → EVALSHA again), and after a restart', async () => {
+    it('a flushed script cache between two writes of one fence: they still land in call order (EVAL, no NOSCRIPT retry)', async () => {
       const s = storage()
       await s.open()
       const g = await s.acquire('u')
-      await s.writeFenced([{ fence: 'u', generation: g, ops: [{ type: 'put', key: 'u', value: Buffer.from('1') }] }])
+      const put = (v: string) => s.writeFenced([{ fence: 'u', generation: g, ops: [{ type: 'put', key: 'u', value: Buffer.from(v) }] }])
+      await put('0')
       const direct = new Redis(server.url)
-      await direct.script('FLUSH')
-      direct.disconnect()
-      expect(await s.writeFenced([{ fence: 'u', generation: g, ops: [{ type: 'put', key: 'u', value: Buffer.from('2') }] }])).toEqual({ refused: [] })
-      expect(Buffer.from((await s.get('u'))!).toString()).toBe('2')
-      await server.stop()
-      await server.start()
-      // The restarted server is empty (no persistence): its generations start again at 1.
-      await waitFor(async () => (await s.acquire('u').then(() => true, () => false)), { timeoutMs: 5000 })
-      expect(await s.writeFenced([{ fence: 'u', generation: 1, ops: [{ type: 'put', key: 'u', value: Buffer.from('3') }] }])).toEqual({ refused: [] })
+      try {
+        await direct.script('FLUSH')
+        // Force the interleaving a NOSCRIPT retry allows: if the driver reloads the script, the
+        // second write is issued (and lands) while the first waits for its re-send; another
+        // client may have loaded the script meanwhile.
+        const client = s.client as Redis
+        const original = client.script.bind(client) as (...args: unknown[]) => Promise<unknown>
+        let reloads = 0
+        let second: Promise<unknown> | undefined
+        ;(client as unknown as { script: unknown }).script = async (...args: unknown[]) => {
+          reloads++
+          const r = await original(...args)
+          second ??= put('2')
+          await second
+          return r
+        }
+        const first = put('1')
+        await first
+        second ??= put('2')
+        await second
+        expect(Buffer.from((await s.get('u'))!).toString(), 'the later write wins').toBe('2')
+        expect(reloads, 'no script reload path').toBe(0)
+      } finally {
+        direct.disconnect()
+      }
+    })
+
+    it('a Redis restarted empty under two owners: the old owner is refused and its write kept under lost:, the sole owner adopted, the operator told once', async () => {
+      const losses: unknown[] = []
+      const mk = () => {
+        const st = new RedisStorage({ url: server.url, prefix: 'app:', opTimeoutMs: 500, onDataLoss: (info) => void losses.push(info) })
+        made.push(st)
+        return st
+      }
+      const old = mk()
+      const other = mk()
+      await Promise.all([old.open(), other.open()])
+      const warnings: Error[] = []
+      const onWarning = (w: Error) => {
+        if ((w as { code?: string }).code === 'PEONY_STORAGE_DATA_LOST') warnings.push(w)
+      }
+      process.on('warning', onWarning)
+      try {
+        const a = await old.claim('a', ['a'])
+        const solo = await old.claim('solo', ['solo'])
+        await old.writeFenced([
+          { fence: 'a', generation: a.generation, ops: [{ type: 'put', key: 'a', value: Buffer.from('a1') }] },
+          { fence: 'solo', generation: solo.generation, ops: [{ type: 'put', key: 'solo', value: Buffer.from('s1') }] },
+        ])
+        await server.stop()
+        await server.start() // no persistence: empty
+        await waitFor(async () => (await other.get('x').then(() => true, () => false)) && (await old.get('x').then(() => true, () => false)), { timeoutMs: 5000 })
+        // Another server process loads 'a' after the restart.
+        const a2 = await other.claim('a', ['a'])
+        expect(a2.generation).toBeGreaterThan(a.generation)
+        const put = (fence: string, generation: number, v: string) => ({ fence, generation, ops: [{ type: 'put' as const, key: fence, value: Buffer.from(v) }, { type: 'put' as const, key: `${fence}/bag`, value: Buffer.from(`${v}-bag`) }] })
+        const res = await old.writeFenced([put('a', a.generation, 'stale'), put('solo', solo.generation, 's2')])
+        expect(res.refused, 'the old owner of a is refused; the sole owner of solo is not').toEqual([0])
+        const direct = new Redis(server.url)
+        try {
+          expect(await direct.get('app:{a}')).toBeNull()
+          expect(await direct.hgetall(`app:lost:{a}:${a.generation}`), 'the refused write is kept').toEqual({ '{a}': 'stale', '{a}/bag': 'stale-bag' })
+          expect(await direct.get('app:{solo}')).toBe('s2')
+          expect(await direct.get('app:fence:{solo}')).toBe(String(solo.generation))
+        } finally {
+          direct.disconnect()
+        }
+        expect((await other.writeFenced([put('a', a2.generation, 'new')])).refused).toEqual([])
+        expect((await old.writeFenced([put('solo', solo.generation, 's3')])).refused).toEqual([])
+        await new Promise((r) => setImmediate(r))
+        expect(losses, 'told once').toHaveLength(1)
+        expect(losses[0]).toMatchObject({ code: 'PEONY_STORAGE_DATA_LOST', message: expect.stringContaining('lost its data') })
+        expect(old.dataLossSeen).toBe(true)
+        expect(warnings).toHaveLength(1)
+      } finally {
+        process.off('warning', onWarning)
+      }
     })
 
     it('open() while Redis is down: PEONY_STORAGE_UNAVAILABLE, status closed; open() later works', async () => {

@@ -33,7 +33,7 @@ export type SessionSettings = Omit<SessionOptions, 'storage'>
 /** Which storage the storage thread opens. */
 export type StorageConfig =
   | { driver: 'memory' }
-  | { driver: 'leveldb'; location: string; writeBufferSize?: number | undefined }
+  | { driver: 'leveldb'; location: string; writeBufferSize?: number | undefined; fenceCacheSize?: number | undefined }
   | { driver: 'redis'; url?: string | undefined; prefix?: string | undefined }
   /** A module whose default export is a factory `(options) => AbstractStorage` (a third-party driver). */
   | { driver: 'module'; module: string; options?: unknown }
@@ -49,6 +49,8 @@ export type FromStorage =
   | { t: 'ready'; supports: StorageSupports }
   | { t: 'fatal'; code?: string | undefined; message: string; stack?: string | undefined; cause?: string | undefined }
   | { t: 'closed'; error?: string | undefined }
+  /** Something the operator must hear (a storage that lost its data): the master logs it as a warning. */
+  | { t: 'warn'; code: string; message: string }
 
 export const HEARTBEAT_MS = 100
 

@@ -25,11 +25,12 @@ export async function createStorage(config: StorageConfig): Promise<AbstractStor
     }
     case 'leveldb': {
       const { LevelStorage } = await import('@peony/storage/leveldb')
-      return new LevelStorage({ location: config.location, writeBufferSize: config.writeBufferSize })
+      return new LevelStorage({ location: config.location, writeBufferSize: config.writeBufferSize, fenceCacheSize: config.fenceCacheSize })
     }
     case 'redis': {
       const { RedisStorage } = await import('@peony/storage/redis')
-      return new RedisStorage({ url: config.url, prefix: config.prefix })
+      // Told once, through the master's logger (instead of a bare process warning).
+      return new RedisStorage({ url: config.url, prefix: config.prefix, onDataLoss: ({ code, message }) => (post({ t: 'warn', code, message }), false) })
     }
     case 'module': {
       const spec = config.module.startsWith('file:') ? config.module : pathToFileURL(config.module).href

@@ -33,12 +33,21 @@ export interface LevelStorageOptions extends AbstractStorageOptions {
    * that does nothing else. Default false.
    */
   readSync?: boolean | undefined
+  /**
+   * How many fence generations stay cached in memory (least recently used evicted first; one entry
+   * is about 100 bytes). An evicted generation is read from disk again when its fence is next
+   * used, so fencing is unchanged; an entry not yet written to disk, or with a write in flight, is
+   * never evicted (the cache may exceed the bound while such entries are pinned). Default 100,000.
+   */
+  fenceCacheSize?: number | undefined
 }
 
 type Db = ClassicLevel<string, Uint8Array>
 
 /** Internal keyspace of fence generations ('\0' never starts a user key). */
 const FENCE = '\0fence\0'
+/** The default of {@link LevelStorageOptions.fenceCacheSize}. */
+const FENCE_CACHE_SIZE = 100_000
 /** A db.batch() of fenced writes gets at most this many ops or… */
 const CHUNK_OPS = 1000
 /** …about this many value bytes; a bigger call is split into several batches (each write stays whole). */
@@ -53,18 +62,27 @@ export class LevelStorage extends AbstractStorage {
   readonly location: string
   readonly #writeBufferSize: number | undefined
   readonly #readSync: boolean
+  readonly #fenceCacheSize: number
   #db: Db | undefined
-  /** fence → current generation, for every fence read or acquired since open. */
+  /** fence → current generation, least recently used first (at most about fenceCacheSize). */
   #gens = new Map<string, number>()
   /** Fences whose cached generation the next generation batch must write. */
   #dirty = new Set<string>()
+  /** Fences whose generation the generation batch in flight writes (not evictable until it lands). */
+  #saving = new Set<string>()
+  /** Generation reads in flight (nothing is evicted meanwhile: a read never lands on an evicted entry). */
+  #reading = 0
   /** The generation batch in flight, and the one that will carry the current #dirty. */
   #genWrite: Promise<void> | undefined
   #genNext: Promise<void> | undefined
   /** fence → the last db.batch in flight that carries an accepted write of that fence. */
   #writing = new Map<string, Promise<unknown>>()
-  /** The last writeFenced still reading generations before its check. */
-  #gate: Promise<void> | undefined
+  /**
+   * The last call (claim, acquire, writeFenced) waiting for generation reads. While one waits,
+   * every call of those three joins the queue, so they take and check generations in call order
+   * however long each read takes.
+   */
+  #gate: Promise<unknown> | undefined
 
   constructor(options: LevelStorageOptions) {
     if (typeof options !== 'object' || options === null || typeof options.location !== 'string' || options.location.length === 0) {
@@ -72,10 +90,18 @@ export class LevelStorage extends AbstractStorage {
     }
     const wbs = options.writeBufferSize
     if (wbs !== undefined && (!Number.isSafeInteger(wbs) || wbs < 64 * 1024)) throw new RangeError('writeBufferSize must be an integer ≥ 65536')
+    const fcs = options.fenceCacheSize ?? FENCE_CACHE_SIZE
+    if (!Number.isSafeInteger(fcs) || fcs < 1) throw new RangeError('fenceCacheSize must be a positive integer')
     super({ persistent: true, shared: false, atomicBatch: true, fencing: true }, options)
     this.location = options.location
     this.#writeBufferSize = wbs
     this.#readSync = options.readSync === true
+    this.#fenceCacheSize = fcs
+  }
+
+  /** How many fence generations are cached now (for tests and diagnostics). */
+  get cachedFences(): number {
+    return this.#gens.size
   }
 
   protected async _open(): Promise<void> {
@@ -107,6 +133,7 @@ export class LevelStorage extends AbstractStorage {
       this.#db = undefined
       this.#gens.clear()
       this.#dirty.clear()
+      this.#saving.clear()
       this.#writing.clear()
     }
   }
@@ -133,27 +160,42 @@ export class LevelStorage extends AbstractStorage {
   }
 
   protected async _acquire(fence: string): Promise<number> {
-    if (!this.#gens.has(fence)) await this.#load([fence])
-    const g = this.#bump(fence)
+    let generation: number
+    if (this.#gate === undefined && this.#gens.has(fence)) generation = this.#bump(fence)
+    else {
+      const load = this.#gens.has(fence) ? undefined : this.#readGens([fence])
+      generation = await this.#inOrder(load, (got) => {
+        if (got !== undefined && !this.#gens.has(fence)) this.#cache(fence, got.gens[0]!)
+        return this.#bump(fence)
+      })
+    }
     await this.#persistGens()
-    return g
+    return generation
   }
 
   protected override async _claim(fence: string, keys: readonly string[]): Promise<ClaimResult> {
     const db = this.#open()
-    if (!this.#gens.has(fence)) {
-      // One read for the generation and the values. No write of this fence can have been accepted
-      // before the generation was cached, so the values are current unless someone cached it meanwhile.
-      const got = await this.#read(db, [FENCE + fence, ...keys])
-      if (!this.#gens.has(fence)) {
-        this.#gens.set(fence, decodeGen(got[0]))
-        const generation = this.#bump(fence)
-        await this.#persistGens()
-        return { generation, values: got.slice(1) }
+    if (this.#gate === undefined && this.#gens.has(fence)) return this.#claimCached(db, fence, keys)
+    // Wait for the generation reads of earlier calls, so generations are taken in call order (a
+    // claim abandoned by a slow read never takes a generation after the claim that retried it).
+    const load = this.#gens.has(fence) ? undefined : this.#readGens([fence], keys)
+    const r = await this.#inOrder(load, (got) => {
+      if (got !== undefined && !this.#gens.has(fence)) {
+        // One read for the generation and the values. No write of this fence can have been
+        // accepted since the read started (the fence was not cached), so the values are current.
+        this.#cache(fence, got.gens[0]!)
+        return { generation: this.#bump(fence), values: got.values }
       }
-    }
+      return this.#claimCached(db, fence, keys)
+    })
+    if (r instanceof Promise) return r
+    await this.#persistGens()
+    return r
+  }
+
+  /** claim of a cached fence: bump now; read the values after the writes accepted before the bump land. */
+  async #claimCached(db: Db, fence: string, keys: readonly string[]): Promise<ClaimResult> {
     const generation = this.#bump(fence)
-    // Writes of this fence accepted before the bump may still be in flight: read after they land.
     const inflight = this.#writing.get(fence)
     const [, values] = await Promise.all([
       this.#persistGens(),
@@ -167,24 +209,48 @@ export class LevelStorage extends AbstractStorage {
     const gens = this.#gens
     let missing: Set<string> | undefined
     for (const w of writes) if (!gens.has(w.fence)) (missing ??= new Set()).add(w.fence)
-    if (missing !== undefined || this.#gate !== undefined) {
-      // Calls wait for the earlier calls' generation reads, so they are checked in call order.
-      const prev = this.#gate
-      const fences = missing === undefined ? [] : [...missing]
-      const mine = (async () => {
-        if (prev !== undefined) await prev.catch(noop)
-        if (fences.length > 0) await this.#load(fences)
-      })()
-      this.#gate = mine
-      try {
-        await mine
-      } finally {
-        if (this.#gate === mine) this.#gate = undefined
+    if (missing === undefined && this.#gate === undefined) return this.#checkAndLaunch(db, writes)
+    const fences = missing === undefined ? [] : [...missing]
+    const load = fences.length === 0 ? undefined : this.#readGens(fences)
+    return this.#inOrder(load, (got) => {
+      if (got !== undefined) for (let i = 0; i < fences.length; i++) if (!gens.has(fences[i]!)) this.#cache(fences[i]!, got.gens[i]!)
+      return this.#checkAndLaunch(db, writes)
+    })
+  }
+
+  /**
+   * Runs `step` once every earlier call queued here ran its own step and `load` resolved. Steps
+   * run synchronously, one after the other, in call order; the loads all start at once.
+   */
+  async #inOrder<L, R>(load: Promise<L> | undefined, step: (loaded: L | undefined) => R): Promise<R> {
+    const prev = this.#gate
+    // A read that fails while earlier calls still wait is handled when its turn comes, not reported as unhandled now.
+    load?.catch(noop)
+    // The step's result is boxed so that a promise it returns does not hold up the next call.
+    const mine = (async () => {
+      if (prev !== undefined) await prev.catch(noop)
+      const loaded = load === undefined ? undefined : await load
+      return { r: step(loaded) }
+    })()
+    this.#gate = mine
+    const clear = (): void => {
+      if (this.#gate === mine) {
+        this.#gate = undefined
+        this.#trim()
       }
     }
+    mine.then(clear, clear)
+    return (await mine).r
+  }
 
-    // Check and launch in one synchronous pass: an acquire cannot slip between a write's check
-    // and its batch, and claim() finds the batch in #writing.
+  /**
+   * Checks every write and launches the batches in one synchronous pass: an acquire cannot slip
+   * between a write's check and its batch, and claim() finds the batch in #writing.
+   */
+  async #checkAndLaunch(db: Db, writes: readonly FencedWrite[]): Promise<FencedResult> {
+    const gens = this.#gens
+    // Writing keeps a fence recently used, once the cache is big enough for eviction to matter.
+    const touch = gens.size * 2 > this.#fenceCacheSize
     const refused: number[] = []
     const batches: Promise<void>[] = []
     let chunk: BatchOp[] = []
@@ -199,11 +265,13 @@ export class LevelStorage extends AbstractStorage {
         if (w !== undefined) (before ??= new Set()).add(w)
       }
       const ops = chunk
+      // `fences` is reassigned below: the cleanup must see this batch's own list.
+      const mine = fences
       const p = before === undefined ? db.batch(ops) : Promise.all([...before].map((b) => b.catch(noop))).then(() => db.batch(ops))
       batches.push(p)
-      for (const f of fences) this.#writing.set(f, p)
+      for (const f of mine) this.#writing.set(f, p)
       const done = (): void => {
-        for (const f of fences) if (this.#writing.get(f) === p) this.#writing.delete(f)
+        for (const f of mine) if (this.#writing.get(f) === p) this.#writing.delete(f)
       }
       p.then(done, done)
       chunk = []
@@ -216,6 +284,10 @@ export class LevelStorage extends AbstractStorage {
         refused.push(i)
         continue
       }
+      if (touch) {
+        gens.delete(w.fence)
+        gens.set(w.fence, w.generation)
+      }
       for (const op of w.ops) {
         chunk.push(op)
         if (op.type === 'put') bytes += op.value.byteLength
@@ -225,6 +297,7 @@ export class LevelStorage extends AbstractStorage {
     }
     if (chunk.length > 0) launch()
     await Promise.all(batches)
+    this.#trim()
     return { refused }
   }
 
@@ -239,21 +312,50 @@ export class LevelStorage extends AbstractStorage {
     return db
   }
 
-  /** Reads the generations of fences not cached yet (a concurrent reader's value wins). */
-  async #load(fences: string[]): Promise<void> {
-    const got = await this.#read(this.#open(), fences.map((f) => FENCE + f))
-    for (let i = 0; i < fences.length; i++) {
-      const f = fences[i]!
-      if (!this.#gens.has(f)) this.#gens.set(f, decodeGen(got[i]))
+  /**
+   * Reads the stored generations of `fences`, and the values of `keys` in the same read. The
+   * caller caches them (#cache) only for fences still not cached when its turn comes.
+   */
+  async #readGens(fences: readonly string[], keys: readonly string[] = []): Promise<{ gens: number[]; values: (Uint8Array | undefined)[] }> {
+    this.#reading++
+    try {
+      const got = await this.#read(this.#open(), [...fences.map((f) => FENCE + f), ...keys])
+      return { gens: got.slice(0, fences.length).map(decodeGen), values: got.slice(fences.length) }
+    } finally {
+      this.#reading--
     }
   }
 
-  /** Increments a cached generation and marks it for the next generation batch. */
-  #bump(fence: string): number {
-    const g = this.#gens.get(fence)! + 1
+  /** Caches a generation read from disk (the fence was not cached). */
+  #cache(fence: string, g: number): void {
     this.#gens.set(fence, g)
+  }
+
+  /** Increments a cached generation (now the most recently used) and marks it for the next generation batch. */
+  #bump(fence: string): number {
+    const gens = this.#gens
+    const g = gens.get(fence)! + 1
+    gens.delete(fence)
+    gens.set(fence, g)
     this.#dirty.add(fence)
     return g
+  }
+
+  /**
+   * Evicts the least recently used generations above fenceCacheSize. Never one not yet on disk
+   * (#dirty, #saving), nor one with a fenced write in flight (a claim of an uncached fence reads
+   * its values at once), nor while a generation read or a queued call is pending (a read that
+   * started before an eviction could otherwise cache an older generation).
+   */
+  #trim(): void {
+    const gens = this.#gens
+    let over = gens.size - this.#fenceCacheSize
+    if (over <= 0 || this.#reading > 0 || this.#gate !== undefined) return
+    for (const f of gens.keys()) {
+      if (this.#dirty.has(f) || this.#saving.has(f) || this.#writing.has(f)) continue
+      gens.delete(f)
+      if (--over === 0) break
+    }
   }
 
   /**
@@ -268,15 +370,25 @@ export class LevelStorage extends AbstractStorage {
       this.#genNext = undefined
       if (this.#dirty.size === 0) return
       const ops: BatchOp[] = []
-      for (const f of this.#dirty) ops.push({ type: 'put', key: FENCE + f, value: encodeGen(this.#gens.get(f)!) })
+      const saving = this.#saving
+      for (const f of this.#dirty) {
+        ops.push({ type: 'put', key: FENCE + f, value: encodeGen(this.#gens.get(f)!) })
+        saving.add(f)
+      }
       this.#dirty.clear()
       const p = this.#open().batch(ops)
       this.#genWrite = p
       try {
         await p
+      } catch (err) {
+        // Not on disk: the next generation batch writes them again (and they stay pinned till then).
+        for (const f of saving) this.#dirty.add(f)
+        throw err
       } finally {
         if (this.#genWrite === p) this.#genWrite = undefined
+        saving.clear()
       }
+      this.#trim()
     })()
     this.#genNext = next
     return next

@@ -25,3 +25,13 @@ export function dataKey(prefix: string, key: string): string {
 export function fenceKey(prefix: string, fence: string): string {
   return `${prefix}fence:${hashTagged(fence)}`
 }
+
+/** The marker key of a prefix: the time (µs) its first generation was handed out. See scripts.ts. */
+export function markerKey(prefix: string): string {
+  return `${prefix}peony:gens`
+}
+
+/** The start of the keys that keep refused writes of owners from before a data loss: `${prefix}lost:{a}/b:<generation>`. */
+export function lostPrefix(prefix: string): string {
+  return `${prefix}lost:`
+}

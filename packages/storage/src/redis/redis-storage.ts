@@ -1,8 +1,19 @@
 /**
  * RedisStorage: a Redis (or Redis Cluster) backend through ioredis 5. Keys are laid out so that a
- * session's fence and its keys share a cluster slot (see keys.ts). acquire is INCR; writeFenced is
- * a Lua script that checks the fence and applies the ops, sent with EVALSHA (loaded on NOSCRIPT),
- * all calls of one writeFenced in one pipeline.
+ * session's fence and its keys share a cluster slot (see keys.ts). acquire and writeFenced are Lua
+ * scripts (scripts.ts) sent with EVAL, never EVALSHA: no NOSCRIPT retry can reorder the writes of
+ * a fence. All script calls of one writeFenced go in one pipeline.
+ *
+ * Order: every call is one command (or one pipeline) on one connection, and nothing is ever sent
+ * twice: no offline queue, no per-request retry, and `autoResendUnfulfilledCommands: false` (a
+ * command in flight when the connection drops fails; it is not re-sent after the reconnect, where
+ * it could land after a later write of the same fence).
+ *
+ * Data loss: a fence starts at Redis' clock in microseconds, and a marker key per prefix records
+ * when the first generation was handed out. A storage that finds the marker gone or changed knows
+ * Redis lost its data; it says so once (`onDataLoss`, and a process warning with the code
+ * PEONY_STORAGE_DATA_LOST), keeps the sole copy of a session nobody claimed since, and keeps a
+ * stale owner's refused write under `${prefix}lost:…`. See docs/sessions.md, "Redis persistence".
  *
  * Failing fast: the clients this driver creates have no offline queue and no per-request retries,
  * and every command times out after `opTimeoutMs`, so a call made while Redis is unreachable
@@ -15,8 +26,18 @@
 import type { Cluster, ChainableCommander, Redis, RedisOptions } from 'ioredis'
 import { StorageError, StorageErrorCode } from '../errors.ts'
 import { AbstractStorage, type AbstractStorageOptions, type BatchOp, type ClaimResult, type FencedResult, type FencedWrite } from '../storage.ts'
-import { dataKey, fenceKey } from './keys.ts'
-import { WRITE_FENCED_LUA, WRITE_FENCED_SHA } from './scripts.ts'
+import { dataKey, fenceKey, lostPrefix, markerKey } from './keys.ts'
+import { ACQUIRE_LUA, WRITE_FENCED_LUA } from './scripts.ts'
+
+/** What RedisStorage reports when it finds that Redis lost its data. */
+export interface DataLossInfo {
+  /** Always 'PEONY_STORAGE_DATA_LOST'. */
+  code: 'PEONY_STORAGE_DATA_LOST'
+  /** A plain-words explanation for the operator. */
+  message: string
+  /** The marker this storage saw first (the time, in µs, generations of its prefix were first handed out), and the one it found. */
+  marker: { before: string; after: string | undefined }
+}
 
 /** Options of {@link RedisStorage}. */
 export interface RedisStorageOptions extends AbstractStorageOptions {
@@ -37,11 +58,20 @@ export interface RedisStorageOptions extends AbstractStorageOptions {
    * its keys must share a slot). Default 256.
    */
   writesPerScript?: number | undefined
+  /**
+   * Called once per storage (the first time it finds that Redis lost its data: restarted without
+   * persistence, flushed, or failed over to a replica that had not received the writes). The
+   * storage also emits a process warning with the code PEONY_STORAGE_DATA_LOST, unless this
+   * returns `false`. Not called in cluster mode (no marker there: see docs/sessions.md).
+   */
+  onDataLoss?: ((info: DataLossInfo) => unknown) | undefined
 }
 
 type Client = Redis | Cluster
 /** One call of the write script: its keys, then its arguments. */
 type ScriptCall = { numkeys: number; args: (string | Buffer)[] }
+/** The write script's reply: refused indexes, rescued indexes, adopted count, loss seen (1/0). */
+type WriteReply = [number[], number[], number, number]
 
 /** The default fenced writes per script call (see docs/benchmarks.md, "Storage"). */
 const WRITES_PER_SCRIPT = 256
@@ -66,6 +96,12 @@ export class RedisStorage extends AbstractStorage {
   readonly #plen: number
   /** Where the storage is, for messages: `at <redacted URL>`, or `of the given client`. */
   readonly #where: string
+  readonly #onDataLoss: ((info: DataLossInfo) => unknown) | undefined
+  /** The marker key of this prefix (undefined in cluster mode: it lives in a slot of its own). */
+  readonly #marker: string | undefined
+  /** The marker this storage saw first ('' before its first claim). */
+  #seen = ''
+  #lossReported = false
 
   constructor(options: RedisStorageOptions = {}) {
     const cluster = options.cluster ?? (options.client as { isCluster?: boolean } | undefined)?.isCluster === true
@@ -81,6 +117,14 @@ export class RedisStorage extends AbstractStorage {
     this.url = options.client === undefined ? (options.url ?? process.env.PEONY_REDIS_URL ?? 'redis://127.0.0.1:6379') : ''
     this.#plen = this.prefix.length
     this.#where = options.client === undefined ? `at ${redact(this.url)}` : 'of the given client'
+    if (options.onDataLoss !== undefined && typeof options.onDataLoss !== 'function') throw new TypeError('onDataLoss must be a function')
+    this.#onDataLoss = options.onDataLoss
+    this.#marker = cluster ? undefined : markerKey(this.prefix)
+  }
+
+  /** True once this storage found that Redis lost its data (see `onDataLoss`). */
+  get dataLossSeen(): boolean {
+    return this.#lossReported
   }
 
   /** The ioredis client while open (for diagnostics and tests). */
@@ -106,6 +150,9 @@ export class RedisStorage extends AbstractStorage {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
+      // A command in flight when the connection drops fails instead of being sent again after the
+      // reconnect, after commands issued later (see the module comment).
+      autoResendUnfulfilledCommands: false,
       commandTimeout: timeout,
       connectTimeout: timeout,
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
@@ -203,38 +250,73 @@ export class RedisStorage extends AbstractStorage {
 
   protected async _acquire(fence: string): Promise<number> {
     try {
-      return await this.#c().incr(this.#fence(fence))
+      const c = this.#c()
+      const res = (this.#marker === undefined ? await c.eval(ACQUIRE_LUA, 1, this.#fence(fence)) : await c.eval(ACQUIRE_LUA, 2, this.#fence(fence), this.#marker)) as [number, string | null]
+      return this.#acquired(res)
     } catch (err) {
-      throw redisError(err, this.#where, 'INCR', true)
+      throw redisError(err, this.#where, 'acquire', true)
     }
   }
 
   protected override async _claim(fence: string, keys: readonly string[]): Promise<ClaimResult> {
     if (this.cluster || keys.length === 0) return super._claim(fence, keys)
     try {
-      // INCR and MGET in one round trip; Redis runs them in order, after every earlier command.
+      // The acquire script and MGET in one round trip; Redis runs them in order, after every earlier command.
       const res = await this.#c()
         .pipeline()
-        .incr(this.#fence(fence))
+        .eval(ACQUIRE_LUA, 2, this.#fence(fence), this.#marker!)
         .mgetBuffer(keys.map((k) => this.#key(k)))
         .exec()
-      const [[e1, generation], [e2, values]] = res as [[Error | null, number], [Error | null, (Buffer | null)[]]]
+      const [[e1, acquired], [e2, values]] = res as [[Error | null, [number, string | null]], [Error | null, (Buffer | null)[]]]
       if (e1) throw e1
       if (e2) throw e2
-      return { generation, values: values.map(nullable) }
+      return { generation: this.#acquired(acquired), values: values.map(nullable) }
     } catch (err) {
       throw redisError(err, this.#where, 'claim')
     }
+  }
+
+  /** The generation of an acquire script's reply; notes the marker it saw. */
+  #acquired([generation, marker]: [number, string | null]): number {
+    if (this.#marker !== undefined) {
+      if (this.#seen === '') {
+        if (marker !== null) this.#seen = marker
+      } else if (marker !== this.#seen) this.#lost(marker ?? undefined)
+    }
+    return generation
+  }
+
+  /** Tells the operator, once, that Redis lost this prefix's data. */
+  #lost(after: string | undefined): void {
+    if (this.#lossReported) return
+    this.#lossReported = true
+    const message =
+      `the Redis storage ${this.#where} lost its data (prefix ${JSON.stringify(this.prefix)}): its fence generations are gone, so Redis was restarted without persistence, flushed, ` +
+      'or failed over to a replica that had not received the latest writes. Sessions loaded before the loss that nobody loaded since keep writing; ' +
+      `a write of an owner from before the loss that meets a newer owner is refused and kept under ${JSON.stringify(lostPrefix(this.prefix) + '…')}. ` +
+      'Player state written since the last persisted point may be lost: check the Redis persistence settings (docs/sessions.md, "Redis persistence").'
+    const info: DataLossInfo = { code: 'PEONY_STORAGE_DATA_LOST', message, marker: { before: this.#seen, after } }
+    let warn = true
+    if (this.#onDataLoss !== undefined) {
+      try {
+        warn = this.#onDataLoss(info) !== false
+      } catch {
+        // A failing callback must not fail the storage call that noticed the loss.
+      }
+    }
+    if (warn) process.emitWarning(message, { code: 'PEONY_STORAGE_DATA_LOST' })
   }
 
   protected async _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult> {
     const c = this.#c()
     const group = this.cluster ? 1 : this.#writesPerScript
     const calls: { first: number; call: ScriptCall }[] = []
+    const marker = this.#marker
+    const head = marker === undefined ? ['', '', '0'] : [this.#seen, lostPrefix(this.prefix), String(Buffer.byteLength(this.prefix))]
     for (let first = 0; first < writes.length; first += group) {
       const end = Math.min(first + group, writes.length)
-      const keys: string[] = []
-      const argv: (string | Buffer)[] = [String(end - first)]
+      const keys: string[] = marker === undefined ? [] : [marker]
+      const argv: (string | Buffer)[] = [String(end - first), ...head]
       for (let i = first; i < end; i++) {
         const w = writes[i]!
         keys.push(this.#fence(w.fence))
@@ -250,54 +332,34 @@ export class RedisStorage extends AbstractStorage {
     try {
       const results = await this.#evalAll(c, calls.map((x) => x.call))
       const refused: number[] = []
-      for (let i = 0; i < calls.length; i++) for (const r of results[i]!) refused.push(calls[i]!.first + r)
+      let lost = false
+      for (let i = 0; i < calls.length; i++) {
+        const [ref, , , seenLoss] = results[i]!
+        for (const r of ref) refused.push(calls[i]!.first + r)
+        if (seenLoss === 1) lost = true
+      }
+      if (lost) this.#lost(undefined)
       return { refused }
     } catch (err) {
       throw redisError(err, this.#where, 'writeFenced', calls.length === 1)
     }
   }
 
-  /** Runs the write script once per argument list: EVALSHA in one pipeline, SCRIPT LOAD and again for those that got NOSCRIPT. */
-  async #evalAll(c: Client, calls: ScriptCall[]): Promise<number[][]> {
-    const out: number[][] = new Array(calls.length)
-    let todo = calls.map((_, i) => i)
-    for (let attempt = 0; todo.length > 0; attempt++) {
-      let res: [Error | null, unknown][]
-      if (this.cluster) {
-        res = await Promise.all(todo.map((i) => c.evalsha(WRITE_FENCED_SHA, calls[i]!.numkeys, calls[i]!.args).then((v): [null, unknown] => [null, v], (e: Error): [Error, unknown] => [e, undefined])))
-      } else {
-        const p: ChainableCommander = c.pipeline()
-        // An array argument is flattened by ioredis (no spread: a write may have many ops).
-        for (const i of todo) p.evalsha(WRITE_FENCED_SHA, calls[i]!.numkeys, calls[i]!.args)
-        res = (await p.exec()) as [Error | null, unknown][]
-      }
-      const again: number[] = []
-      let noscript = false
-      for (let j = 0; j < todo.length; j++) {
-        const [err, v] = res[j]!
-        if (err) {
-          if (attempt === 0 && /NOSCRIPT/.test(err.message)) {
-            noscript = true
-            again.push(todo[j]!)
-            continue
-          }
-          throw err
-        }
-        out[todo[j]!] = v as number[]
-      }
-      if (noscript) await this.#loadScript(c)
-      todo = again
-    }
-    return out
-  }
-
-  async #loadScript(c: Client): Promise<void> {
+  /** Runs the write script once per argument list, with EVAL, in one pipeline (cluster: one call each, auto-pipelined per node). */
+  async #evalAll(c: Client, calls: ScriptCall[]): Promise<WriteReply[]> {
+    let res: [Error | null, unknown][]
     if (this.cluster) {
-      const nodes = (c as Cluster).nodes('master')
-      await Promise.all(nodes.map((n) => n.script('LOAD', WRITE_FENCED_LUA)))
+      res = await Promise.all(calls.map((x) => c.eval(WRITE_FENCED_LUA, x.numkeys, x.args).then((v): [null, unknown] => [null, v], (e: Error): [Error, unknown] => [e, undefined])))
     } else {
-      await (c as Redis).script('LOAD', WRITE_FENCED_LUA)
+      const p: ChainableCommander = c.pipeline()
+      // An array argument is flattened by ioredis (no spread: a write may have many ops).
+      for (const x of calls) p.eval(WRITE_FENCED_LUA, x.numkeys, x.args)
+      res = (await p.exec()) as [Error | null, unknown][]
     }
+    return res.map(([err, v]) => {
+      if (err) throw err
+      return v as WriteReply
+    })
   }
 
   #c(): Client {

@@ -28,6 +28,18 @@ export interface StorageSuiteOptions {
   reopen?: ((previous: AbstractStorage, options: StorageFactoryOptions) => AbstractStorage | Promise<AbstractStorage>) | undefined
   /** Called after each storage the suite made was closed (remove its temp dir, delete its keys). */
   cleanup?: ((storage: AbstractStorage) => unknown) | undefined
+  /**
+   * A fault hook: hold the next backend read of `storage` (the first one it starts after this
+   * call) until `release()`; later reads go through. Enables the tests of call order under a slow
+   * cold read (an abandoned claim must never fence the claim that retried it). Tests that need it
+   * are skipped, visibly, when it is missing.
+   */
+  holdNextRead?: ((storage: AbstractStorage) => { release(): void }) | undefined
+  /**
+   * Makes the backend lose every key and generation of `storage` (an open storage), as a Redis
+   * restarted without persistence would. Enables the data-loss tests; skipped when missing.
+   */
+  loseData?: ((storage: AbstractStorage) => Promise<void>) | undefined
 }
 
 /** The context of one run of the suite (one prefix configuration). */

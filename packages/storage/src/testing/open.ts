@@ -42,12 +42,12 @@ export function openTests(ctx: SuiteContext): void {
     it('a closed storage can be opened again and still has its data and generations', async () => {
       const s = await ctx.open()
       await s.put('k', b('v'))
-      expect(await s.acquire('f')).toBe(1)
+      const g = await s.acquire('f')
       await s.close()
       await s.open()
       expect(s.status).toBe('open')
       expectBytes(await s.get('k'), 'v')
-      expect(await s.acquire('f')).toBe(2)
+      expect(await s.acquire('f')).toBe(g + 1)
     })
 
     it('close() waits for calls in flight', async () => {
@@ -56,7 +56,7 @@ export function openTests(ctx: SuiteContext): void {
       const g = s.acquire('f')
       await s.close()
       await Promise.all(puts)
-      expect(await g).toBe(1)
+      expect(Number.isSafeInteger(await g)).toBe(true)
       await s.open()
       expectBytes(await s.get('k19'), 'v19')
     })

@@ -1,0 +1,85 @@
+/**
+ * A session load that passes loadTimeoutMs (a slow cold LevelDB read after a restart) is
+ * abandoned and retried; the abandoned claim must not take the newer generation and fence the
+ * live session off (which dropped its acknowledged changes). Real LevelStorage on disk; the only
+ * fault injected is one slowed LevelDB read, which a real LevelDB cannot produce on demand.
+ */
+import { rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, test } from 'vitest'
+import { createApp } from '@peony/worker'
+import { createTestHarness } from '@peony/worker/testing'
+import { LevelStorage } from '@peony/storage/leveldb'
+import { unpackValue } from '@peony/broker-client/codec'
+import { tempDir } from '@peony/test-utils'
+
+// classic-level as @peony/storage loads it (the same module instance).
+const fromStorage = createRequire(fileURLToPath(import.meta.resolve('@peony/storage/package.json')))
+const { ClassicLevel } = fromStorage('classic-level') as { ClassicLevel: { prototype: { getMany: (...args: unknown[]) => Promise<unknown> } } }
+
+/** Holds the next getMany of the LevelDB at `location` until release(). */
+function holdNextRead(location: string): { release(): void } {
+  const proto = ClassicLevel.prototype
+  const original = proto.getMany
+  let open!: () => void
+  const gate = new Promise<void>((r) => (open = r))
+  proto.getMany = function (this: { location: string }, ...args: unknown[]) {
+    if (this.location !== location) return original.apply(this, args)
+    proto.getMany = original
+    const p = original.apply(this, args)
+    return gate.then(() => p)
+  }
+  return {
+    release() {
+      proto.getMany = original
+      open()
+    },
+  }
+}
+
+const tick = () => new Promise((r) => setImmediate(r))
+
+describe('a load abandoned by loadTimeoutMs, then retried (LevelStorage)', () => {
+  test('the retry owns the session: its acknowledged increments are stored, nothing is fenced', async () => {
+    const app = createApp()
+    const def = app.session<{ n: number }>({ initial: () => ({ n: 0 }) })
+    app.route('inc', (req) => {
+      const s = def.of(req)
+      s.state.n++
+      req.reply({ n: s.state.n })
+    })
+    const location = join(tempDir('peony-load-order-'), 'db')
+    const storage = new LevelStorage({ location })
+    await storage.open()
+    const h = createTestHarness(app, { sessions: { storage, loadTimeoutMs: 2000, flushIntervalMs: 1000, maxUnflushedAgeMs: 1000 } })
+    try {
+      await h.ready
+      const held = holdNextRead(location)
+      // The first load's read is slow (a cold read after a restart): the load times out.
+      const first = h.inject({ cmd: 'inc', uid: 7 })
+      await h.advance(2000)
+      expect((await first).replies[0]?.ret).toBe(-10005)
+      // The next request loads again; the slow read finishes meanwhile.
+      const second = h.inject({ cmd: 'inc', uid: 7 })
+      for (let i = 0; i < 5; i++) await tick()
+      held.release()
+      expect((await second).replies[0]?.data).toEqual({ n: 1 })
+      expect((await h.inject({ cmd: 'inc', uid: 7 })).replies[0]?.data).toEqual({ n: 2 })
+      // Write-behind: both acknowledged increments reach storage; the session is not fenced.
+      await h.advance(1000)
+      for (let i = 0; i < 20 && h.stats().sessions!.dirty > 0; i++) await tick()
+      await h.advance(1000)
+      expect(h.stats().sessions).toMatchObject({ fenced: 0, dirty: 0 })
+      const bytes = await storage.get('player:7')
+      expect(bytes, 'the session was stored').toBeDefined()
+      const rec = unpackValue(bytes!) as [number, Uint8Array, unknown]
+      expect(unpackValue(rec[1])).toEqual({ n: 2 })
+    } finally {
+      await h.stop()
+      await storage.close()
+      rmSync(location, { recursive: true, force: true })
+    }
+  })
+})
