@@ -92,6 +92,8 @@ export interface ServerConfig {
   storage: StorageDriver
   /** Absolute path of the LevelDB directory (used when `storage` is leveldb). */
   storagePath: string
+  /** LevelDB's cache of fence generations, in entries (used when `storage` is leveldb). */
+  fenceCacheSize: number
   /** Used when `storage` is redis. */
   redisUrl: string
   redisPrefix: string
@@ -353,6 +355,13 @@ const specTable = {
     defaultText: './data/peony (in the working directory)',
     arg: '<dir>',
     doc: 'The LevelDB directory (storage leveldb); its parent is created if missing. One server per directory: a second one fails with PEONY_STORAGE_LOCKED.',
+  },
+  fenceCacheSize: {
+    rule: intRule(1, 1 << 30, 'fences'),
+    default: 100_000,
+    defaultText: '100000',
+    arg: '<n>',
+    doc: 'Fence generations the LevelDB storage keeps cached (storage leveldb), ~100 B each; past it the least recently used one is dropped and read from disk again when its player comes back. Bounds what the storage thread keeps for players who have left.',
   },
   redisUrl: {
     rule: redisUrlRule,
@@ -857,6 +866,7 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
     workerResourceLimits: v('workerResourceLimits'),
     storage: v('storage'),
     storagePath: v('storagePath'),
+    fenceCacheSize: v('fenceCacheSize'),
     redisUrl: v('redisUrl'),
     redisPrefix: v('redisPrefix'),
     flushIntervalMs: v('flushIntervalMs'),

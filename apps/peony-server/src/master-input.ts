@@ -12,10 +12,10 @@ export type StorageInput = NonNullable<MasterInput['storage']>
 export type SessionsInput = NonNullable<MasterInput['sessions']>
 
 /** The storage the master opens for a configuration. */
-export function toStorageInput(config: Pick<ServerConfig, 'storage' | 'storagePath' | 'redisUrl' | 'redisPrefix'>): StorageInput {
+export function toStorageInput(config: Pick<ServerConfig, 'storage' | 'storagePath' | 'fenceCacheSize' | 'redisUrl' | 'redisPrefix'>): StorageInput {
   switch (config.storage) {
     case 'leveldb':
-      return { driver: 'leveldb', location: config.storagePath }
+      return { driver: 'leveldb', location: config.storagePath, fenceCacheSize: config.fenceCacheSize }
     case 'redis':
       return { driver: 'redis', url: config.redisUrl, prefix: config.redisPrefix }
     case 'memory':

@@ -94,6 +94,7 @@ describe('defaults', () => {
       respawnMaxDelayMs: 10_000,
       workerResourceLimits: undefined,
       storage: 'leveldb',
+      fenceCacheSize: 100_000,
       redisUrl: 'redis://127.0.0.1:6379',
       redisPrefix: 'peony:',
       flushIntervalMs: 1000,
@@ -397,6 +398,12 @@ describe('validation errors', () => {
     expect(only(await problems(load({ env: { PEONY_WORKER_RESOURCE_LIMITS: '512' } })))).toMatchObject({ key: 'workerResourceLimits' })
   })
 
+  it('takes fenceCacheSize (the LevelDB storage\'s bound on cached fence generations) from env and flags', async () => {
+    expect((await load({ env: { PEONY_FENCE_CACHE_SIZE: '5000' } })).fenceCacheSize).toBe(5000)
+    expect(only(await problems(load({ argv: ['--fence-cache-size', '0'] })))).toMatchObject({ key: 'fenceCacheSize', source: 'flag' })
+    expect(toMasterInput(await load({ argv: ['--fence-cache-size', '7'] })).storage).toMatchObject({ driver: 'leveldb', fenceCacheSize: 7 })
+  })
+
   it('takes laneKeepIdle (the master\'s bound on idle lanes per worker) from env and flags, 0 included', async () => {
     expect((await load({ env: { PEONY_LANE_KEEP_IDLE: '1_000' } })).laneKeepIdle).toBe(1000)
     expect((await load({ argv: ['--lane-keep-idle', '0'], env: { PEONY_LANE_KEEP_IDLE: '1000' } })).laneKeepIdle).toBe(0)
@@ -478,7 +485,7 @@ describe('storage and sessions', () => {
   it('maps every storage and session key onto the master input', async () => {
     const c = await load({ argv: ['--storage-path', 'db', '--session-memory-budget-mb', '3', '--flush-interval-ms', '250'] })
     const m = toMasterInput(c)
-    expect(m.storage).toEqual({ driver: 'leveldb', location: c.storagePath })
+    expect(m.storage).toEqual({ driver: 'leveldb', location: c.storagePath, fenceCacheSize: 100_000 })
     expect(m.sessions).toEqual({
       flushIntervalMs: 250,
       gateIntervalMs: 2,
