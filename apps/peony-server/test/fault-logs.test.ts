@@ -110,10 +110,12 @@ describe('log lines during a 10 s Redis outage under load (real server process)'
     console.log(JSON.stringify({ loadFailures, flushErrors, faultLines: faults.length, byKind: figures }))
 
     // (`time` is stamped when a line is written, after the limiter looked at the clock: on two
-    // busy cores a thread can be descheduled between the two for tens of ms)
+    // busy cores a thread can be descheduled between the two for tens of ms, and a worker's line
+    // crosses to the master's logger: seen 371 ms late with a benchmark running alongside. A
+    // limiter that let lines through would put them ms apart, so 1 s of slack still catches it.)
     for (const [kind, ls] of byKind) {
       for (let i = 1; i < ls.length; i++) {
-        expect(ls[i]!.time - ls[i - 1]!.time, `${kind}: lines ${i - 1} and ${i} closer than ${WINDOW_MS} ms`).toBeGreaterThanOrEqual(WINDOW_MS - 250)
+        expect(ls[i]!.time - ls[i - 1]!.time, `${kind}: lines ${i - 1} and ${i} closer than ${WINDOW_MS} ms`).toBeGreaterThanOrEqual(WINDOW_MS - 1000)
       }
     }
     for (const l of faults) {
