@@ -4,7 +4,10 @@
  * Many values travel as ONE ArrayBuffer (their bytes back to back) plus an Int32Array of lengths
  * (-1: a missing value or a delete), both transferred, never cloned. Many keys travel as one
  * string joined with '\0', which no key can contain. So a writeFenced of 100,000 ops is a handful
- * of objects on the port, whatever the number of values.
+ * of objects on the port, whatever the number of values. Once a batch or writeFenced has
+ * succeeded (the storage no longer reads its values: a driver keeps no reference to a value past
+ * its call), the host hands the values buffer back with the answer, and the client packs later
+ * calls into it: a flush's calls reuse a few buffers instead of mapping a new one each.
  */
 import { PeonyError, isPeonyError } from '@peony/broker-client/core'
 import { StorageError, StorageErrorCode, isNotApplied, type StorageErrorCode as Code } from '../errors.ts'
@@ -13,7 +16,7 @@ import type { BatchOp, StorageSupports } from '../storage.ts'
 /** Keys joined with '\0'. */
 export type PackedKeys = string
 
-/** Values back to back in `data`; `lens[i]` is the length of value i, or -1 for none. */
+/** Values back to back from the start of `data` (which may be longer); `lens[i]` is the length of value i, or -1 for none. */
 export interface PackedValues {
   lens: Int32Array
   data: ArrayBuffer
@@ -36,8 +39,11 @@ export type Request =
   | { i: number; op: 'claim'; fence: string; keys: PackedKeys }
   | { i: number; op: 'writeFenced'; fences: PackedKeys; gens: Float64Array; counts: Uint32Array; ops: PackedOps }
 
-/** Host → client. */
-export type Response = { i: number; ok: true; r: unknown } | { i: number; ok: false; e: WireError }
+/**
+ * Host → client. `b`: the values buffer of the request (a `batch` or `writeFenced` that
+ * succeeded), handed back so that the client packs a later call's values into it.
+ */
+export type Response = { i: number; ok: true; r: unknown; b?: ArrayBuffer } | { i: number; ok: false; e: WireError }
 
 /** The answer to `hello`. */
 export interface Hello {
@@ -111,12 +117,17 @@ export function unpackValues(p: PackedValues): (Uint8Array | undefined)[] {
   return out
 }
 
-/** Packs the ops of several groups (a batch is one group, a writeFenced one group per write). */
-export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
+/**
+ * Packs the ops of several groups (a batch is one group, a writeFenced one group per write). The
+ * values are copied into `spare`'s smallest buffer that holds them, taken out of `spare` (a
+ * buffer the host handed back after an earlier write: memory already mapped, no allocation),
+ * else into a new buffer.
+ */
+export function packOps(groups: readonly (readonly BatchOp[])[], spare?: ArrayBuffer[]): PackedOps {
   let n = 0
   let total = 0
-  // Values that lie back to back in one ArrayBuffer (a caller that built them in one buffer, as
-  // session flushes do) are copied with one slice instead of one set() per value.
+  // Values that lie back to back in one buffer (a caller that built them in one buffer, as
+  // session flushes do) are copied with one set() instead of one per value.
   let buf: ArrayBufferLike | undefined
   let start = 0
   let contiguous = true
@@ -136,15 +147,15 @@ export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
   }
   const keys = new Array<string>(n)
   const lens = new Int32Array(n)
-  const sliced = contiguous && buf instanceof ArrayBuffer ? buf.slice(start, start + total) : undefined
-  const data = sliced === undefined ? bytes(total) : undefined
+  const data = spareFor(spare, total) ?? bytes(total >= SPARE_MIN_BYTES ? Math.ceil(total / SPARE_MIN_BYTES) * SPARE_MIN_BYTES : total)
+  if (contiguous && buf !== undefined) data.set(new Uint8Array(buf, start, total))
   let i = 0
   let off = 0
   for (const g of groups) {
     for (const op of g) {
       keys[i] = op.key
       if (op.type === 'put') {
-        data?.set(op.value, off)
+        if (!contiguous) data.set(op.value, off)
         lens[i] = op.value.byteLength
         off += op.value.byteLength
       } else {
@@ -153,7 +164,35 @@ export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
       i++
     }
   }
-  return { keys: keys.join('\0'), lens, data: sliced ?? ((data as Uint8Array).buffer as ArrayBuffer) }
+  return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
+}
+
+/** Buffers smaller than this are not kept for reuse (allocating them is cheap); new ones at least this big are rounded up to a multiple of it. */
+export const SPARE_MIN_BYTES = 64 * 1024
+/** Buffers kept for reuse, at most this many and… */
+export const SPARE_MAX_COUNT = 4
+/** …each at most this big (one huge write does not pin its memory). */
+export const SPARE_MAX_BYTES = 8 * 1024 * 1024
+
+/** Keeps `b` in `spare` for a later packOps, if it is worth keeping and there is room. */
+export function keepSpare(spare: ArrayBuffer[], b: unknown): void {
+  if (!(b instanceof ArrayBuffer) || b.byteLength < SPARE_MIN_BYTES || b.byteLength > SPARE_MAX_BYTES || spare.length >= SPARE_MAX_COUNT) return
+  spare.push(b)
+}
+
+/** Takes the smallest buffer of `spare` that holds `total` bytes out of it (none for small totals). */
+function spareFor(spare: ArrayBuffer[] | undefined, total: number): Uint8Array | undefined {
+  if (spare === undefined || total === 0) return undefined
+  let best = -1
+  for (let i = 0; i < spare.length; i++) {
+    const len = spare[i]!.byteLength
+    if (len >= total && (best < 0 || len < spare[best]!.byteLength)) best = i
+  }
+  if (best < 0) return undefined
+  const b = spare[best]!
+  spare[best] = spare[spare.length - 1]!
+  spare.pop()
+  return new Uint8Array(b)
 }
 
 /** The ops back, values as views into the transferred buffer. */

@@ -16,6 +16,7 @@ import {
   type Request,
   type Response,
   fromWireError,
+  keepSpare,
   ownBuffer,
   packKeys,
   packOps,
@@ -50,6 +51,8 @@ export class RemoteStorage extends AbstractStorage {
   /** The port closed: every call fails with CLOSED from now on. */
   #portClosed = false
   #listening = false
+  /** Values buffers the host handed back after successful writes, to pack later writes into (codec.ts). */
+  readonly #spare: ArrayBuffer[] = []
 
   constructor(port: MessagePort, options: RemoteStorageOptions = {}) {
     if (typeof port?.postMessage !== 'function' || typeof port.on !== 'function') throw new TypeError('RemoteStorage needs a MessagePort')
@@ -80,6 +83,7 @@ export class RemoteStorage extends AbstractStorage {
 
   protected async _close(): Promise<void> {
     this.#stopListening()
+    this.#spare.length = 0
   }
 
   protected async _get(key: string): Promise<Uint8Array | undefined> {
@@ -101,7 +105,7 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   protected async _batch(ops: readonly BatchOp[]): Promise<void> {
-    const packed = packOps([ops])
+    const packed = packOps([ops], this.#spare)
     await this.#call({ op: 'batch', ops: packed }, transferOf(packed))
   }
 
@@ -127,7 +131,7 @@ export class RemoteStorage extends AbstractStorage {
       counts[i] = w.ops.length
       groups[i] = w.ops
     }
-    const ops = packOps(groups)
+    const ops = packOps(groups, this.#spare)
     const req: Call = { op: 'writeFenced', fences: packKeys(fences), gens, counts, ops }
     return (await this.#call(req, [gens.buffer, counts.buffer, ...transferOf(ops)])) as FencedResult
   }
@@ -166,7 +170,10 @@ export class RemoteStorage extends AbstractStorage {
   readonly #onMessage = (res: Response): void => {
     const p = this.#settle(res.i)
     if (p === undefined) return
-    if (res.ok) p.resolve(res.r)
+    if (res.ok) {
+      if (res.b !== undefined) keepSpare(this.#spare, res.b)
+      p.resolve(res.r)
+    }
     else p.reject(fromWireError(res.e))
   }
 
