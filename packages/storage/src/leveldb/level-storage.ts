@@ -61,8 +61,13 @@ export class LevelStorage extends AbstractStorage {
   /** The generation batch in flight, and the one that will carry the current #dirty. */
   #genWrite: Promise<void> | undefined
   #genNext: Promise<void> | undefined
-  /** fence → the last db.batch in flight that carries an accepted write of that fence. */
+  /**
+   * fence → the last db.batch that carries an accepted write of that fence: in flight while it is
+   * in #live (a landed one may linger until no batch is in flight; waiting for it costs nothing).
+   */
   #writing = new Map<string, Promise<unknown>>()
+  /** The db.batch calls of fenced writes in flight. */
+  readonly #live = new Set<Promise<unknown>>()
   /** The last writeFenced still reading generations before its check. */
   #gate: Promise<void> | undefined
 
@@ -108,6 +113,7 @@ export class LevelStorage extends AbstractStorage {
       this.#gens.clear()
       this.#dirty.clear()
       this.#writing.clear()
+      this.#live.clear()
     }
   }
 
@@ -186,46 +192,69 @@ export class LevelStorage extends AbstractStorage {
     // Check and launch in one synchronous pass: an acquire cannot slip between a write's check
     // and its batch, and claim() finds the batch in #writing.
     const refused: number[] = []
-    const batches: Promise<void>[] = []
+    let batches: Promise<void> | Promise<void>[] | undefined
     let chunk: BatchOp[] = []
     let fences: string[] = []
     let bytes = 0
-    const launch = (): void => {
-      // A batch waits for the batches in flight that carry writes of the same fences, so writes
-      // of one fence land in call order.
-      let before: Set<Promise<unknown>> | undefined
-      for (const f of fences) {
-        const w = this.#writing.get(f)
-        if (w !== undefined) (before ??= new Set()).add(w)
-      }
-      const ops = chunk
-      const p = before === undefined ? db.batch(ops) : Promise.all([...before].map((b) => b.catch(noop))).then(() => db.batch(ops))
-      batches.push(p)
-      for (const f of fences) this.#writing.set(f, p)
-      const done = (): void => {
-        for (const f of fences) if (this.#writing.get(f) === p) this.#writing.delete(f)
-      }
-      p.then(done, done)
-      chunk = []
-      fences = []
-      bytes = 0
-    }
     for (let i = 0; i < writes.length; i++) {
       const w = writes[i]!
       if (gens.get(w.fence) !== w.generation) {
         refused.push(i)
         continue
       }
-      for (const op of w.ops) {
+      const ops = w.ops
+      for (let k = 0; k < ops.length; k++) {
+        const op = ops[k]!
         chunk.push(op)
         if (op.type === 'put') bytes += op.value.byteLength
       }
       fences.push(w.fence)
-      if (chunk.length >= CHUNK_OPS || bytes >= CHUNK_BYTES) launch()
+      if (chunk.length >= CHUNK_OPS || bytes >= CHUNK_BYTES) {
+        const p = this.#launch(db, chunk, fences)
+        batches = batches === undefined ? p : Array.isArray(batches) ? (batches.push(p), batches) : [batches, p]
+        chunk = []
+        fences = []
+        bytes = 0
+      }
     }
-    if (chunk.length > 0) launch()
-    await Promise.all(batches)
+    if (chunk.length > 0) {
+      const p = this.#launch(db, chunk, fences)
+      batches = batches === undefined ? p : Array.isArray(batches) ? (batches.push(p), batches) : [batches, p]
+    }
+    if (batches !== undefined) await (Array.isArray(batches) ? Promise.all(batches) : batches)
     return { refused }
+  }
+
+  /**
+   * Starts `db.batch(ops)` (the ops of accepted writes of `fences`) once the batches in flight
+   * that carry writes of the same fences have landed, so writes of one fence land in call order.
+   * #writing maps each fence to the last batch that carries a write of it; an entry whose batch
+   * has landed is stale and ignored (the map is emptied whenever no batch is in flight).
+   */
+  #launch(db: Db, ops: BatchOp[], fences: string[]): Promise<void> {
+    const writing = this.#writing
+    const live = this.#live
+    let before: Promise<unknown>[] | undefined
+    if (live.size > 0) {
+      for (let i = 0; i < fences.length; i++) {
+        const w = writing.get(fences[i]!)
+        if (w !== undefined && live.has(w) && before?.includes(w) !== true) (before ??= []).push(w)
+      }
+    }
+    const p = before === undefined ? db.batch(ops) : Promise.all(before.map((b) => b.catch(noop))).then(() => db.batch(ops))
+    live.add(p)
+    for (let i = 0; i < fences.length; i++) writing.set(fences[i]!, p)
+    p.then(
+      () => this.#landed(p),
+      () => this.#landed(p),
+    )
+    return p
+  }
+
+  /** Batch `p` has landed (or failed): it is no longer in flight. */
+  #landed(p: Promise<void>): void {
+    this.#live.delete(p)
+    if (this.#live.size === 0) this.#writing.clear()
   }
 
   /** getMany, or getSync per key with `readSync`. */
