@@ -274,7 +274,7 @@ describe('RemoteStorage and serveStorage', () => {
     expect(Array.from((await client.get('y'))!)).toEqual(Array.from(slab.subarray(0, 10)))
   })
 
-  it('a write\'s values buffer comes back with the answer and carries a later write (not after a failed write)', async () => {
+  it('a write\'s values buffer comes back with the answer and carries a later write (not after a failed write); a key equal to its fence crosses once', async () => {
     const { host, client, port1 } = memoryPair()
     await host.open()
     await client.open()
@@ -289,6 +289,8 @@ describe('RemoteStorage and serveStorage', () => {
     expect((await write(1, 1000)).refused).toEqual([])
     expect(back).toHaveLength(1)
     expect(back[0]!.byteLength).toBeGreaterThanOrEqual(200 * 1000)
+    // Each op's key is its fence: it crosses once, as the fence (the op's key goes as '').
+    expect((sent.mock.calls[0]![0] as { ops: { keys: string } }).ops.keys).toBe('\0'.repeat(199))
     // The next write (smaller values) is packed into the buffer that came back: nothing of the first write shows.
     expect((await write(2, 300)).refused).toEqual([])
     const transfer = sent.mock.calls[1]![1] as ArrayBuffer[]

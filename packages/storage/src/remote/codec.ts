@@ -11,7 +11,7 @@
  */
 import { PeonyError, isPeonyError } from '@peony/broker-client/core'
 import { StorageError, StorageErrorCode, isNotApplied, type StorageErrorCode as Code } from '../errors.ts'
-import type { BatchOp, StorageSupports } from '../storage.ts'
+import type { BatchOp, FencedWrite, StorageSupports } from '../storage.ts'
 
 /** Keys joined with '\0'. */
 export type PackedKeys = string
@@ -27,6 +27,18 @@ export interface PackedOps extends PackedValues {
   keys: PackedKeys
 }
 
+/**
+ * A writeFenced call: the fences, each write's generation and op count, and all the ops. An op
+ * whose key is its write's fence (a session's record) goes as '' (no key is empty), so the host
+ * uses the fence's string for it.
+ */
+export interface PackedWrites {
+  fences: PackedKeys
+  gens: Float64Array
+  counts: Uint32Array
+  ops: PackedOps
+}
+
 /** Client → host. */
 export type Request =
   | { i: number; op: 'hello' }
@@ -37,7 +49,7 @@ export type Request =
   | { i: number; op: 'batch'; ops: PackedOps }
   | { i: number; op: 'acquire'; fence: string }
   | { i: number; op: 'claim'; fence: string; keys: PackedKeys }
-  | { i: number; op: 'writeFenced'; fences: PackedKeys; gens: Float64Array; counts: Uint32Array; ops: PackedOps }
+  | ({ i: number; op: 'writeFenced' } & PackedWrites)
 
 /**
  * Host → client. `b`: the values buffer of the request (a `batch` or `writeFenced` that
@@ -165,6 +177,90 @@ export function packOps(groups: readonly (readonly BatchOp[])[], spare?: ArrayBu
     }
   }
   return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
+}
+
+/** Packs a writeFenced call (see PackedWrites; values as packOps packs them). */
+export function packWrites(writes: readonly FencedWrite[], spare?: ArrayBuffer[]): PackedWrites {
+  const n = writes.length
+  const fences = new Array<string>(n)
+  const gens = new Float64Array(n)
+  const counts = new Uint32Array(n)
+  let nOps = 0
+  let total = 0
+  let buf: ArrayBufferLike | undefined
+  let start = 0
+  let contiguous = true
+  for (let i = 0; i < n; i++) {
+    const w = writes[i]!
+    const ops = w.ops
+    fences[i] = w.fence
+    gens[i] = w.generation
+    counts[i] = ops.length
+    nOps += ops.length
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k]!
+      if (op.type !== 'put') continue
+      const v = op.value
+      if (buf === undefined) {
+        buf = v.buffer
+        start = v.byteOffset
+      } else if (contiguous && (v.byteOffset !== start + total || v.buffer !== buf)) {
+        contiguous = false
+      }
+      total += v.byteLength
+    }
+  }
+  const keys = new Array<string>(nOps)
+  const lens = new Int32Array(nOps)
+  const data = spareFor(spare, total) ?? bytes(total >= SPARE_MIN_BYTES ? Math.ceil(total / SPARE_MIN_BYTES) * SPARE_MIN_BYTES : total)
+  if (contiguous && buf !== undefined) data.set(new Uint8Array(buf, start, total))
+  let j = 0
+  let off = 0
+  for (let i = 0; i < n; i++) {
+    const ops = writes[i]!.ops
+    const fence = fences[i]
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k]!
+      keys[j] = op.key === fence ? '' : op.key
+      if (op.type === 'put') {
+        const len = op.value.byteLength
+        if (!contiguous) data.set(op.value, off)
+        lens[j] = len
+        off += len
+      } else {
+        lens[j] = -1
+      }
+      j++
+    }
+  }
+  return { fences: fences.join('\0'), gens, counts, ops: { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer } }
+}
+
+/** The writes back, in one pass; values as views into the transferred buffer. */
+export function unpackWrites(p: PackedWrites): FencedWrite[] {
+  const fences = unpackKeys(p.fences)
+  const { lens, data } = p.ops
+  const keys = lens.length === 0 ? [] : p.ops.keys.split('\0')
+  const writes = new Array<FencedWrite>(fences.length)
+  let o = 0
+  let off = 0
+  for (let w = 0; w < fences.length; w++) {
+    const fence = fences[w]!
+    const c = p.counts[w]!
+    const ops = new Array<BatchOp>(c)
+    for (let k = 0; k < c; k++, o++) {
+      const key = keys[o] || fence
+      const len = lens[o]!
+      if (len < 0) {
+        ops[k] = { type: 'del', key }
+      } else {
+        ops[k] = { type: 'put', key, value: new Uint8Array(data, off, len) }
+        off += len
+      }
+    }
+    writes[w] = { fence, generation: p.gens[w]!, ops }
+  }
+  return writes
 }
 
 /** Buffers smaller than this are not kept for reuse (allocating them is cheap); new ones at least this big are rounded up to a multiple of it. */

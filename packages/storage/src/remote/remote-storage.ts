@@ -20,6 +20,7 @@ import {
   ownBuffer,
   packKeys,
   packOps,
+  packWrites,
   transferOf,
   unpackValues,
 } from './codec.ts'
@@ -119,21 +120,8 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   protected async _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult> {
-    const n = writes.length
-    const gens = new Float64Array(n)
-    const counts = new Uint32Array(n)
-    const fences = new Array<string>(n)
-    const groups = new Array<readonly BatchOp[]>(n)
-    for (let i = 0; i < n; i++) {
-      const w = writes[i]!
-      fences[i] = w.fence
-      gens[i] = w.generation
-      counts[i] = w.ops.length
-      groups[i] = w.ops
-    }
-    const ops = packOps(groups, this.#spare)
-    const req: Call = { op: 'writeFenced', fences: packKeys(fences), gens, counts, ops }
-    return (await this.#call(req, [gens.buffer, counts.buffer, ...transferOf(ops)])) as FencedResult
+    const p = packWrites(writes, this.#spare)
+    return (await this.#call({ op: 'writeFenced', ...p }, [p.gens.buffer as ArrayBuffer, p.counts.buffer as ArrayBuffer, ...transferOf(p.ops)])) as FencedResult
   }
 
   #call(req: Call, transfer: ArrayBuffer[] = []): Promise<unknown> {

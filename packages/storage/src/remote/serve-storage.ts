@@ -6,8 +6,8 @@
  * Errors go back with their code and retryable flag.
  */
 import type { MessagePort } from 'node:worker_threads'
-import { type AbstractStorage, type FencedWrite, type UncheckedCalls, uncheckedCalls } from '../storage.ts'
-import { type Hello, type Request, type Response, ownBuffer, packValues, toWireError, transferOf, unpackKeys, unpackOps } from './codec.ts'
+import { type AbstractStorage, type UncheckedCalls, uncheckedCalls } from '../storage.ts'
+import { type Hello, type Request, type Response, ownBuffer, packValues, toWireError, transferOf, unpackKeys, unpackOps, unpackWrites } from './codec.ts'
 
 /** What serveStorage returns. */
 export interface StorageServer {
@@ -91,18 +91,8 @@ async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Reques
       const p = packValues(values)
       return [{ generation, values: p }, transferOf(p)]
     }
-    case 'writeFenced': {
-      const fences = unpackKeys(m.fences)
-      const ops = unpackOps(m.ops)
-      const writes = new Array<FencedWrite>(fences.length)
-      let o = 0
-      for (let w = 0; w < fences.length; w++) {
-        const n = m.counts[w]!
-        writes[w] = { fence: fences[w]!, generation: m.gens[w]!, ops: ops.slice(o, o + n) }
-        o += n
-      }
-      return [await calls.writeFenced(writes), undefined, m.ops.data]
-    }
+    case 'writeFenced':
+      return [await calls.writeFenced(unpackWrites(m)), undefined, m.ops.data]
     default:
       throw new TypeError(`unknown remote storage op ${JSON.stringify((m as { op?: unknown }).op)}`)
   }
