@@ -241,7 +241,7 @@ export class LevelStorage extends AbstractStorage {
         if (w !== undefined && live.has(w) && before?.includes(w) !== true) (before ??= []).push(w)
       }
     }
-    const p = before === undefined ? db.batch(ops) : Promise.all(before.map((b) => b.catch(noop))).then(() => db.batch(ops))
+    const p = before === undefined ? writeBatch(db, ops) : Promise.all(before.map((b) => b.catch(noop))).then(() => writeBatch(db, ops))
     live.add(p)
     for (let i = 0; i < fences.length; i++) writing.set(fences[i]!, p)
     p.then(
@@ -313,6 +313,22 @@ export class LevelStorage extends AbstractStorage {
 }
 
 function noop(): void {}
+
+/** abstract-level's implementation hook under db.batch() (not in its types). */
+type WithPrivateBatch = { _batch?: (ops: BatchOp[], options: object) => Promise<void> }
+const NO_OPTIONS = Object.freeze({})
+
+/**
+ * `db.batch(ops)` for fenced writes, through classic-level's own `_batch`: abstract-level's
+ * public batch() clones and re-validates every op (its keys and values are already checked, a
+ * utf8 key and a 'view' value are passed to the binding as they are) and emits events nobody
+ * listens to here: ~0.4 µs per op on the storage host thread (100,000 puts of 1 KB in calls of
+ * 500: ~125 ms of the thread's CPU through batch(), ~85 ms through _batch, best of 6 on a loaded VM).
+ */
+function writeBatch(db: Db, ops: BatchOp[]): Promise<void> {
+  const own = (db as unknown as WithPrivateBatch)._batch
+  return typeof own === 'function' ? own.call(db, ops, NO_OPTIONS) : db.batch(ops)
+}
 
 function encodeGen(g: number): Uint8Array {
   return Buffer.from(String(g), 'latin1')
