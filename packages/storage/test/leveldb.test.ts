@@ -217,3 +217,33 @@ describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
     expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 1.5 })).toThrow(RangeError)
   })
 })
+
+describe('LevelStorage: fenced write batching', () => {
+  const open: LevelStorage[] = []
+  afterEach(async () => {
+    for (const s of open.splice(0)) {
+      await s.close()
+      rmSync(s.location, { recursive: true, force: true })
+    }
+  })
+
+  it('calls in flight that write the same fences land in call order, each split into several batches, again and again', async () => {
+    const s = new LevelStorage({ location: join(tempDir('peony-level-'), 'db') })
+    open.push(s)
+    await s.open()
+    const fences = Array.from({ length: 2500 }, (_, i) => `p${i}`)
+    const gens = await Promise.all(fences.map((f) => s.acquire(f)))
+    const value = (call: number) => new Uint8Array(600).fill(call)
+    for (let round = 0; round < 3; round++) {
+      // 2,500 writes of 600 bytes: three batches per call (1000 ops each at most), five calls at once.
+      const calls = Array.from({ length: 5 }, (_, c) => s.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: fence, value: value(round * 5 + c + 1) }] }))))
+      for (const r of await Promise.all(calls)) expect(r.refused).toEqual([])
+      const got = await s.getMany(fences)
+      expect(got.every((v) => v !== undefined && v.byteLength === 600 && v[0] === round * 5 + 5 && v[599] === round * 5 + 5)).toBe(true)
+    }
+    // A claim after the calls reads the last one; the old owner's next write is refused.
+    const c = await s.claim('p7', ['p7'])
+    expect(c.values[0]?.[0]).toBe(15)
+    expect((await s.writeFenced([{ fence: 'p7', generation: gens[7]!, ops: [{ type: 'put', key: 'p7', value: value(99) }] }])).refused).toEqual([0])
+  })
+})

@@ -274,6 +274,36 @@ describe('RemoteStorage and serveStorage', () => {
     expect(Array.from((await client.get('y'))!)).toEqual(Array.from(slab.subarray(0, 10)))
   })
 
+  it('a write\'s values buffer comes back with the answer and carries a later write (not after a failed write); a key equal to its fence crosses once', async () => {
+    const { host, client, port1 } = memoryPair()
+    await host.open()
+    await client.open()
+    const fences = Array.from({ length: 200 }, (_, i) => `s${i}`)
+    const gens = await Promise.all(fences.map((f) => client.acquire(f)))
+    const back: ArrayBuffer[] = []
+    port1.on('message', (m: { b?: ArrayBuffer }) => {
+      if (m.b !== undefined) back.push(m.b)
+    })
+    const sent = vi.spyOn(port1, 'postMessage')
+    const write = (fill: number, size: number) => client.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: fence, value: new Uint8Array(size).fill(fill) }] })))
+    expect((await write(1, 1000)).refused).toEqual([])
+    expect(back).toHaveLength(1)
+    expect(back[0]!.byteLength).toBeGreaterThanOrEqual(200 * 1000)
+    // Each op's key is its fence: it crosses once, as the fence (the op's key goes as '').
+    expect((sent.mock.calls[0]![0] as { ops: { keys: string } }).ops.keys).toBe('\0'.repeat(199))
+    // The next write (smaller values) is packed into the buffer that came back: nothing of the first write shows.
+    expect((await write(2, 300)).refused).toEqual([])
+    const transfer = sent.mock.calls[1]![1] as ArrayBuffer[]
+    expect(transfer).toContain(back[0])
+    const got = await client.getMany(fences)
+    expect(got.every((v) => v?.byteLength === 300 && v.every((x) => x === 2))).toBe(true)
+    // A write the host fails does not hand its buffer back.
+    const n = back.length
+    await host.close()
+    await expect(write(3, 1000)).rejects.toMatchObject({ code: 'PEONY_STORAGE_NOT_OPEN' })
+    expect(back).toHaveLength(n)
+  })
+
   it('several worker threads, each with its own RemoteStorage, share one host; an idle client does not keep its thread alive', async () => {
     const location = join(tempDir(), 'db')
     const h = host2()

@@ -253,6 +253,44 @@ describe('write-behind', () => {
   })
 })
 
+describe('flush buffers', () => {
+  /** A MemoryStorage that reads a fenced write's values only some time after the call (and keeps the values of failed calls). */
+  class LateReader extends MemoryStorage {
+    failNext = 0
+    readonly failed: { key: string; copy: Uint8Array; view: Uint8Array }[] = []
+    protected override async _writeFenced(...args: Parameters<MemoryStorage['_writeFenced']>): ReturnType<MemoryStorage['_writeFenced']> {
+      const [writes] = args
+      if (this.failNext > 0) {
+        this.failNext--
+        for (const w of writes) for (const op of w.ops) if (op.type === 'put') this.failed.push({ key: op.key, copy: op.value.slice(), view: op.value })
+        throw new Error('injected write failure')
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      return super._writeFenced(...args)
+    }
+  }
+
+  test('a batch\'s records stay intact until storage answers, while the next batches are encoded; a failed batch\'s buffer is never reused', async () => {
+    const { app } = counterApp()
+    const storage = new LateReader()
+    const h = harness(app, { sessions: { storage, flushBatchSize: 3, maxUnflushedAgeMs: 1000, retryBaseMs: 1000 } })
+    // Every record of a batch differs from the same place in the next batches (n = uid % 7 + 1).
+    for (let uid = 1; uid <= 40; uid++) for (let k = 0; k < (uid % 7) + 1; k++) await h.inject({ cmd: 'inc', uid })
+    storage.failNext = 1
+    await h.advance(1000) // the first batch fails; the second (already sent) lands; the rest go to the retry set unsent
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(h.stats().sessions).toMatchObject({ flushErrors: 1, retrying: 37, flushedSessions: 3 }) // the second batch was in flight already
+    await h.advance(1000) // retried in batches of 3, two in flight at a time, each read 5 ms after its call
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(h.stats().sessions).toMatchObject({ dirty: 0, flushedSessions: 40 })
+    for (let uid = 1; uid <= 40; uid++) expect((await stored(storage, `player:${uid}`))?.state).toEqual({ n: (uid % 7) + 1, log: [] })
+    // The failed call's values were not overwritten by the batches encoded after it.
+    expect(storage.failed).toHaveLength(3)
+    for (const f of storage.failed) expect(Array.from(f.view)).toEqual(Array.from(f.copy))
+    await h.stop()
+  })
+})
+
 describe('fencing', () => {
   test("a newer owner's load fences off the old owner: its late write is refused and its copy dropped", async () => {
     const { app } = counterApp()

@@ -27,6 +27,8 @@ export async function startRedis() {
   }
   return {
     url,
+    /** The redis-server's process id (its CPU time: /proc/<pid>/schedstat). */
+    pid: proc.pid,
     async stop() {
       proc.kill('SIGKILL')
       await exited

@@ -6,7 +6,7 @@
  * Loaded under the source flags (`--conditions=@peony/source --import tsx`), like the rest of the
  * suite's Peony side.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,6 +22,77 @@ export const WORKER_INFO = Object.freeze({ slot: 0, groupId: 1, index: 0, server
 
 /** Prints a case's one result line, `{"bench":"result", …}`, which lib/run.mjs waits for. */
 export const emitResult = (o) => process.stdout.write(`${JSON.stringify({ bench: 'result', ...o })}\n`)
+
+/**
+ * Time on a CPU (ms) of every thread of this process so far, by thread id, from Linux's
+ * /proc/self/task/<tid>/schedstat (nanoseconds, unlike the 10 ms ticks of /proc/<tid>/stat);
+ * `{}` where there is no /proc. Two snapshots around a span give each thread's CPU time in it,
+ * which other processes on the machine inflate far less than they inflate wall time.
+ * `procs` (name → pid) adds the main thread of other processes (a redis-server) as `proc:<name>`.
+ * @param {Record<string, number | undefined>} [procs]
+ * @returns {Record<string, number>}
+ */
+export function threadTimes(procs = {}) {
+  const out = {}
+  for (const [name, pid] of Object.entries(procs)) {
+    try {
+      if (pid !== undefined) out[`proc:${name}`] = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6
+    } catch {
+      // gone, or no /proc
+    }
+  }
+  try {
+    for (const t of readdirSync('/proc/self/task')) {
+      try {
+        out[t] = Number(readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e6
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return out
+}
+
+/** The calling thread's id (Linux), to name it in a threadTimes() split; undefined elsewhere. */
+export function threadId() {
+  try {
+    return readlinkSync('/proc/thread-self').split('/').pop()
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * CPU ms per thread role between two threadTimes() snapshots: `roles` maps thread id → role
+ * ('main', 'host', 'worker'); every other thread (libuv's pool doing LevelDB's writes, LevelDB's
+ * compaction thread, V8's GC helpers) counts as 'other'; a process `proc:<name>` as `<name>`
+ * (not in 'total', which is this process's). Rounded to 0.1 ms.
+ * @param {Record<string, number>} before
+ * @param {Record<string, number>} after
+ * @param {Record<string, string>} roles
+ */
+export function cpuSplit(before, after, roles) {
+  const out = { total: 0, other: 0 }
+  for (const r of Object.values(roles)) out[r] = 0
+  const others = []
+  for (const [t, ms] of Object.entries(after)) {
+    const d = ms - (before[t] ?? 0)
+    if (t.startsWith('proc:')) {
+      out[t.slice(5)] = d
+      continue
+    }
+    const r = roles[t] ?? 'other'
+    out[r] += d
+    out.total += d
+    if (r === 'other' && d >= 1) others.push(d)
+  }
+  for (const k of Object.keys(out)) out[k] = Math.round(out[k] * 10) / 10
+  // The busiest 'other' threads, each on its own (a LevelDB write thread, its compaction thread…).
+  out.others = others.sort((a, b) => b - a).slice(0, 6).map((d) => Math.round(d))
+  return out
+}
 
 /** A fresh temporary directory of this process, removed when it exits. */
 export function caseDir(prefix = 'peony-bench-sessions-') {
@@ -187,6 +258,57 @@ export function nextMessage(worker, pred = () => true, timeoutMs = 120_000, what
   })
 }
 
+/**
+ * Reads every one of `keys` back (after timing; `getMany` in calls of 1,000) and counts those
+ * that are missing or differ from `want(i)`, byte for byte.
+ * @param {string[]} keys
+ * @param {(keys: string[]) => Promise<(Uint8Array | undefined | null)[]>} getMany
+ * @param {(i: number) => Uint8Array} want
+ */
+export async function countMismatched(keys, getMany, want) {
+  let bad = 0
+  for (let i = 0; i < keys.length; i += 1000) {
+    const got = await getMany(keys.slice(i, i + 1000))
+    for (let j = 0; j < got.length; j++) {
+      const g = got[j]
+      const w = want(i + j)
+      if (g === undefined || g === null || Buffer.compare(Buffer.from(g.buffer, g.byteOffset, g.byteLength), Buffer.from(w.buffer, w.byteOffset, w.byteLength)) !== 0) bad++
+    }
+  }
+  return bad
+}
+
+/**
+ * Wraps `storage.writeFenced` to keep every call's writes (the array, not a copy: cheap inside
+ * the timed span); `check(keys)` then tells whether every key was written by exactly one op of
+ * one accepted call and nothing else was written.
+ * @param {import('@peony/storage').AbstractStorage} storage
+ */
+export function recordWrites(storage) {
+  const calls = []
+  const orig = storage.writeFenced.bind(storage)
+  storage.writeFenced = (writes) => {
+    calls.push(writes)
+    return orig(writes)
+  }
+  return {
+    calls,
+    /** Problems found (empty: each of `keys` written exactly once, nothing else). */
+    check(keys) {
+      const count = new Map()
+      for (const writes of calls) for (const w of writes) for (const op of w.ops) count.set(op.key, (count.get(op.key) ?? 0) + 1)
+      const problems = []
+      const twice = [...count].filter(([, c]) => c > 1).length
+      const missing = keys.filter((k) => !count.has(k)).length
+      const extra = count.size - (keys.length - missing)
+      if (twice > 0) problems.push(`${twice} keys written more than once`)
+      if (missing > 0) problems.push(`${missing} keys never written`)
+      if (extra > 0) problems.push(`${extra} unexpected keys written`)
+      return problems
+    },
+  }
+}
+
 /** The key prefix of the sessions benchmarks' RedisStorage. */
 export const REDIS_PREFIX = 'bench:'
 
@@ -212,9 +334,11 @@ export async function hostConfig(driver, dir, level = {}) {
  */
 export async function startHost(config, port) {
   const w = startThread(path.join(HERE, 'host-thread.mjs'), { config, port }, [port], 'peony-storage')
-  await nextMessage(w, (m) => m.t === 'ready', 60_000, 'the storage host to open')
+  const ready = await nextMessage(w, (m) => m.t === 'ready', 60_000, 'the storage host to open')
   return {
     worker: w,
+    /** The host thread's id (threadTimes). */
+    tid: ready.tid,
     async close() {
       w.postMessage({ t: 'close' })
       await nextMessage(w, (m) => m.t === 'closed', 60_000, 'the storage host to close')
@@ -281,7 +405,7 @@ export async function claimKeys(storage, uids) {
  * The storage side of a flush without the session manager: claims `player:<uid>` for n uids
  * (1,000 at a time, as loads do; not timed), then times `storage.writeFenced` of their records in
  * calls of `chunk` one-op writes (as the session manager's flush does). Checks nothing was
- * refused and 200 sampled records read back.
+ * refused and reads every record back.
  *
  * - `encode: 'before'` (the decomposition cases): records serialized before timing; `inflight: 1`,
  *   one call after another, as Peony's flush does.
@@ -292,9 +416,10 @@ export async function claimKeys(storage, uids) {
  *   recordOf) instead of a second exact-size allocation per session; with `inflight: 2` the next
  *   call is encoded and sent while the previous one is being written.
  * @param {import('@peony/storage').AbstractStorage} storage an open (or openable) storage
- * @param {{n: number, firstUid: number, chunk: number, inflight?: number, encode?: 'before'|'sketch'}} o
+ * `procs`: other processes whose CPU time to report too (common.mjs threadTimes).
+ * @param {{n: number, firstUid: number, chunk: number, inflight?: number, encode?: 'before'|'sketch', procs?: Record<string, number>}} o
  */
-export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, encode = 'before' }) {
+export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, encode = 'before', procs = {} }) {
   await storage.open()
   const gens = await claimKeys(storage, Array.from({ length: n }, (_, i) => firstUid + i))
   const values = encode === 'before' ? Array.from({ length: n }, (_, i) => recordOf(stateOf(firstUid + i))) : undefined
@@ -302,6 +427,7 @@ export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, e
   let refused = 0
   const pending = []
   const windowStartUs = Number(process.hrtime.bigint() / 1000n)
+  const cpuBefore = threadTimes(procs)
   const t0 = performance.now()
   for (let i = 0; i < n; i += chunk) {
     const end = Math.min(i + chunk, n)
@@ -346,16 +472,12 @@ export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, e
   }
   for (const p of pending) refused += (await p).refused.length
   const ms = performance.now() - t0
+  const cpu = { before: cpuBefore, after: threadTimes(procs), tid: threadId() }
   const windowUs = [windowStartUs, Number(process.hrtime.bigint() / 1000n)]
-  let mismatched = 0
-  for (let i = 0; i < 200; i++) {
-    const j = Math.floor((i * n) / 200)
-    const got = await storage.get(keyOf(firstUid + j))
-    const want = values?.[j] ?? recordOf(stateOf(firstUid + j))
-    if (got === undefined || Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) mismatched++
-  }
+  const keys = Array.from({ length: n }, (_, i) => keyOf(firstUid + i))
+  const mismatched = await countMismatched(keys, (ks) => storage.getMany(ks), (i) => values?.[i] ?? recordOf(stateOf(firstUid + i)))
   const errors = []
   if (refused > 0) errors.push(`${refused} writes refused`)
-  if (mismatched > 0) errors.push(`${mismatched} of 200 sampled records differ`)
-  return { value: n / (ms / 1000), ms, chunk, inflight, encode, windowUs, ok: errors.length === 0, errors }
+  if (mismatched > 0) errors.push(`${mismatched} of ${n} records read back differ`)
+  return { value: n / (ms / 1000), ms, chunk, inflight, encode, windowUs, cpu, ok: errors.length === 0, errors }
 }

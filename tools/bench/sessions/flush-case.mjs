@@ -27,6 +27,7 @@
  *   span without a second allocation per session, and with `--inflight=2` the next call overlaps
  *   the previous one. For the analysis in docs/benchmarks.md; flush.mjs runs it with `--sketch`.
  * `--inflight=N` (remote, direct and sketch cases): writeFenced calls in flight (default 1).
+ * `--flush-batch-size=N` (peony cases): the sessions' flushBatchSize (default: Peony's default).
  *
  * `--write-buffer-size` (bytes; 0 = classic-level's default, 4 MiB) is given to both LevelDB sides.
  * Prints one line `{"bench":"result", value, ...}`.
@@ -38,9 +39,9 @@ import { Redis } from 'ioredis'
 import { parseArgs } from '../lib/run.mjs'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { RedisStorage } from '@peony/storage/redis'
-import { HERE, caseDir, emitResult as emit, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf } from './common.mjs'
+import { HERE, caseDir, countMismatched, cpuSplit, emitResult as emit, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf, threadId, threadTimes } from './common.mjs'
 
-const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1 })
+const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1, flushBatchSize: 0 })
 const dir = caseDir()
 
 const FIRST_UID = 100_001
@@ -60,26 +61,23 @@ function records() {
   return { keys, values }
 }
 
-/** Reads 200 of the written records back (after timing) and counts those that differ from what was written. */
-async function countMismatched(keys, values, get) {
-  let bad = 0
-  for (let i = 0; i < 200; i++) {
-    const j = Math.floor((i * n) / 200)
-    const got = await get(keys[j])
-    if (got === undefined || Buffer.compare(Buffer.from(got), Buffer.from(values[j])) !== 0) bad++
-  }
-  return bad
-}
-
 /** The Peony side: host thread + runtime thread; resolves with the runtime thread's result. */
-async function peony(config, mode = 'peony', encode = 'before') {
+async function peony(config, mode = 'peony', encode = 'before', procs = {}) {
   const { port1, port2 } = new MessageChannel()
   const host = await startHost(config, port1)
-  const w = startThread(join(HERE, 'flush-thread.mjs'), { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode }, [port2], 'peony-worker')
-  const { t: _t, ...res } = await nextMessage(w, (m) => m.t === 'result', 600_000, 'the flush result')
+  const w = startThread(join(HERE, 'flush-thread.mjs'), { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode, procs, flushBatchSize: args.flushBatchSize }, [port2], 'peony-worker')
+  const { t: _t, cpu, ...res } = await nextMessage(w, (m) => m.t === 'result', 600_000, 'the flush result')
   await w.terminate()
   await host.close()
-  return res
+  return { ...res, cpuMs: cpu === undefined ? undefined : cpuSplit(cpu.before, cpu.after, { [cpu.tid]: 'worker', [host.tid]: 'host', [MAIN]: 'main' }) }
+}
+
+/** This (main) thread's id. */
+const MAIN = threadId()
+
+/** A direct case's result with its CPU split (this thread: 'main'). */
+function direct({ cpu, ...res }) {
+  return { ...res, cpuMs: cpuSplit(cpu.before, cpu.after, { [cpu.tid]: 'main' }) }
 }
 
 let out
@@ -90,12 +88,13 @@ if (c === 'level-peony') {
   out = await peony({ driver: 'leveldb', location: join(dir, 'db'), ...wbs }, 'remote', c === 'level-sketch' ? 'sketch' : 'before')
 } else if (c === 'level-direct') {
   const storage = new LevelStorage({ location: join(dir, 'db'), ...wbs })
-  out = await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight })
+  out = direct(await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight }))
   await storage.close()
 } else if (c === 'level-raw') {
   const { keys, values } = records()
   const db = new ClassicLevel(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...wbs })
   await db.open()
+  const cpuBefore = threadTimes()
   const t0 = performance.now()
   for (let i = 0; i < n; i += chunk) {
     const ops = []
@@ -103,23 +102,24 @@ if (c === 'level-peony') {
     await db.batch(ops)
   }
   const ms = performance.now() - t0
-  const mismatched = await countMismatched(keys, values, (k) => db.get(k))
+  const cpuMs = cpuSplit(cpuBefore, threadTimes(), { [MAIN]: 'main' })
+  const mismatched = await countMismatched(keys, (ks) => db.getMany(ks), (i) => values[i])
   await db.close()
-  out = { value: n / (ms / 1000), ms, chunk, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of 200 sampled records read back differ`] : [] }
+  out = { value: n / (ms / 1000), ms, chunk, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
 } else if (c === 'redis-peony') {
   const server = await startRedis()
   try {
-    out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX })
+    out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX }, 'peony', 'before', { redis: server.pid })
   } finally {
     await server.stop()
   }
 } else if (c === 'redis-remote' || c === 'redis-sketch' || c === 'redis-direct') {
   const server = await startRedis()
   try {
-    if (c !== 'redis-direct') out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX }, 'remote', c === 'redis-sketch' ? 'sketch' : 'before')
+    if (c !== 'redis-direct') out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX }, 'remote', c === 'redis-sketch' ? 'sketch' : 'before', { redis: server.pid })
     else {
       const storage = new RedisStorage({ url: server.url, prefix: PREFIX })
-      out = await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight })
+      out = direct(await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight, procs: { redis: server.pid } }))
       await storage.close()
     }
   } finally {
@@ -134,6 +134,8 @@ if (c === 'level-peony') {
   const bufs = values.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength))
   const r = new Redis(server.url)
   await r.ping() // connected before timing
+  const procs = { redis: server.pid }
+  const cpuBefore = threadTimes(procs)
   const t0 = performance.now()
   for (let i = 0; i < n; i += chunk) {
     const cmds = []
@@ -142,10 +144,11 @@ if (c === 'level-peony') {
     for (const [err] of res) if (err) throw err
   }
   const ms = performance.now() - t0
-  const mismatched = await countMismatched(rkeys, values, async (k) => (await r.getBuffer(k)) ?? undefined)
+  const cpuMs = cpuSplit(cpuBefore, threadTimes(procs), { [MAIN]: 'main' })
+  const mismatched = await countMismatched(rkeys, (ks) => r.mgetBuffer(ks), (i) => values[i])
   r.disconnect()
   await server.stop()
-  out = { value: n / (ms / 1000), ms, chunk, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of 200 sampled records read back differ`] : [] }
+  out = { value: n / (ms / 1000), ms, chunk, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
 } else {
   throw new TypeError(`unknown --case=${c}`)
 }

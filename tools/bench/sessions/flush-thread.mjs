@@ -10,9 +10,10 @@
  *
  * 1. n tasks, one per uid (1,000 in flight at a time): n sessions loaded (claimed) and dirty.
  * 2. Timed: `await runtime.worker.sessions.flush()` (n sessions written, in writeFenced calls of
- *    flushBatchSize = 500).
- * 3. Checks: n written, nothing dirty, and 200 sampled records read back equal the bytes the raw
- *    baselines write (common.mjs recordOf).
+ *    flushBatchSize, the default unless the case was given `--flush-batch-size`).
+ * 3. Checks: n written, nothing dirty, every key written by exactly one op of the flush's
+ *    writeFenced calls, and every record read back equal to the bytes the raw baselines write
+ *    (common.mjs recordOf, recordWrites, countMismatched).
  * Posts {t:'result', value: sessions/s, ...}.
  *
  * With `mode: 'remote'` (cases level-remote / redis-remote, -sketch) no runtime runs: the thread
@@ -23,9 +24,9 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { createApp, WorkerRuntime } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
 import { packValue } from '@peony/broker-client/codec'
-import { fencedFlush, fillState, keyOf, makeDriver, recordOf, stateOf, WORKER_INFO } from './common.mjs'
+import { countMismatched, fencedFlush, fillState, keyOf, makeDriver, recordOf, recordWrites, stateOf, threadId, threadTimes, WORKER_INFO } from './common.mjs'
 
-const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before' } = workerData.data
+const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before', procs = {}, flushBatchSize } = workerData.data
 const post = (m) => parentPort.postMessage(m)
 
 try {
@@ -37,7 +38,7 @@ try {
 /** The storage path alone: what the flush asks of storage, without the runtime (common.mjs fencedFlush). */
 async function storagePath() {
   const storage = new RemoteStorage(port)
-  const res = await fencedFlush(storage, { n, firstUid, chunk, inflight, encode })
+  const res = await fencedFlush(storage, { n, firstUid, chunk, inflight, encode, procs })
   await storage.close()
   return res
 }
@@ -50,13 +51,14 @@ async function peonyFlush() {
     fillState(req.uid, def.of(req).state)
   })
   const storage = new RemoteStorage(port)
+  const recorded = recordWrites(storage)
   const driver = makeDriver()
   const runtime = new WorkerRuntime({
     app,
     info: WORKER_INFO,
     egress: { send() {} },
     onTaskDone: driver.track,
-    sessions: { storage, maxUnflushedAgeMs: 1e12 },
+    sessions: { storage, maxUnflushedAgeMs: 1e12, ...(flushBatchSize ? { flushBatchSize } : {}) },
   })
   await runtime.start()
   const body = packValue({ cmd: 'fill', sn: 1 })
@@ -70,23 +72,23 @@ async function peonyFlush() {
 
   // The flush's span on the monotonic clock V8's CPU profiles use (µs), for profile-window.mjs.
   const windowStartUs = Number(process.hrtime.bigint() / 1000n)
+  const cpuBefore = threadTimes(procs)
   const t0 = performance.now()
   const res = await runtime.worker.sessions.flush()
   const ms = performance.now() - t0
+  const cpu = { before: cpuBefore, after: threadTimes(procs), tid: threadId() }
   const windowEndUs = Number(process.hrtime.bigint() / 1000n)
 
   const after = runtime.stats().sessions
   const errors = []
   if (res.written !== n || res.dirty !== 0) errors.push(`flush wrote ${res.written}, ${res.dirty} still dirty`)
   if (after.flushErrors !== 0 || after.fenced !== 0) errors.push(`flush errors ${after.flushErrors}, fenced ${after.fenced}`)
-  let mismatched = 0
-  for (let i = 0; i < 200; i++) {
-    const uid = uids[Math.floor((i * n) / 200)]
-    const got = await storage.get(keyOf(uid))
-    const want = recordOf(stateOf(uid))
-    if (got === undefined || Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) mismatched++
-  }
-  if (mismatched > 0) errors.push(`${mismatched} of 200 sampled records differ from the baseline's bytes`)
+  // Every record written by exactly one op of the flush's calls, and each read back equal to the
+  // bytes the raw baselines write.
+  const keys = uids.map(keyOf)
+  errors.push(...recorded.check(keys))
+  const mismatched = await countMismatched(keys, (ks) => storage.getMany(ks), (i) => recordOf(stateOf(uids[i])))
+  if (mismatched > 0) errors.push(`${mismatched} of ${n} records read back differ from the baseline's bytes`)
   await runtime.stop()
   await storage.close()
   return {
@@ -98,6 +100,7 @@ async function peonyFlush() {
     recordBytes: recordOf(stateOf(uids[0])).byteLength,
     loadLatency: after.loadLatency,
     windowUs: [windowStartUs, windowEndUs],
+    cpu,
     ok: errors.length === 0,
     errors,
   }

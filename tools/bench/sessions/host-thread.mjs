@@ -5,10 +5,11 @@
  * Redis prefix); `writeBufferSize` only when the benchmark sets one.
  *
  * workerData.data: {config: {driver, location?, url?, prefix?, writeBufferSize?}, port}.
- * Messages: → {t:'ready'} once open; {t:'close'} → closes the storage → {t:'closed'}.
+ * Messages: → {t:'ready', tid} once open (tid: the thread's id, for common.mjs threadTimes); {t:'close'} → closes the storage → {t:'closed'}.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { serveStorage } from '@peony/storage/remote'
+import { threadId } from './common.mjs'
 
 const { config, port } = workerData.data
 const post = (m) => parentPort.postMessage(m)
@@ -30,7 +31,7 @@ try {
   throw err
 }
 const server = serveStorage(storage, port)
-post({ t: 'ready' })
+post({ t: 'ready', tid: threadId() })
 
 parentPort.on('message', async (m) => {
   if (m?.t !== 'close') return

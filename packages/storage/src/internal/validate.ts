@@ -42,11 +42,13 @@ export function checkArray(list: unknown, what: string): asserts list is readonl
   if (!Array.isArray(list)) throw new TypeError(`${what} must be an array (got ${describe(list)})`)
 }
 
-/** Checks one batch op; `scope` (a fence) restricts its key to the fence or `fence + '/…'`. */
+/** Checks one batch op; `scope` (a fence, checked already) restricts its key to the fence or `fence + '/…'`. */
 export function checkOp(op: unknown, scope?: string): asserts op is BatchOp {
   if (typeof op !== 'object' || op === null) throw new TypeError(`a batch op must be an object (got ${describe(op)})`)
-  const { type, key } = op as { type?: unknown; key?: unknown }
-  checkKey(key)
+  const { type, key: k } = op as { type?: unknown; key?: unknown }
+  // A key that is its (checked) fence needs no second check.
+  if (k !== scope || scope === undefined) checkKey(k)
+  const key = k as string
   if (type === 'put') checkValue((op as { value?: unknown }).value)
   else if (type !== 'del') throw new TypeError(`a batch op's type must be 'put' or 'del' (got ${describe(type)})`)
   if (scope !== undefined && key !== scope && !(key.length > scope.length && key.charCodeAt(scope.length) === 47 && key.startsWith(scope))) {

@@ -4,16 +4,19 @@
  * Many values travel as ONE ArrayBuffer (their bytes back to back) plus an Int32Array of lengths
  * (-1: a missing value or a delete), both transferred, never cloned. Many keys travel as one
  * string joined with '\0', which no key can contain. So a writeFenced of 100,000 ops is a handful
- * of objects on the port, whatever the number of values.
+ * of objects on the port, whatever the number of values. Once a batch or writeFenced has
+ * succeeded (the storage no longer reads its values: a driver keeps no reference to a value past
+ * its call), the host hands the values buffer back with the answer, and the client packs later
+ * calls into it: a flush's calls reuse a few buffers instead of mapping a new one each.
  */
 import { PeonyError, isPeonyError } from '@peony/broker-client/core'
 import { StorageError, StorageErrorCode, isNotApplied, type StorageErrorCode as Code } from '../errors.ts'
-import type { BatchOp, StorageSupports } from '../storage.ts'
+import type { BatchOp, FencedWrite, StorageSupports } from '../storage.ts'
 
 /** Keys joined with '\0'. */
 export type PackedKeys = string
 
-/** Values back to back in `data`; `lens[i]` is the length of value i, or -1 for none. */
+/** Values back to back from the start of `data` (which may be longer); `lens[i]` is the length of value i, or -1 for none. */
 export interface PackedValues {
   lens: Int32Array
   data: ArrayBuffer
@@ -22,6 +25,18 @@ export interface PackedValues {
 /** Ops: their keys, and their values as PackedValues (-1: a delete). */
 export interface PackedOps extends PackedValues {
   keys: PackedKeys
+}
+
+/**
+ * A writeFenced call: the fences, each write's generation and op count, and all the ops. An op
+ * whose key is its write's fence (a session's record) goes as '' (no key is empty), so the host
+ * uses the fence's string for it.
+ */
+export interface PackedWrites {
+  fences: PackedKeys
+  gens: Float64Array
+  counts: Uint32Array
+  ops: PackedOps
 }
 
 /** Client → host. */
@@ -34,10 +49,13 @@ export type Request =
   | { i: number; op: 'batch'; ops: PackedOps }
   | { i: number; op: 'acquire'; fence: string }
   | { i: number; op: 'claim'; fence: string; keys: PackedKeys }
-  | { i: number; op: 'writeFenced'; fences: PackedKeys; gens: Float64Array; counts: Uint32Array; ops: PackedOps }
+  | ({ i: number; op: 'writeFenced' } & PackedWrites)
 
-/** Host → client. */
-export type Response = { i: number; ok: true; r: unknown } | { i: number; ok: false; e: WireError }
+/**
+ * Host → client. `b`: the values buffer of the request (a `batch` or `writeFenced` that
+ * succeeded), handed back so that the client packs a later call's values into it.
+ */
+export type Response = { i: number; ok: true; r: unknown; b?: ArrayBuffer } | { i: number; ok: false; e: WireError }
 
 /** The answer to `hello`. */
 export interface Hello {
@@ -111,12 +129,17 @@ export function unpackValues(p: PackedValues): (Uint8Array | undefined)[] {
   return out
 }
 
-/** Packs the ops of several groups (a batch is one group, a writeFenced one group per write). */
-export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
+/**
+ * Packs the ops of several groups (a batch is one group, a writeFenced one group per write). The
+ * values are copied into `spare`'s smallest buffer that holds them, taken out of `spare` (a
+ * buffer the host handed back after an earlier write: memory already mapped, no allocation),
+ * else into a new buffer.
+ */
+export function packOps(groups: readonly (readonly BatchOp[])[], spare?: ArrayBuffer[]): PackedOps {
   let n = 0
   let total = 0
-  // Values that lie back to back in one ArrayBuffer (a caller that built them in one buffer, as
-  // session flushes do) are copied with one slice instead of one set() per value.
+  // Values that lie back to back in one buffer (a caller that built them in one buffer, as
+  // session flushes do) are copied with one set() instead of one per value.
   let buf: ArrayBufferLike | undefined
   let start = 0
   let contiguous = true
@@ -136,15 +159,15 @@ export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
   }
   const keys = new Array<string>(n)
   const lens = new Int32Array(n)
-  const sliced = contiguous && buf instanceof ArrayBuffer ? buf.slice(start, start + total) : undefined
-  const data = sliced === undefined ? bytes(total) : undefined
+  const data = spareFor(spare, total) ?? bytes(total >= SPARE_MIN_BYTES ? Math.ceil(total / SPARE_MIN_BYTES) * SPARE_MIN_BYTES : total)
+  if (contiguous && buf !== undefined) data.set(new Uint8Array(buf, start, total))
   let i = 0
   let off = 0
   for (const g of groups) {
     for (const op of g) {
       keys[i] = op.key
       if (op.type === 'put') {
-        data?.set(op.value, off)
+        if (!contiguous) data.set(op.value, off)
         lens[i] = op.value.byteLength
         off += op.value.byteLength
       } else {
@@ -153,7 +176,119 @@ export function packOps(groups: readonly (readonly BatchOp[])[]): PackedOps {
       i++
     }
   }
-  return { keys: keys.join('\0'), lens, data: sliced ?? ((data as Uint8Array).buffer as ArrayBuffer) }
+  return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
+}
+
+/** Packs a writeFenced call (see PackedWrites; values as packOps packs them). */
+export function packWrites(writes: readonly FencedWrite[], spare?: ArrayBuffer[]): PackedWrites {
+  const n = writes.length
+  const fences = new Array<string>(n)
+  const gens = new Float64Array(n)
+  const counts = new Uint32Array(n)
+  let nOps = 0
+  let total = 0
+  let buf: ArrayBufferLike | undefined
+  let start = 0
+  let contiguous = true
+  for (let i = 0; i < n; i++) {
+    const w = writes[i]!
+    const ops = w.ops
+    fences[i] = w.fence
+    gens[i] = w.generation
+    counts[i] = ops.length
+    nOps += ops.length
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k]!
+      if (op.type !== 'put') continue
+      const v = op.value
+      if (buf === undefined) {
+        buf = v.buffer
+        start = v.byteOffset
+      } else if (contiguous && (v.byteOffset !== start + total || v.buffer !== buf)) {
+        contiguous = false
+      }
+      total += v.byteLength
+    }
+  }
+  const keys = new Array<string>(nOps)
+  const lens = new Int32Array(nOps)
+  const data = spareFor(spare, total) ?? bytes(total >= SPARE_MIN_BYTES ? Math.ceil(total / SPARE_MIN_BYTES) * SPARE_MIN_BYTES : total)
+  if (contiguous && buf !== undefined) data.set(new Uint8Array(buf, start, total))
+  let j = 0
+  let off = 0
+  for (let i = 0; i < n; i++) {
+    const ops = writes[i]!.ops
+    const fence = fences[i]
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k]!
+      keys[j] = op.key === fence ? '' : op.key
+      if (op.type === 'put') {
+        const len = op.value.byteLength
+        if (!contiguous) data.set(op.value, off)
+        lens[j] = len
+        off += len
+      } else {
+        lens[j] = -1
+      }
+      j++
+    }
+  }
+  return { fences: fences.join('\0'), gens, counts, ops: { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer } }
+}
+
+/** The writes back, in one pass; values as views into the transferred buffer. */
+export function unpackWrites(p: PackedWrites): FencedWrite[] {
+  const fences = unpackKeys(p.fences)
+  const { lens, data } = p.ops
+  const keys = lens.length === 0 ? [] : p.ops.keys.split('\0')
+  const writes = new Array<FencedWrite>(fences.length)
+  let o = 0
+  let off = 0
+  for (let w = 0; w < fences.length; w++) {
+    const fence = fences[w]!
+    const c = p.counts[w]!
+    const ops = new Array<BatchOp>(c)
+    for (let k = 0; k < c; k++, o++) {
+      const key = keys[o] || fence
+      const len = lens[o]!
+      if (len < 0) {
+        ops[k] = { type: 'del', key }
+      } else {
+        ops[k] = { type: 'put', key, value: new Uint8Array(data, off, len) }
+        off += len
+      }
+    }
+    writes[w] = { fence, generation: p.gens[w]!, ops }
+  }
+  return writes
+}
+
+/** Buffers smaller than this are not kept for reuse (allocating them is cheap); new ones at least this big are rounded up to a multiple of it. */
+export const SPARE_MIN_BYTES = 64 * 1024
+/** Buffers kept for reuse, at most this many and… */
+export const SPARE_MAX_COUNT = 4
+/** …each at most this big (one huge write does not pin its memory). */
+export const SPARE_MAX_BYTES = 8 * 1024 * 1024
+
+/** Keeps `b` in `spare` for a later packOps, if it is worth keeping and there is room. */
+export function keepSpare(spare: ArrayBuffer[], b: unknown): void {
+  if (!(b instanceof ArrayBuffer) || b.byteLength < SPARE_MIN_BYTES || b.byteLength > SPARE_MAX_BYTES || spare.length >= SPARE_MAX_COUNT) return
+  spare.push(b)
+}
+
+/** Takes the smallest buffer of `spare` that holds `total` bytes out of it (none for small totals). */
+function spareFor(spare: ArrayBuffer[] | undefined, total: number): Uint8Array | undefined {
+  if (spare === undefined || total === 0) return undefined
+  let best = -1
+  for (let i = 0; i < spare.length; i++) {
+    const len = spare[i]!.byteLength
+    if (len >= total && (best < 0 || len < spare[best]!.byteLength)) best = i
+  }
+  if (best < 0) return undefined
+  const b = spare[best]!
+  spare[best] = spare[spare.length - 1]!
+  spare.pop()
+  return new Uint8Array(b)
 }
 
 /** The ops back, values as views into the transferred buffer. */

@@ -16,9 +16,11 @@ import {
   type Request,
   type Response,
   fromWireError,
+  keepSpare,
   ownBuffer,
   packKeys,
   packOps,
+  packWrites,
   transferOf,
   unpackValues,
 } from './codec.ts'
@@ -50,6 +52,8 @@ export class RemoteStorage extends AbstractStorage {
   /** The port closed: every call fails with CLOSED from now on. */
   #portClosed = false
   #listening = false
+  /** Values buffers the host handed back after successful writes, to pack later writes into (codec.ts). */
+  readonly #spare: ArrayBuffer[] = []
 
   constructor(port: MessagePort, options: RemoteStorageOptions = {}) {
     if (typeof port?.postMessage !== 'function' || typeof port.on !== 'function') throw new TypeError('RemoteStorage needs a MessagePort')
@@ -80,6 +84,7 @@ export class RemoteStorage extends AbstractStorage {
 
   protected async _close(): Promise<void> {
     this.#stopListening()
+    this.#spare.length = 0
   }
 
   protected async _get(key: string): Promise<Uint8Array | undefined> {
@@ -101,7 +106,7 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   protected async _batch(ops: readonly BatchOp[]): Promise<void> {
-    const packed = packOps([ops])
+    const packed = packOps([ops], this.#spare)
     await this.#call({ op: 'batch', ops: packed }, transferOf(packed))
   }
 
@@ -115,21 +120,8 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   protected async _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult> {
-    const n = writes.length
-    const gens = new Float64Array(n)
-    const counts = new Uint32Array(n)
-    const fences = new Array<string>(n)
-    const groups = new Array<readonly BatchOp[]>(n)
-    for (let i = 0; i < n; i++) {
-      const w = writes[i]!
-      fences[i] = w.fence
-      gens[i] = w.generation
-      counts[i] = w.ops.length
-      groups[i] = w.ops
-    }
-    const ops = packOps(groups)
-    const req: Call = { op: 'writeFenced', fences: packKeys(fences), gens, counts, ops }
-    return (await this.#call(req, [gens.buffer, counts.buffer, ...transferOf(ops)])) as FencedResult
+    const p = packWrites(writes, this.#spare)
+    return (await this.#call({ op: 'writeFenced', ...p }, [p.gens.buffer as ArrayBuffer, p.counts.buffer as ArrayBuffer, ...transferOf(p.ops)])) as FencedResult
   }
 
   #call(req: Call, transfer: ArrayBuffer[] = []): Promise<unknown> {
@@ -166,7 +158,10 @@ export class RemoteStorage extends AbstractStorage {
   readonly #onMessage = (res: Response): void => {
     const p = this.#settle(res.i)
     if (p === undefined) return
-    if (res.ok) p.resolve(res.r)
+    if (res.ok) {
+      if (res.b !== undefined) keepSpare(this.#spare, res.b)
+      p.resolve(res.r)
+    }
     else p.reject(fromWireError(res.e))
   }
 

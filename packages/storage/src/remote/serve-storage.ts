@@ -6,8 +6,8 @@
  * Errors go back with their code and retryable flag.
  */
 import type { MessagePort } from 'node:worker_threads'
-import { type AbstractStorage, type FencedWrite, type UncheckedCalls, uncheckedCalls } from '../storage.ts'
-import { type Hello, type Request, type Response, ownBuffer, packValues, toWireError, transferOf, unpackKeys, unpackOps } from './codec.ts'
+import { type AbstractStorage, type UncheckedCalls, uncheckedCalls } from '../storage.ts'
+import { type Hello, type Request, type Response, ownBuffer, packValues, toWireError, transferOf, unpackKeys, unpackOps, unpackWrites } from './codec.ts'
 
 /** What serveStorage returns. */
 export interface StorageServer {
@@ -23,17 +23,23 @@ export function serveStorage(storage: AbstractStorage, port: MessagePort): Stora
   const reply = (res: Response, transfer: ArrayBuffer[] = []): void => {
     if (!closed) port.postMessage(res, transfer)
   }
+  const answer = (i: number, [r, transfer, back]: Answer): void => {
+    // The values buffer of a write that succeeded goes back to the client for reuse (nothing
+    // reads it any more; an empty or already detached one is not worth sending).
+    if (back === undefined || back.byteLength === 0) reply({ i, ok: true, r }, transfer)
+    else reply({ i, ok: true, r, b: back }, [...(transfer ?? []), back])
+  }
   const onMessage = (msg: Request): void => {
     const i = msg?.i
     if (typeof i !== 'number') return
-    let run: Promise<[unknown, ArrayBuffer[]?]>
+    let run: Promise<Answer>
     try {
       run = handle(storage, calls, msg)
     } catch (err) {
       run = Promise.reject(err)
     }
     run.then(
-      ([r, transfer]) => reply({ i, ok: true, r }, transfer),
+      (a) => answer(i, a),
       (err: unknown) => reply({ i, ok: false, e: toWireError(err) }),
     )
   }
@@ -53,7 +59,10 @@ export function serveStorage(storage: AbstractStorage, port: MessagePort): Stora
   }
 }
 
-async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Request): Promise<[unknown, ArrayBuffer[]?]> {
+/** A call's result, the buffers to transfer with it, and the request's values buffer to hand back. */
+type Answer = [unknown, ArrayBuffer[]?, ArrayBuffer?]
+
+async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Request): Promise<Answer> {
   switch (m.op) {
     case 'hello': {
       const hello: Hello = { supports: { ...storage.supports } }
@@ -74,7 +83,7 @@ async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Reques
     case 'del':
       return [await calls.del(m.key)]
     case 'batch':
-      return [await calls.batch(unpackOps(m.ops))]
+      return [await calls.batch(unpackOps(m.ops)), undefined, m.ops.data]
     case 'acquire':
       return [await calls.acquire(m.fence)]
     case 'claim': {
@@ -82,18 +91,8 @@ async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Reques
       const p = packValues(values)
       return [{ generation, values: p }, transferOf(p)]
     }
-    case 'writeFenced': {
-      const fences = unpackKeys(m.fences)
-      const ops = unpackOps(m.ops)
-      const writes = new Array<FencedWrite>(fences.length)
-      let o = 0
-      for (let w = 0; w < fences.length; w++) {
-        const n = m.counts[w]!
-        writes[w] = { fence: fences[w]!, generation: m.gens[w]!, ops: ops.slice(o, o + n) }
-        o += n
-      }
-      return [await calls.writeFenced(writes)]
-    }
+    case 'writeFenced':
+      return [await calls.writeFenced(unpackWrites(m)), undefined, m.ops.data]
     default:
       throw new TypeError(`unknown remote storage op ${JSON.stringify((m as { op?: unknown }).op)}`)
   }

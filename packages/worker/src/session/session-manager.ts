@@ -230,8 +230,12 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #closedDown = false
   #lastFlushReport = -Infinity
   readonly #hist = new LatencyHistogram()
-  /** Builds each flush batch's records (reused; finish() hands out one buffer per batch). */
-  readonly #writer = new MsgpackWriter(64 * 1024)
+  /**
+   * Writers free to build a flush batch's records in. A batch's values are views of its writer's
+   * buffer, so the writer comes back here only once storage has answered the write (a driver
+   * keeps no reference to a value past its call); a failed write's writer is dropped.
+   */
+  readonly #writers: MsgpackWriter[] = []
   /** Encodes a record only to hash it (the unmarked-change check at eviction and stop). */
   readonly #probe = new MsgpackWriter(4096)
   #lastUnmarkedReport = -Infinity
@@ -872,10 +876,10 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
 
   /**
    * Writes the sessions of `list` (skipping clean or gone ones) in fenced batches of
-   * `flushBatchSize`. Each batch's records are built in one buffer (one allocation per batch, the
-   * values are views of it), and up to FLUSH_IN_FLIGHT batches are in flight at once, so encoding
-   * the next batch overlaps the storage writing the previous one. After a failed batch, the
-   * batches not yet sent go straight to the retry set.
+   * `flushBatchSize`. Each batch's records are built in one writer's buffer (no allocation per
+   * session or per batch; the values are views of it), and up to FLUSH_IN_FLIGHT batches are in
+   * flight at once, so encoding the next batch overlaps the storage writing the previous one.
+   * After a failed batch, the batches not yet sent go straight to the retry set.
    */
   async #flushList(list: Session[]): Promise<void> {
     const storage = this.#storage as AbstractStorage
@@ -888,7 +892,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       const since: number[] = []
       const versions: number[] = []
       const ends: number[] = []
-      const w = this.#writer
+      const w = this.#writers.pop() ?? new MsgpackWriter(64 * 1024)
       for (; i < list.length && batch.length < size; i++) {
         const s = list[i] as Session
         if ((s._flags & DIRTY) === 0 || (s._flags & (GONE | FLUSHING)) !== 0) continue
@@ -913,10 +917,10 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         ends.push(w.pos)
       }
       if (batch.length === 0) {
-        w.reset()
+        this.#freeWriter(w)
         continue
       }
-      const bytes = w.finish()
+      const bytes = w.buf
       const writes: FencedWrite[] = new Array(batch.length)
       let from = 0
       for (let k = 0; k < batch.length; k++) {
@@ -931,12 +935,26 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       }
       if (failed) {
         this.#writeFailed(batch, since)
+        this.#freeWriter(w)
         continue
       }
-      inFlight.push(this.#write(storage, writes, batch, since, versions))
+      inFlight.push(
+        this.#write(storage, writes, batch, since, versions).then((ok) => {
+          if (ok) this.#freeWriter(w)
+          return ok
+        }),
+      )
       if (inFlight.length >= FLUSH_IN_FLIGHT && !(await (inFlight.shift() as Promise<boolean>))) failed = true
     }
     for (const p of inFlight) await p
+    // Between flushes one writer is kept (its buffer grown to a batch's size), as before pooling.
+    if (this.#writers.length > 1) this.#writers.length = 1
+  }
+
+  /** `w` is free again: emptied, and kept for the next batch (up to one per call in flight, plus one). */
+  #freeWriter(w: MsgpackWriter): void {
+    w.reset()
+    if (this.#writers.length <= FLUSH_IN_FLIGHT) this.#writers.push(w)
   }
 
   /** One writeFenced call; false when it failed (its sessions went to the retry set). */
