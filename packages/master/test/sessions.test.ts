@@ -24,6 +24,17 @@ async function storedCount(storage: AbstractStorage, uid: number): Promise<numbe
   return (unpackValue(rec[1]) as { count: number }).count
 }
 
+/** uid → the highest count its replies carried (each reply checked ret 0 when `ok`). */
+function highestCounts(rs: ReturnType<typeof replies>, ok = false): Map<number, number> {
+  const handled = new Map<number, number>()
+  for (const r of rs) {
+    if (ok) expect(r.ret).toBe(0)
+    const uid = Number(r.msg.cmd === 220 ? r.msg.connId : 0) - 1000
+    handled.set(uid, Math.max(handled.get(uid) ?? 0, r.body.data!.count as number))
+  }
+  return handled
+}
+
 function counts(uids: number, perUid: number): ReturnType<typeof req>[] {
   const tasks = []
   for (let i = 0; i < perUid; i++) for (let u = 1; u <= uids; u++) tasks.push(req(u, 'count', null, {}, i + 1))
@@ -39,11 +50,7 @@ describe('sessions on LevelDB through the master', () => {
     await fwd.until(10_000, 60_000)
     const rs = replies(fwd.messages)
     expect(rs.every((r) => r.ret === 0)).toBe(true)
-    const handled = new Map<number, number>()
-    for (const r of rs) {
-      const uid = Number(r.msg.cmd === 220 ? r.msg.connId : 0) - 1000
-      handled.set(uid, Math.max(handled.get(uid) ?? 0, r.body.data!.count as number))
-    }
+    const handled = highestCounts(rs)
     await waitFor(() => master.stats().sessions?.loads === 200, { timeoutMs: 5000 })
     expect(master.stats().sessions).toMatchObject({ resident: 200, loadFailures: 0 })
     await master.stop()
@@ -164,12 +171,7 @@ describe('sessions on Redis through the master', () => {
     await fwd.until(total, 60_000)
     await waitFor(() => master.stats().sessions?.dirty === 0, { timeoutMs: 20_000 })
     await master.stop()
-    const handled = new Map<number, number>()
-    for (const r of replies(fwd.messages)) {
-      expect(r.ret).toBe(0)
-      const uid = Number(r.msg.cmd === 220 ? r.msg.connId : 0) - 1000
-      handled.set(uid, Math.max(handled.get(uid) ?? 0, r.body.data!.count as number))
-    }
+    const handled = highestCounts(replies(fwd.messages), true)
     const redis = new RedisStorage({ url: own.url, prefix })
     await redis.open()
     try {
@@ -211,12 +213,7 @@ describe('sessions on Redis through the master', () => {
       await waitFor(() => master.stats().sessions?.dirty === 0, { timeoutMs: 20_000 })
       expect(master.stats().sessions).toMatchObject({ fenced: 0 })
       await master.stop()
-      const handled = new Map<number, number>()
-      for (const r of replies(fwd.messages)) {
-        expect(r.ret).toBe(0)
-        const uid = Number(r.msg.cmd === 220 ? r.msg.connId : 0) - 1000
-        handled.set(uid, Math.max(handled.get(uid) ?? 0, r.body.data!.count as number))
-      }
+      const handled = highestCounts(replies(fwd.messages), true)
       const redis = new RedisStorage({ url: server.url, prefix })
       await redis.open()
       try {
