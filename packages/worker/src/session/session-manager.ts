@@ -176,6 +176,9 @@ function resolveOptions(o: SessionOptions): Resolved {
 /** Record layout in storage: msgpack `[1, state bytes, timers | nil]`, timers as `[name, due, every, data]`. */
 const RECORD_VERSION = 1
 
+/** `_storedHash` of a new player's session (with dirty 'auto') until its first write. */
+const NEVER_STORED = -2
+
 /** Time a graceful stop spends at most on the unmarked-change check of clean sessions (an encode each). */
 const STOP_CHECK_BUDGET_MS = 1000
 /** Time one tick spends at most on the unmarked-change checks of clean sessions it evicts (the rest wait for the next tick). */
@@ -487,7 +490,9 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       }
       s._size = this.#sizeOf(s, size)
       // What storage holds (a new player: the record of its initial state): the unmarked-change check compares with it.
-      s._storedHash = bytes === undefined ? this.#recordHash(s) : hashBytes(bytes)
+      // A new player: with 'auto' every path that hands its session out marks it, so it is written
+      // (and hashed) before anything could change it unmarked; no encode per login for the check.
+      s._storedHash = bytes !== undefined ? hashBytes(bytes) : this.#auto ? NEVER_STORED : this.#recordHash(s)
       this.#bytes += s._size
       this.#sessions.set(lane, s)
       this.#c.loads++
@@ -1000,9 +1005,10 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       if ((s._flags & (EVICTING | DIRTY)) === EVICTING) {
         // The eviction's write landed: drop the session, unless its lane is busy now (a session
         // timer started meanwhile); then the eviction is cancelled and the next tick decides again.
+        // The record was encoded for this write a moment ago: no unmarked-change check here (an
+        // encode per evicted player would halve the churn a worker can take).
         if ((this.#bridge as SessionBridge).laneBusy(s._lane)) s._flags &= ~(EVICTING | EVICT_REASONS)
-        else if (!this.#unmarkedChange(s)) this.#drop(s, s._flags & EVICT_REASONS)
-        // else: changed while the write was in flight, unmarked: the next tick writes it, then drops it.
+        else this.#drop(s, s._flags & EVICT_REASONS)
       }
     }
     return true
@@ -1057,6 +1063,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
    */
   #unmarkedChange(s: Session): boolean {
     if ((s._flags & (DIRTY | GONE)) !== 0) return false
+    // A new player never marked with 'auto': nothing user code was handed has touched it.
+    if (s._storedHash === NEVER_STORED) return false
     const h = this.#recordHash(s)
     if (h === -1 || h === s._storedHash) return false
     this.#c.unmarkedChanges++

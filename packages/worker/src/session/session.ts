@@ -145,7 +145,7 @@ export class Session<S = unknown> {
   /** @internal The routing key of the player's lane. */ readonly _lane: string | number
   /** @internal Outputs held by the output gate, in order (output-gate.ts); undefined when none. */ _held: Held[] | undefined = undefined
   /** @internal The highest `_version` known to be in storage. */ _storedVersion = 0
-  /** @internal Hash of the record last stored (or loaded; -1: unknown): the unmarked-change check. */ _storedHash = -1
+  /** @internal Hash of the record last stored (or loaded; -1: unknown; -2: a new player never stored): the unmarked-change check. */ _storedHash = -1
   /** @internal A gated write failed: the session was dropped; outputs of requests still on it are refused. */ _gateFailed = false
   /** @internal The answer of held replies after a failed gated write: -10008, or -10001 when the write's outcome is unknown. */ _gateCode = 0
 
