@@ -130,53 +130,12 @@ export function unpackValues(p: PackedValues): (Uint8Array | undefined)[] {
 }
 
 /**
- * Packs the ops of several groups (a batch is one group, a writeFenced one group per write). The
- * values are copied into `spare`'s smallest buffer that holds them, taken out of `spare` (a
- * buffer the host handed back after an earlier write: memory already mapped, no allocation),
- * else into a new buffer.
+ * Packs a batch's ops. The values are copied into `spare`'s smallest buffer that holds them,
+ * taken out of `spare` (a buffer the host handed back after an earlier write: memory already
+ * mapped, no allocation), else into a new buffer.
  */
-export function packOps(groups: readonly (readonly BatchOp[])[], spare?: ArrayBuffer[]): PackedOps {
-  let n = 0
-  let total = 0
-  // Values that lie back to back in one buffer (a caller that built them in one buffer, as
-  // session flushes do) are copied with one set() instead of one per value.
-  let buf: ArrayBufferLike | undefined
-  let start = 0
-  let contiguous = true
-  for (const g of groups) {
-    n += g.length
-    for (const op of g) {
-      if (op.type !== 'put') continue
-      const v = op.value
-      if (buf === undefined) {
-        buf = v.buffer
-        start = v.byteOffset
-      } else if (contiguous && (v.buffer !== buf || v.byteOffset !== start + total)) {
-        contiguous = false
-      }
-      total += v.byteLength
-    }
-  }
-  const keys = new Array<string>(n)
-  const lens = new Int32Array(n)
-  const data = spareFor(spare, total) ?? bytes(total >= SPARE_MIN_BYTES ? Math.ceil(total / SPARE_MIN_BYTES) * SPARE_MIN_BYTES : total)
-  if (contiguous && buf !== undefined) data.set(new Uint8Array(buf, start, total))
-  let i = 0
-  let off = 0
-  for (const g of groups) {
-    for (const op of g) {
-      keys[i] = op.key
-      if (op.type === 'put') {
-        if (!contiguous) data.set(op.value, off)
-        lens[i] = op.value.byteLength
-        off += op.value.byteLength
-      } else {
-        lens[i] = -1
-      }
-      i++
-    }
-  }
-  return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
+export function packOps(ops: readonly BatchOp[], spare?: ArrayBuffer[]): PackedOps {
+  return packOpLists([ops], undefined, spare)
 }
 
 /** Packs a writeFenced call (see PackedWrites; values as packOps packs them). */
@@ -185,18 +144,31 @@ export function packWrites(writes: readonly FencedWrite[], spare?: ArrayBuffer[]
   const fences = new Array<string>(n)
   const gens = new Float64Array(n)
   const counts = new Uint32Array(n)
-  let nOps = 0
+  const lists = new Array<readonly BatchOp[]>(n)
+  for (let i = 0; i < n; i++) {
+    const w = writes[i]!
+    fences[i] = w.fence
+    gens[i] = w.generation
+    counts[i] = w.ops.length
+    lists[i] = w.ops
+  }
+  return { fences: fences.join('\0'), gens, counts, ops: packOpLists(lists, fences, spare) }
+}
+
+/**
+ * The ops of `lists`, in order, as one PackedOps. With `fences` (one per list), an op whose key
+ * is its list's fence goes as ''. Values that lie back to back in one buffer (a caller that built
+ * them in one buffer, as session flushes do) are copied with one set() instead of one per value.
+ */
+function packOpLists(lists: readonly (readonly BatchOp[])[], fences: readonly string[] | undefined, spare: ArrayBuffer[] | undefined): PackedOps {
+  let n = 0
   let total = 0
   let buf: ArrayBufferLike | undefined
   let start = 0
   let contiguous = true
-  for (let i = 0; i < n; i++) {
-    const w = writes[i]!
-    const ops = w.ops
-    fences[i] = w.fence
-    gens[i] = w.generation
-    counts[i] = ops.length
-    nOps += ops.length
+  for (let i = 0; i < lists.length; i++) {
+    const ops = lists[i]!
+    n += ops.length
     for (let k = 0; k < ops.length; k++) {
       const op = ops[k]!
       if (op.type !== 'put') continue
@@ -210,15 +182,15 @@ export function packWrites(writes: readonly FencedWrite[], spare?: ArrayBuffer[]
       total += v.byteLength
     }
   }
-  const keys = new Array<string>(nOps)
-  const lens = new Int32Array(nOps)
+  const keys = new Array<string>(n)
+  const lens = new Int32Array(n)
   const data = spareFor(spare, total) ?? bytes(total >= SPARE_MIN_BYTES ? Math.ceil(total / SPARE_MIN_BYTES) * SPARE_MIN_BYTES : total)
   if (contiguous && buf !== undefined) data.set(new Uint8Array(buf, start, total))
   let j = 0
   let off = 0
-  for (let i = 0; i < n; i++) {
-    const ops = writes[i]!.ops
-    const fence = fences[i]
+  for (let i = 0; i < lists.length; i++) {
+    const ops = lists[i]!
+    const fence = fences?.[i]
     for (let k = 0; k < ops.length; k++) {
       const op = ops[k]!
       keys[j] = op.key === fence ? '' : op.key
@@ -233,7 +205,7 @@ export function packWrites(writes: readonly FencedWrite[], spare?: ArrayBuffer[]
       j++
     }
   }
-  return { fences: fences.join('\0'), gens, counts, ops: { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer } }
+  return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
 }
 
 /** The writes back, in one pass; values as views into the transferred buffer. */

@@ -106,7 +106,7 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   protected async _batch(ops: readonly BatchOp[]): Promise<void> {
-    const packed = packOps([ops], this.#spare)
+    const packed = packOps(ops, this.#spare)
     await this.#call({ op: 'batch', ops: packed }, transferOf(packed))
   }
 
