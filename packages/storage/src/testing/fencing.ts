@@ -155,6 +155,7 @@ export function fencingTests(ctx: SuiteContext): void {
         await new Promise((r) => setTimeout(r, 30))
         const retry = call()
         await new Promise((r) => setTimeout(r, 30))
+        expect(await settledYet(abandoned), 'the hook held the first call\'s read').toBe(false)
         held.release()
         const [a, r] = await Promise.all([abandoned, retry])
         expect(a, 'the first call takes the first generation').toBe(g0 + 1)
@@ -175,6 +176,7 @@ export function fencingTests(ctx: SuiteContext): void {
       await new Promise((r) => setTimeout(r, 30))
       const claim = s.claim('w', ['w'])
       await new Promise((r) => setTimeout(r, 30))
+      expect(await settledYet(write), 'the hook held the write\'s generation read').toBe(false)
       held.release()
       expect((await write).refused, 'the write came first: accepted').toEqual([])
       const c = await claim
@@ -279,4 +281,12 @@ export function fencingTests(ctx: SuiteContext): void {
       }
     })
   })
+}
+
+/** Whether `p` has settled by the next macrotask (a call the suite's hook holds has not). */
+function settledYet(p: Promise<unknown>): Promise<boolean> {
+  return Promise.race([p.then(
+    () => true,
+    () => true,
+  ), new Promise<boolean>((r) => setTimeout(r, 0, false))])
 }
