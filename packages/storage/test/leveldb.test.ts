@@ -4,43 +4,18 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { ClassicLevel } from 'classic-level'
-import type { AbstractStorage } from '@peony/storage'
 import { LevelStorage } from '@peony/storage/leveldb'
+import { holdNextRead } from '@peony/storage/leveldb/testing'
 import { storageSuite } from '@peony/storage/testing'
 import { tempDir } from '@peony/test-utils'
 import { afterEach, describe, expect, it } from 'vitest'
-
-/**
- * The fault hook of the suite: the next getMany of this storage's LevelDB waits for release() (a
- * slow cold read after a restart). The only way to slow one read of a real LevelDB on demand.
- */
-function holdNextRead(s: AbstractStorage): { release(): void } {
-  const location = (s as LevelStorage).location
-  const proto = ClassicLevel.prototype as unknown as { getMany: (...args: unknown[]) => Promise<unknown> }
-  const original = proto.getMany
-  let open!: () => void
-  const gate = new Promise<void>((r) => (open = r))
-  proto.getMany = function (this: { location: string }, ...args: unknown[]) {
-    if (this.location !== location) return original.apply(this, args)
-    proto.getMany = original
-    const p = original.apply(this, args)
-    return gate.then(() => p)
-  }
-  return {
-    release() {
-      if (proto.getMany !== original && Object.hasOwn(proto, 'getMany')) proto.getMany = original
-      open()
-    },
-  }
-}
 
 storageSuite({
   name: 'LevelStorage',
   factory: ({ prefix }) => new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), prefix }),
   reopen: (previous, { prefix }) => new LevelStorage({ location: (previous as LevelStorage).location, prefix }),
   cleanup: (s) => rmSync((s as LevelStorage).location, { recursive: true, force: true }),
-  holdNextRead,
+  holdNextRead: (s) => holdNextRead(s as LevelStorage),
 })
 
 storageSuite({
@@ -48,7 +23,7 @@ storageSuite({
   factory: ({ prefix }) => new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), prefix, fenceCacheSize: 2 }),
   reopen: (previous, { prefix }) => new LevelStorage({ location: (previous as LevelStorage).location, prefix, fenceCacheSize: 2 }),
   cleanup: (s) => rmSync((s as LevelStorage).location, { recursive: true, force: true }),
-  holdNextRead,
+  holdNextRead: (s) => holdNextRead(s as LevelStorage),
 })
 
 storageSuite({

@@ -5,39 +5,14 @@
  * fault injected is one slowed LevelDB read, which a real LevelDB cannot produce on demand.
  */
 import { rmSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
 import { createApp } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'
 import { LevelStorage } from '@peony/storage/leveldb'
+import { holdNextRead } from '@peony/storage/leveldb/testing'
 import { unpackValue } from '@peony/broker-client/codec'
 import { tempDir } from '@peony/test-utils'
-
-// classic-level as @peony/storage loads it (the same module instance).
-const fromStorage = createRequire(fileURLToPath(import.meta.resolve('@peony/storage/package.json')))
-const { ClassicLevel } = fromStorage('classic-level') as { ClassicLevel: { prototype: { getMany: (...args: unknown[]) => Promise<unknown> } } }
-
-/** Holds the next getMany of the LevelDB at `location` until release(). */
-function holdNextRead(location: string): { release(): void } {
-  const proto = ClassicLevel.prototype
-  const original = proto.getMany
-  let open!: () => void
-  const gate = new Promise<void>((r) => (open = r))
-  proto.getMany = function (this: { location: string }, ...args: unknown[]) {
-    if (this.location !== location) return original.apply(this, args)
-    proto.getMany = original
-    const p = original.apply(this, args)
-    return gate.then(() => p)
-  }
-  return {
-    release() {
-      proto.getMany = original
-      open()
-    },
-  }
-}
 
 const tick = () => new Promise((r) => setImmediate(r))
 
@@ -56,7 +31,7 @@ describe('a load abandoned by loadTimeoutMs, then retried (LevelStorage)', () =>
     const h = createTestHarness(app, { sessions: { storage, loadTimeoutMs: 2000, flushIntervalMs: 1000, maxUnflushedAgeMs: 1000 } })
     try {
       await h.ready
-      const held = holdNextRead(location)
+      const held = holdNextRead({ location })
       // The first load's read is slow (a cold read after a restart): the load times out.
       const first = h.inject({ cmd: 'inc', uid: 7 })
       await h.advance(2000)
