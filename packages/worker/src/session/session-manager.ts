@@ -24,7 +24,7 @@
  */
 import { PeonyError, routingKey, type Task, type Uid } from '@peony/broker-client/core'
 import { MsgpackWriter, packValue, unpackValue } from '@peony/broker-client/codec'
-import type { AbstractStorage, FencedWrite } from '@peony/storage'
+import { isNotApplied, type AbstractStorage, type FencedWrite } from '@peony/storage'
 import { WorkerError, WorkerErrorCode } from '../errors.ts'
 import { isThenable } from '../hooks.ts'
 import type { Clock, RuntimeLogger } from '../runtime/contract.ts'
@@ -189,14 +189,6 @@ const FLUSH_IN_FLIGHT = 2
 
 function unref(handle: unknown): void {
   if (typeof handle === 'object' && handle !== null) (handle as { unref?: () => void }).unref?.()
-}
-
-/**
- * `@peony/storage`'s isNotApplied, by the property it reads: importing a value from that package's
- * main entry would load both drivers (classic-level, ioredis) into every worker thread.
- */
-function isNotApplied(err: unknown): boolean {
-  return (err as { notApplied?: unknown } | undefined)?.notApplied === true
 }
 
 function messageOf(err: unknown): string {
@@ -693,10 +685,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     const list: Session[] = []
     this.#checkUntil = Infinity
     if (!this.#startEvict(s, EVICT_MANUAL, list, true)) return false
-    if (list.length > 0) {
-      while (this.#flushing !== undefined) await this.#flushing
-      await this.#startFlush(list)
-    }
+    // No flush can have started since the wait above: #startEvict is synchronous.
+    if (list.length > 0) await this.#startFlush(list)
     return (s._flags & GONE) !== 0
   }
 
