@@ -58,7 +58,6 @@ export function isNotApplied(err: unknown): boolean {
 }
 
 /** True when `err` carries one of the storage codes (optionally exactly `code`). Matches by code, not class. */
-
 export function isStorageError<C extends StorageErrorCode>(err: unknown, code?: C): err is StorageError<C> {
   if (!isPeonyError(err)) return false
   return code === undefined ? err.code.startsWith('PEONY_STORAGE_') : err.code === code

@@ -70,8 +70,6 @@ export class LevelStorage extends AbstractStorage {
   #dirty = new Set<string>()
   /** Fences whose generation the generation batch in flight writes (not evictable until it lands). */
   #saving = new Set<string>()
-  /** Generation reads in flight (nothing is evicted meanwhile: a read never lands on an evicted entry). */
-  #reading = 0
   /** The generation batch in flight, and the one that will carry the current #dirty. */
   #genWrite: Promise<void> | undefined
   #genNext: Promise<void> | undefined
@@ -81,7 +79,6 @@ export class LevelStorage extends AbstractStorage {
    */
   #writing = new Map<string, Promise<unknown>>()
   /** The db.batch calls of fenced writes in flight. */
-  readonly #live = new Set<Promise<unknown>>()
   /**
    * The last call (claim, acquire, writeFenced) waiting for generation reads. While one waits,
    * every call of those three joins the queue, so they take and check generations in call order
@@ -140,7 +137,6 @@ export class LevelStorage extends AbstractStorage {
       this.#dirty.clear()
       this.#saving.clear()
       this.#writing.clear()
-      this.#live.clear()
     }
   }
 
@@ -303,16 +299,14 @@ export class LevelStorage extends AbstractStorage {
    */
   #launch(db: Db, ops: BatchOp[], fences: string[]): Promise<void> {
     const writing = this.#writing
-    const live = this.#live
     let before: Promise<unknown>[] | undefined
-    if (live.size > 0) {
+    if (writing.size > 0) {
       for (let i = 0; i < fences.length; i++) {
         const w = writing.get(fences[i]!)
-        if (w !== undefined && live.has(w) && before?.includes(w) !== true) (before ??= []).push(w)
+        if (w !== undefined && before?.includes(w) !== true) (before ??= []).push(w)
       }
     }
     const p = before === undefined ? writeBatch(db, ops) : Promise.all(before.map((b) => b.catch(noop))).then(() => writeBatch(db, ops))
-    live.add(p)
     for (let i = 0; i < fences.length; i++) writing.set(fences[i]!, p)
     p.then(
       () => this.#landed(p, fences),
@@ -322,16 +316,12 @@ export class LevelStorage extends AbstractStorage {
   }
 
   /**
-   * Batch `p` (writes of `fences`) has landed or failed: it is no longer in flight. Its entries go
-   * at once, so #writing never holds more than the fences of the batches in flight, however long
-   * batches keep overlapping (all of them when none is left in flight).
+   * Batch `p` (writes of `fences`) has landed or failed. Its entries go at once (those a later
+   * batch took over stay), so #writing holds only the fences of the batches in flight.
    */
   #landed(p: Promise<void>, fences: string[]): void {
-    const live = this.#live
     const writing = this.#writing
-    live.delete(p)
-    if (live.size === 0) writing.clear()
-    else for (let i = 0; i < fences.length; i++) if (writing.get(fences[i]!) === p) writing.delete(fences[i]!)
+    for (let i = 0; i < fences.length; i++) if (writing.get(fences[i]!) === p) writing.delete(fences[i]!)
   }
 
   /** getMany, or getSync per key with `readSync`. */
@@ -347,16 +337,12 @@ export class LevelStorage extends AbstractStorage {
 
   /**
    * Reads the stored generations of `fences`, and the values of `keys` in the same read. The
-   * caller caches them (#cache) only for fences still not cached when its turn comes.
+   * caller caches them (#cache) only for fences still not cached when its turn comes. Only ever
+   * the `load` of an #inOrder call, so #gate is set while it is in flight (#trim relies on it).
    */
   async #readGens(fences: readonly string[], keys: readonly string[] = []): Promise<{ gens: number[]; values: (Uint8Array | undefined)[] }> {
-    this.#reading++
-    try {
-      const got = await this.#read(this.#open(), [...fences.map((f) => FENCE + f), ...keys])
-      return { gens: got.slice(0, fences.length).map(decodeGen), values: got.slice(fences.length) }
-    } finally {
-      this.#reading--
-    }
+    const got = await this.#read(this.#open(), [...fences.map((f) => FENCE + f), ...keys])
+    return { gens: got.slice(0, fences.length).map(decodeGen), values: got.slice(fences.length) }
   }
 
   /** Caches a generation read from disk (the fence was not cached). */
@@ -377,13 +363,14 @@ export class LevelStorage extends AbstractStorage {
   /**
    * Evicts the least recently used generations above fenceCacheSize. Never one not yet on disk
    * (#dirty, #saving), nor one with a fenced write in flight (a claim of an uncached fence reads
-   * its values at once), nor while a generation read or a queued call is pending (a read that
-   * started before an eviction could otherwise cache an older generation).
+   * its values at once), nor while calls wait in #inOrder's queue (every generation read is the
+   * load of a queued call, so none is in flight either: a read that started before an eviction
+   * could otherwise cache an older generation).
    */
   #trim(): void {
     const gens = this.#gens
     let over = gens.size - this.#fenceCacheSize
-    if (over <= 0 || this.#reading > 0 || this.#gate !== undefined) return
+    if (over <= 0 || this.#gate !== undefined) return
     for (const f of gens.keys()) {
       if (this.#dirty.has(f) || this.#saving.has(f) || this.#writing.has(f)) continue
       gens.delete(f)

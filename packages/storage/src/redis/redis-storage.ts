@@ -386,11 +386,12 @@ function nullable(v: Buffer | null | undefined): Uint8Array | undefined {
   return v === null || v === undefined ? undefined : v
 }
 
-/** Error replies Redis gives before it runs a command: the command changed nothing. */
-const REFUSED_BEFORE_RUN = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|OOM|NOSCRIPT)\b/
-
 /** Reply errors that mean "not now" rather than "never". */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS)\b/
+const TRANSIENT = 'LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS'
+const TRANSIENT_REPLY = new RegExp(`^(${TRANSIENT})\\b`)
+
+/** Error replies Redis gives before it runs a command: the command changed nothing (the transient ones, and out of memory). */
+const REFUSED_BEFORE_RUN = new RegExp(`^(${TRANSIENT}|OOM)\\b`)
 
 /**
  * An ioredis error as a StorageError, in Peony's words with the ioredis error as `cause`: reply
