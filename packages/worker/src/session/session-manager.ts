@@ -233,7 +233,6 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   readonly #writers: MsgpackWriter[] = []
   /** Encodes a record only to hash it (the unmarked-change check at eviction and stop). */
   readonly #probe = new MsgpackWriter(4096)
-  #lastUnmarkedReport = -Infinity
   /** performance.now() until which this tick's eviction may run unmarked-change checks; 0: spent. */
   #checkUntil = Infinity
   readonly #c = {
@@ -1059,14 +1058,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     if (h === -1 || h === s._storedHash) return false
     this.#c.unmarkedChanges++
     this.markDirty(s)
-    const now = Date.now()
-    if (now - this.#lastUnmarkedReport >= 10_000) {
-      this.#lastUnmarkedReport = now
-      this.#bridge?.logger.warn(
-        { code: WorkerErrorCode.SESSION_UNMARKED_CHANGE, uid: s.uid, key: s.key, unmarkedChanges: this.#c.unmarkedChanges },
-        `the session ${s.key} changed without being marked dirty (a session object kept past its request, or a missing markDirty() with dirty: 'manual'); it is written before it is dropped`,
-      )
-    }
+    // One line per 10 s: the bridge's logger is the runtime's LogLimiter (kind: the message).
+    this.#bridge?.logger.warn(
+      { code: WorkerErrorCode.SESSION_UNMARKED_CHANGE, uid: s.uid, key: s.key, unmarkedChanges: this.#c.unmarkedChanges },
+      "a session changed without being marked dirty (a session object kept past its request, or a missing markDirty() with dirty: 'manual'); it is written before it is dropped",
+    )
     return true
   }
 
