@@ -12,7 +12,7 @@ import { createTestHarness } from '@peony/worker/testing'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { holdNextRead } from '@peony/storage/leveldb/testing'
 import { unpackValue } from '@peony/broker-client/codec'
-import { tempDir } from '@peony/test-utils'
+import { tempDir, waitFor } from '@peony/test-utils'
 
 const tick = () => new Promise((r) => setImmediate(r))
 
@@ -44,7 +44,8 @@ describe('a load abandoned by loadTimeoutMs, then retried (LevelStorage)', () =>
       expect((await h.inject({ cmd: 'inc', uid: 7 })).replies[0]?.data).toEqual({ n: 2 })
       // Write-behind: both acknowledged increments reach storage; the session is not fenced.
       await h.advance(1000)
-      for (let i = 0; i < 20 && h.stats().sessions!.dirty > 0; i++) await tick()
+      // The write is a real LevelDB batch: wait for it in real time, not a fixed number of turns.
+      await waitFor(() => h.stats().sessions!.dirty === 0, { timeoutMs: 5000 })
       await h.advance(1000)
       expect(h.stats().sessions).toMatchObject({ fenced: 0, dirty: 0 })
       const bytes = await storage.get('player:7')
