@@ -92,7 +92,7 @@ export class OutputGate {
 
   /** An output of a request held on `s`: queued behind what waits, or sent when nothing does. */
   out(s: Session, msg: EgressMessage, taskId: number | undefined, reply: boolean, req: PeonyRequest | undefined): void {
-    if (s._gateFailed) {
+    if (s._gateCode !== 0) {
       this.#refuse(taskId, reply, req)
       return
     }
@@ -113,7 +113,7 @@ export class OutputGate {
     // A session dropped while it held output (only a failed or refused write does that) can
     // store nothing more: its held replies are answered -10008 rather than waiting forever.
     if ((s._flags & GONE) !== 0 && s._held !== undefined) this.fail(s)
-    if (s._gateFailed) {
+    if (s._gateCode !== 0) {
       if (barrier !== undefined) barrier.need = 0
       fn()
       return
@@ -165,8 +165,7 @@ export class OutputGate {
    * may still land, and the session reloads whatever storage has); the rest is dropped.
    */
   fail(s: Session, known = true): void {
-    if (s._gateFailed) return
-    s._gateFailed = true
+    if (s._gateCode !== 0) return
     s._gateCode = known ? ReplyCode.NOT_STORED : ReplyCode.HANDLER_FAILED
     this.c.failures++
     const q = s._held
@@ -182,7 +181,7 @@ export class OutputGate {
 
   /** True when `s` holds output behind a barrier that needs a write. */
   pending(s: Session): boolean {
-    return s._held !== undefined && !s._gateFailed
+    return s._held !== undefined && s._gateCode === 0
   }
 
   #refuse(taskId: number | undefined, reply: boolean, req: PeonyRequest | undefined): void {

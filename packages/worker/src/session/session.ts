@@ -146,8 +146,7 @@ export class Session<S = unknown> {
   /** @internal Outputs held by the output gate, in order (output-gate.ts); undefined when none. */ _held: Held[] | undefined = undefined
   /** @internal The highest `_version` known to be in storage. */ _storedVersion = 0
   /** @internal Hash of the record last stored (or loaded; -1: unknown; -2: a new player never stored): the unmarked-change check. */ _storedHash = -1
-  /** @internal A gated write failed: the session was dropped; outputs of requests still on it are refused. */ _gateFailed = false
-  /** @internal The answer of held replies after a failed gated write: -10008, or -10001 when the write's outcome is unknown. */ _gateCode = 0
+  /** @internal 0, or after a failed gated write (the session was dropped; outputs of requests still on it are refused) the answer of its held replies: -10008, or -10001 when the write's outcome is unknown. */ _gateCode = 0
 
   /** @internal */
   constructor(owner: SessionOwner, lane: string | number, uid: Uid, key: string, state: S, generation: number, now: number, size: number) {
