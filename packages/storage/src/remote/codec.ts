@@ -208,29 +208,17 @@ function packOpLists(lists: readonly (readonly BatchOp[])[], fences: readonly st
   return { keys: keys.join('\0'), lens, data: data.buffer as ArrayBuffer }
 }
 
-/** The writes back, in one pass; values as views into the transferred buffer. */
+/** The writes back; values as views into the transferred buffer, an op key '' as its write's fence. */
 export function unpackWrites(p: PackedWrites): FencedWrite[] {
   const fences = unpackKeys(p.fences)
-  const { lens, data } = p.ops
-  const keys = lens.length === 0 ? [] : p.ops.keys.split('\0')
+  const ops = unpackOps(p.ops)
   const writes = new Array<FencedWrite>(fences.length)
   let o = 0
-  let off = 0
   for (let w = 0; w < fences.length; w++) {
     const fence = fences[w]!
-    const c = p.counts[w]!
-    const ops = new Array<BatchOp>(c)
-    for (let k = 0; k < c; k++, o++) {
-      const key = keys[o] || fence
-      const len = lens[o]!
-      if (len < 0) {
-        ops[k] = { type: 'del', key }
-      } else {
-        ops[k] = { type: 'put', key, value: new Uint8Array(data, off, len) }
-        off += len
-      }
-    }
-    writes[w] = { fence, generation: p.gens[w]!, ops }
+    const mine = ops.slice(o, (o += p.counts[w]!))
+    for (const op of mine) if (op.key === '') op.key = fence
+    writes[w] = { fence, generation: p.gens[w]!, ops: mine }
   }
   return writes
 }
