@@ -6,6 +6,7 @@ import type { ResourceLimits } from 'node:worker_threads'
 import type { Task } from '@peony/broker-client'
 import type { Logger } from 'pino'
 import type { SessionSettings, StorageConfig } from './thread/messages.ts'
+import { KEEP_IDLE_LANES } from './lanes/lane-scheduler.ts'
 
 export type { SessionSettings, StorageConfig }
 
@@ -100,7 +101,7 @@ export const masterDefaults = {
   maxQueueWaitMs: 1_000,
   claimedMaxSize: 1024,
   laneMaxInFlight: 4,
-  laneKeepIdle: 8192,
+  laneKeepIdle: KEEP_IDLE_LANES,
   shards: 256,
   workTimeoutMs: 30_000,
   stopTimeoutMs: 30_000,

@@ -70,8 +70,8 @@ export interface RedisStorageOptions extends AbstractStorageOptions {
 type Client = Redis | Cluster
 /** One call of the write script: its keys, then its arguments. */
 type ScriptCall = { numkeys: number; args: (string | Buffer)[] }
-/** The write script's reply: refused indexes, rescued indexes, adopted count, loss seen (1/0). */
-type WriteReply = [number[], number[], number, number]
+/** The write script's reply: refused indexes, loss seen (1/0). */
+type WriteReply = [number[], number]
 
 /** The default fenced writes per script call (see docs/benchmarks.md, "Storage"). */
 const WRITES_PER_SCRIPT = 256
@@ -334,7 +334,7 @@ export class RedisStorage extends AbstractStorage {
       const refused: number[] = []
       let lost = false
       for (let i = 0; i < calls.length; i++) {
-        const [ref, , , seenLoss] = results[i]!
+        const [ref, seenLoss] = results[i]!
         for (const r of ref) refused.push(calls[i]!.first + r)
         if (seenLoss === 1) lost = true
       }

@@ -55,7 +55,7 @@ return {g, m}
  * `${prefix}lost:${fence}:${generation}` (field: the key without the prefix).
  *
  * One marker GET per call, whatever the number of writes.
- * Returns { refused indexes, rescued indexes, adopted count, 1 if a loss was seen else 0 }.
+ * Returns { refused indexes, 1 if a loss was seen else 0 }.
  */
 export const WRITE_FENCED_LUA = `
 local n = tonumber(ARGV[1])
@@ -72,8 +72,6 @@ local lost = seen ~= '' and marker ~= seen
 local mnum = marker and tonumber(marker)
 local a = 5
 local refused = {}
-local rescued = {}
-local adopted = 0
 for w = 1, n do
   local gen = ARGV[a]
   local nops = tonumber(ARGV[a + 1])
@@ -84,7 +82,6 @@ for w = 1, n do
   local ok = current == gen
   if not ok and not current and lost then
     redis.call('SET', fk, gen)
-    adopted = adopted + 1
     ok = true
   end
   if ok then
@@ -102,7 +99,6 @@ for w = 1, n do
     local lk = false
     if current and mnum and tonumber(gen) < mnum and mnum <= tonumber(current) then
       lk = rescue .. string.sub(fk, plen + 7) .. ':' .. gen
-      rescued[#rescued + 1] = w - 1
     end
     for o = 1, nops do
       if ARGV[a] == 'p' then
@@ -116,5 +112,5 @@ for w = 1, n do
     refused[#refused + 1] = w - 1
   end
 end
-return {refused, rescued, adopted, lost and 1 or 0}
+return {refused, lost and 1 or 0}
 `
