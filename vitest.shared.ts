@@ -1,10 +1,19 @@
-import { defineConfig } from 'vitest/config'
+import { configDefaults, defineConfig } from 'vitest/config'
+
+/**
+ * `*.slow.test.ts`: process-level suites that take tens of seconds each (real servers under load,
+ * kills and restarts, hundreds of thousands of players). `pnpm test` and CI run them;
+ * `pnpm test:fast` (PEONY_TEST_FAST=1) leaves them out for a quick loop while developing.
+ */
+const fast = process.env.PEONY_TEST_FAST === '1' || process.env.PEONY_TEST_FAST === 'true'
 
 /** Shared vitest settings: read package sources through the `@peony/source` export condition. */
 export const sharedConfig = defineConfig({
   resolve: { conditions: ['@peony/source'] },
   ssr: { resolve: { conditions: ['@peony/source'] } },
   test: {
+    exclude: fast ? [...configDefaults.exclude, '**/*.slow.test.ts'] : configDefaults.exclude,
+    passWithNoTests: fast,
     restoreMocks: true,
     clearMocks: true,
     testTimeout: 30_000,
