@@ -11,6 +11,7 @@ import type { ResourceLimits } from 'node:worker_threads'
 import type { Task } from '@peony/broker-client/core'
 import {
   Bad,
+  boolean,
   closest,
   custom,
   defineSchema,
@@ -173,8 +174,8 @@ export const serverConfigKeys = {
       meaning: "The intake ROUTER's endpoints, all bound. Port `*` picks a free port (the ready line shows it).",
     },
   }),
-  allowNonLoopback: custom<boolean>({
-    ...m.egressAck,
+  allowNonLoopback: boolean({
+    default: false,
     help: 'Required to bind intake on a non-loopback interface: ZeroMQ intake has no authentication, so exposing it is a deliberate choice.',
     docs: {
       values: 'boolean',

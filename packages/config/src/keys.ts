@@ -25,7 +25,7 @@ export interface KeyDocs {
 export interface KeyDef<T> {
   /** The value's JSON Schema in a config file; undefined when it has no JSON form (a function). */
   schema: TSchema | undefined
-  /** Default value; a function is called per load. Absent: required, unless `optional`. */
+  /** Default value (copied at each load; in the JSON Schema); a function is called per load (not in the JSON Schema). Absent: required, unless `optional`. */
   default?: T | (() => T) | undefined
   /** Absent and without default: undefined (T includes undefined). */
   optional?: boolean | undefined

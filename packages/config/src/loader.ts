@@ -331,7 +331,8 @@ export async function load<D extends KeyDefs>(schema: ConfigSchema<D>, input: Lo
     if (entry !== undefined) {
       values.set(key, entry)
     } else if (spec.default !== undefined) {
-      const d = typeof spec.default === 'function' ? (spec.default as () => unknown)() : spec.default
+      // A function is called per load; a value is copied, so a caller changing its config changes no default.
+      const d = typeof spec.default === 'function' ? (spec.default as () => unknown)() : structuredClone(spec.default)
       if (spec.checkDefault === true) apply(r, values, spec, d, 'default', 'default', textCtx, false)
       else values.set(key, { value: d, source: 'default', origin: 'default' })
     } else if (spec.optional !== true) {

@@ -19,6 +19,7 @@ const keys = {
   mode: oneOf(['fast', 'safe'], { default: 'safe', help: 'The mode.' }),
   storagePath: custom<string>({ schema: Type.String(), expected: 'a path', text: (r) => r.trim(), default: './db', help: 'Where.' }),
   storage: oneOf(['disk', 'memory'], { default: 'disk', help: 'Which store.' }),
+  hosts: custom<string[]>({ schema: Type.Array(Type.String()), expected: 'hosts', text: (r) => r.split(','), default: ['a'], help: 'Hosts.' }),
   name: optional(custom<string>({ schema: Type.String({ minLength: 1 }), expected: 'a name', text: (r) => r, help: 'A name.' })),
 }
 const schema = defineSchema(keys, { program: 'demo', envPrefix: 'DEMO_', configEnv: 'DEMO_CONFIG', configFileNames: ['demo.config.json'], aliases: { PORT: 'port' } })
@@ -49,9 +50,17 @@ describe('the loader', () => {
     writeFileSync(join(dir, 'demo.config.json'), JSON.stringify({ $schema: './x.json', '// note': 1, port: 1, timeoutMs: 5, mode: 'fast' }))
     const r = await load(schema, { argv: ['--port', '3', '--verbose'], env: { DEMO_PORT: '2', DEMO_TIMEOUT_MS: '1_000' }, cwd: dir })
     expect(r.issues).toEqual([])
-    expect(r.values).toEqual({ port: 3, timeoutMs: 1000, verbose: true, mode: 'fast', storagePath: './db', storage: 'disk', name: undefined })
+    expect(r.values).toEqual({ port: 3, timeoutMs: 1000, verbose: true, mode: 'fast', storagePath: './db', storage: 'disk', hosts: ['a'], name: undefined })
     expect(r.sources).toMatchObject({ port: 'flag', timeoutMs: 'env', mode: 'file', verbose: 'flag', storage: 'default' })
     expect(r.configFile).toBe(join(dir, 'demo.config.json'))
+  })
+
+  it('copies a default value at each load, so changing a loaded config changes no default', async () => {
+    const dir = mkdtempSync(join(root, 'c-'))
+    const first = await load(schema, { argv: [], env: {}, cwd: dir })
+    first.values.hosts.push('b')
+    expect((await load(schema, { argv: [], env: {}, cwd: dir })).values.hosts).toEqual(['a'])
+    expect(schema.jsonSchema({ title: 't' })).toMatchObject({ properties: { hosts: { default: ['a'] } } })
   })
 
   it('collects every problem with key, source, expected value and suggestion', async () => {

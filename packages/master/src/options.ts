@@ -110,7 +110,7 @@ const groups = custom<GroupOptions[]>({
     { minItems: 1 },
   ),
   expected: groupsExpected,
-  default: () => [{ id: 1, count: 2 }],
+  default: [{ id: 1, count: 2 }],
   defaultText: '1:2 (one group, id 1, of 2 workers)',
   text: (raw) => {
     const t = raw.trim()
@@ -157,7 +157,7 @@ const endpoints = (d: string): KeyDef<string[]> =>
   custom<string[]>({
     schema: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
     expected: 'a non-empty list of endpoints',
-    default: () => [d],
+    default: [d],
     defaultText: d,
   })
 
@@ -194,14 +194,14 @@ export const masterOptionSchema = defineSchema(masterOptionKeys, { program: '@pe
 
 type Defaulted = Exclude<keyof typeof masterOptionKeys, 'blockedTimeoutMs'>
 
-/** The defaults of every optional field (from `masterOptionKeys`; lists are fresh copies at each call of `masterDefaultsFresh`). */
+/** The defaults of every optional field (from `masterOptionKeys`). */
 export const masterDefaults = Object.freeze(masterDefaultsFresh())
 
-/** The defaults, as new objects (lists included). */
+/** The defaults, as new objects (lists copied). */
 export function masterDefaultsFresh(): Pick<MasterOptions, Defaulted> {
   const out: Record<string, unknown> = {}
   for (const [k, d] of Object.entries(masterOptionKeys) as [string, KeyDef<unknown>][]) {
-    if (d.default !== undefined) out[k] = typeof d.default === 'function' ? (d.default as () => unknown)() : d.default
+    if (d.default !== undefined) out[k] = typeof d.default === 'function' ? (d.default as () => unknown)() : structuredClone(d.default)
   }
   return out as Pick<MasterOptions, Defaulted>
 }
