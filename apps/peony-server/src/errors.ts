@@ -4,6 +4,7 @@
  * from and what was expected.
  */
 import { PeonyError } from '@peony/broker-client/core'
+import type { ConfigIssue } from '@peony/config'
 
 /** Codes raised by apps/peony-server. */
 export const ServerErrorCode = {
@@ -12,25 +13,8 @@ export const ServerErrorCode = {
 } as const
 export type ServerErrorCode = (typeof ServerErrorCode)[keyof typeof ServerErrorCode]
 
-/** Where a configuration value came from; later sources win: default ← file ← env ← flag. */
-export type ConfigSource = 'default' | 'file' | 'env' | 'flag'
-
-/** One problem found in the configuration. */
-export interface ConfigIssue {
-  /** The configuration key (`queueMaxSize`), or the name as written when it is unknown (`QUEUE_MAXSIZE`). */
-  key: string
-  source: ConfigSource
-  /** Human-readable origin: `file /srv/peony.config.json`, `env PEONY_QUEUE_MAX_SIZE`, `flag --workers`. */
-  origin: string
-  /** What a valid value looks like (`an integer ≥ 1`). */
-  expected: string
-  /** The offending value, shortened, when there is one. */
-  received?: string | undefined
-  /** The closest known key, for an unknown key. */
-  suggestion?: string | undefined
-  /** The whole line, as printed. */
-  message: string
-}
+/** Where a value came from and one problem found (defined in @peony/config, shared with other processes). */
+export type { ConfigIssue, ConfigSource } from '@peony/config'
 
 /** The configuration could not be loaded; `issues` lists every problem found. */
 export class ConfigError extends PeonyError<typeof ServerErrorCode.CONFIG_INVALID> {

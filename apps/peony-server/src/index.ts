@@ -4,7 +4,7 @@
  */
 
 // Configuration
-export { loadConfig, describeConfigKeys, describeConfig, helpText, wantsHelp, workerCount, LogLevel, StorageDriver, CONFIG_ENV, CONFIG_FILE_NAMES } from './config.ts'
+export { loadConfig, describeConfigKeys, describeConfig, helpText, wantsHelp, workerCount, LogLevel, StorageDriver, CONFIG_ENV, CONFIG_FILE_NAMES, serverSchema } from './config.ts'
 export type {
   ServerConfig,
   LoadConfigInput,
@@ -16,6 +16,7 @@ export type {
   WorkerResourceLimits,
   ConfigModuleContext,
 } from './config.ts'
+export { configJsonSchema } from './config-docs.ts'
 export { toMasterInput, toStorageInput, toSessionsInput } from './master-input.ts'
 export type { StorageInput, SessionsInput } from './master-input.ts'
 // Server

@@ -2,7 +2,7 @@
  * The one line the server prints once it accepts tasks. Scripts and tests wait for it, so its
  * shape is stable: `peony ready: ` then space-separated `key=value` pairs.
  */
-import { redactUrl } from './config-rules.ts'
+import { redactUrl } from '@peony/config'
 import type { ServerConfig } from './config.ts'
 
 /** What the master reports once started. */

@@ -318,6 +318,15 @@ describe('validation errors', () => {
     ])
   })
 
+  it('suggests the flag closest over the whole name: --storage-pth is --storage-path, not --storage', async () => {
+    const issues = await problems(load({ argv: ['--storage-pth', 'db', '--log-levle', 'info', '--max-frame-byte', '2048'] }))
+    expect(issues.map((i) => [i.key, i.suggestion])).toEqual([
+      ['--storage-pth', '--storage-path'],
+      ['--log-levle', '--log-level'],
+      ['--max-frame-byte', '--max-frame-bytes'],
+    ])
+  })
+
   it('rejects a PEONY_* variable close to a known one, and only warns about others', async () => {
     const i = only(await problems(load({ env: { PEONY_QUEUE_MAXSIZE: '5' } })))
     expect(i).toMatchObject({ key: 'PEONY_QUEUE_MAXSIZE', source: 'env', suggestion: 'PEONY_QUEUE_MAX_SIZE' })

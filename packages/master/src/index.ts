@@ -7,7 +7,7 @@
 export { createMaster, Master, MasterErrorCode, DiscardReason } from './master.ts'
 export type { MasterStats, MasterStatus, SplitCount, HandlerCounts } from './master.ts'
 // Options
-export { masterDefaults } from './options.ts'
+export { masterDefaults, masterDefaultsFresh, masterOptionKeys, masterOptionSchema, MAX_WORKERS } from './options.ts'
 export type { MasterOptions, MasterInput, GroupOptions, GroupRouter } from './options.ts'
 // Lanes (exported for tools and tests)
 export { LaneScheduler, Lane } from './lanes/lane-scheduler.ts'

@@ -31,7 +31,7 @@ import {
 import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-client/codec'
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { InFlight } from './lanes/in-flight.ts'
-import { masterDefaults, type MasterInput, type MasterOptions } from './options.ts'
+import { masterDefaults, masterDefaultsFresh, masterOptionSchema, type MasterInput, type MasterOptions } from './options.ts'
 import { createJournal } from './thread/egress-journal.ts'
 import {
   HEARTBEAT_MS,
@@ -300,9 +300,7 @@ export class Master extends EventEmitter {
   constructor(input: MasterInput) {
     super()
     const o: MasterOptions = {
-      ...masterDefaults,
-      intakeEndpoints: [...masterDefaults.intakeEndpoints],
-      groups: masterDefaults.groups.map((g) => ({ ...g })),
+      ...masterDefaultsFresh(),
       ...stripUndefined(input),
       blockedTimeoutMs: input.blockedTimeoutMs ?? Math.max(input.workTimeoutMs ?? masterDefaults.workTimeoutMs, 5_000),
     } as MasterOptions
@@ -1267,34 +1265,21 @@ function inheritedExecArgv(fromSource: boolean): string[] {
   return out
 }
 
+/**
+ * Throws on options a caller got wrong (a programmer error: TypeError/RangeError). The options
+ * the server exposes too are checked against their shared definitions (`masterOptionKeys`: one
+ * range each), every problem at once; the rest here.
+ */
 function validate(o: MasterOptions): void {
-  const int = (name: string, v: number, min: number): void => {
-    if (!Number.isInteger(v) || v < min) throw new RangeError(`master option ${name} must be an integer ≥ ${min} (got ${v})`)
-  }
   if (typeof o.serverId !== 'string' || o.serverId.length === 0) throw new TypeError('master option serverId must be a non-empty string')
   if (typeof o.appModule !== 'string' || o.appModule.length === 0) throw new TypeError('master option appModule must be a path or file: URL')
   if (!Array.isArray(o.intakeEndpoints) || o.intakeEndpoints.length === 0) throw new TypeError('master option intakeEndpoints must list at least one endpoint')
   if (!Array.isArray(o.groups) || o.groups.length === 0) throw new TypeError('master option groups must list at least one group')
-  const seen = new Set<string>()
-  for (const g of o.groups) {
-    int('groups[].count', g.count, 1)
-    if (seen.has(String(g.id))) throw new TypeError(`master option groups: duplicate group id ${g.id}`)
-    seen.add(String(g.id))
+  if (o.router !== undefined && typeof o.router !== 'function') throw new TypeError('master option router must be a function')
+  const problems = masterOptionSchema.checkOptions(o as unknown as Record<string, unknown>)
+  if (problems.length > 0) {
+    throw new RangeError(problems.map((p) => `master option ${p.key} must be ${p.expected} (got ${p.received})`).join('; '))
   }
-  int('queueMaxSize', o.queueMaxSize, 1)
-  int('maxQueueWaitMs', o.maxQueueWaitMs, 0)
-  int('claimedMaxSize', o.claimedMaxSize, 1)
-  int('laneMaxInFlight', o.laneMaxInFlight, 1)
-  int('laneKeepIdle', o.laneKeepIdle, 0)
-  int('shards', o.shards, 1)
-  int('maxFrameBytes', o.maxFrameBytes, 64)
-  int('workTimeoutMs', o.workTimeoutMs, 0)
-  int('stopTimeoutMs', o.stopTimeoutMs, 0)
-  int('workerCloseTimeoutMs', o.workerCloseTimeoutMs, 0)
-  int('egressBufferMax', o.egressBufferMax, 1)
-  int('spareWorkers', o.spareWorkers, 0)
-  if (o.spareWorkers > 1) throw new RangeError(`master option spareWorkers must be 0 or 1 (got ${o.spareWorkers})`)
   const total = o.groups.reduce((n, g) => n + g.count, 0)
   if (total > o.shards) throw new RangeError(`master option shards (${o.shards}) must be ≥ the number of workers (${total})`)
-  if (o.router !== undefined && typeof o.router !== 'function') throw new TypeError('master option router must be a function')
 }

@@ -7,6 +7,8 @@ import type { Task } from '@peony/broker-client'
 import type { Logger } from 'pino'
 import type { SessionSettings, StorageConfig } from './thread/messages.ts'
 import { KEEP_IDLE_LANES } from './lanes/lane-scheduler.ts'
+import { Defaults } from '@peony/broker-client'
+import { Bad, boolean, closest, custom, defineSchema, integer, isPlainObject, jsonFromText, MAX_TIMER_MS, optional, Type, type KeyDef } from '@peony/config'
 
 export type { SessionSettings, StorageConfig }
 
@@ -89,27 +91,120 @@ export interface MasterOptions {
   sessions?: SessionSettings | undefined
 }
 
-/** The defaults of every optional field. */
-export const masterDefaults = {
-  intakeEndpoints: ['tcp://127.0.0.1:9250'],
-  maxFrameBytes: 1024 * 1024,
-  forwarderEndpoint: 'tcp://127.0.0.1:9260',
-  egressAck: false,
-  egressBufferMax: 100_000,
-  groups: [{ id: 1, count: 2 }],
-  queueMaxSize: 10_000,
-  maxQueueWaitMs: 1_000,
-  claimedMaxSize: 1024,
-  laneMaxInFlight: 4,
-  laneKeepIdle: KEEP_IDLE_LANES,
-  shards: 256,
-  workTimeoutMs: 30_000,
-  stopTimeoutMs: 30_000,
-  workerCloseTimeoutMs: 10_000,
-  spareWorkers: 1,
-  respawnMinDelayMs: 50,
-  respawnMaxDelayMs: 10_000,
-} as const satisfies Partial<MasterOptions>
+/** Most worker threads a master runs in all. */
+export const MAX_WORKERS = 1024
+const GROUP_ID_STR_RE = /^[A-Za-z0-9._-]{1,64}$/
+
+const groupsExpected = 'a non-empty array of { id: integer or name, count: integer ≥ 1 } (in env/flags: JSON, or id:count,… as 1:2,2:1)'
+
+/** Worker groups: JSON, or `id:count,…` in text; ids distinct (1 and "1" are one group), at most MAX_WORKERS workers. */
+const groups = custom<GroupOptions[]>({
+  schema: Type.Array(
+    Type.Object(
+      {
+        id: Type.Union([Type.Integer(), Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' })]),
+        count: Type.Integer({ minimum: 1, maximum: MAX_WORKERS }),
+      },
+      { additionalProperties: false },
+    ),
+    { minItems: 1 },
+  ),
+  expected: groupsExpected,
+  default: [{ id: 1, count: 2 }],
+  defaultText: '1:2 (one group, id 1, of 2 workers)',
+  text: (raw) => {
+    const t = raw.trim()
+    if (t.startsWith('[') || t.startsWith('{')) return jsonFromText(t, groupsExpected)
+    return t.split(',').map((part, i) => {
+      const m = /^\s*([^:\s]+)\s*:\s*(\S+)\s*$/.exec(part)
+      if (m === null) throw new Bad(groupsExpected, { path: `[${i}]`, received: part.trim() })
+      const id = /^-?\d+$/.test(m[1]!) ? Number(m[1]) : m[1]!
+      const count = /^\d+$/.test(m[2]!) ? Number(m[2]) : m[2]!
+      return { id, count }
+    })
+  },
+  check: (v) => {
+    if (!Array.isArray(v) || v.length === 0) throw new Bad(groupsExpected)
+    const seen = new Map<string, number>()
+    const out: GroupOptions[] = []
+    let total = 0
+    v.forEach((g: unknown, i) => {
+      const path = `[${i}]`
+      if (!isPlainObject(g)) throw new Bad('an object { id, count }', { path, received: g })
+      for (const k of Object.keys(g)) {
+        if (k !== 'id' && k !== 'count') throw new Bad('only the keys id and count', { path: `${path}.${k}`, suggestion: closest(k, ['id', 'count']), received: g[k] })
+      }
+      const { id, count } = g
+      const idOk = (typeof id === 'number' && Number.isSafeInteger(id)) || (typeof id === 'string' && GROUP_ID_STR_RE.test(id))
+      if (!idOk) throw new Bad('an integer, or a name of 1–64 characters A–Z a–z 0–9 . _ -', { path: `${path}.id`, received: id })
+      if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > MAX_WORKERS) {
+        throw new Bad(`an integer from 1 to ${MAX_WORKERS}`, { path: `${path}.count`, received: count })
+      }
+      const key = String(id)
+      const prev = seen.get(key)
+      if (prev !== undefined) throw new Bad(`distinct ids (a duplicate of groups[${prev}].id; 1 and "1" are the same group)`, { path: `${path}.id`, received: id })
+      seen.set(key, i)
+      total += count
+      out.push({ id: id as number | string, count })
+    })
+    if (total > MAX_WORKERS) throw new Bad(`at most ${MAX_WORKERS} workers in all (got ${total})`)
+    return out
+  },
+})
+
+/** A list of endpoint strings; the master binds/connects what it is given (the server checks the form). */
+const endpoints = (d: string): KeyDef<string[]> =>
+  custom<string[]>({
+    schema: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+    expected: 'a non-empty list of endpoints',
+    default: [d],
+    defaultText: d,
+  })
+
+/**
+ * The master's options that the server exposes too: type, range and default of each, written
+ * once. `createMaster` checks its input against them; the server's configuration schema
+ * (apps/peony-server) takes these definitions and adds its environment variables, flags and docs.
+ */
+export const masterOptionKeys = {
+  intakeEndpoints: endpoints(Defaults.INTAKE_ENDPOINT),
+  forwarderEndpoint: custom<string>({ schema: Type.String({ minLength: 1 }), expected: 'an endpoint', default: Defaults.EGRESS_ENDPOINT }),
+  egressAck: boolean({ default: false }),
+  egressBufferMax: integer(1, Number.MAX_SAFE_INTEGER, { unit: 'messages', default: 100_000 }),
+  groups,
+  queueMaxSize: integer(1, Number.MAX_SAFE_INTEGER, { unit: 'tasks', default: 10_000 }),
+  maxQueueWaitMs: integer(0, 3_600_000, { unit: 'ms', default: 1_000 }),
+  claimedMaxSize: integer(1, Number.MAX_SAFE_INTEGER, { unit: 'tasks', default: 1024 }),
+  laneMaxInFlight: integer(1, 65_536, { unit: 'tasks', default: 4 }),
+  laneKeepIdle: integer(0, 16_777_216, { unit: 'lanes', default: KEEP_IDLE_LANES }),
+  shards: integer(1, 65_536, { default: 256 }),
+  /** 1 KiB to 256 MiB: the server's documented range (the master alone accepted ≥ 64 before). */
+  maxFrameBytes: integer(1024, 256 * 1024 * 1024, { unit: 'bytes', default: Defaults.MAX_FRAME_BYTES }),
+  workTimeoutMs: integer(0, MAX_TIMER_MS, { unit: 'ms', default: 30_000 }),
+  blockedTimeoutMs: optional(integer(100, MAX_TIMER_MS, { unit: 'ms', defaultText: 'max(workTimeoutMs, 5000)' })),
+  stopTimeoutMs: integer(0, MAX_TIMER_MS, { unit: 'ms', default: 30_000 }),
+  workerCloseTimeoutMs: integer(0, MAX_TIMER_MS, { unit: 'ms', default: 10_000 }),
+  spareWorkers: integer(0, 1, { default: 1 }),
+  respawnMinDelayMs: integer(0, MAX_TIMER_MS, { unit: 'ms', default: 50 }),
+  respawnMaxDelayMs: integer(0, MAX_TIMER_MS, { unit: 'ms', default: 10_000 }),
+}
+
+/** The master's shared options as a schema (for `checkOptions`). */
+export const masterOptionSchema = defineSchema(masterOptionKeys, { program: '@peony/master', envPrefix: 'PEONY_', configEnv: 'PEONY_CONFIG', configFileNames: [] })
+
+type Defaulted = Exclude<keyof typeof masterOptionKeys, 'blockedTimeoutMs'>
+
+/** The defaults of every optional field (from `masterOptionKeys`). */
+export const masterDefaults = Object.freeze(masterDefaultsFresh())
+
+/** The defaults, as new objects (lists copied). */
+export function masterDefaultsFresh(): Pick<MasterOptions, Defaulted> {
+  const out: Record<string, unknown> = {}
+  for (const [k, d] of Object.entries(masterOptionKeys) as [string, KeyDef<unknown>][]) {
+    if (d.default !== undefined) out[k] = typeof d.default === 'function' ? (d.default as () => unknown)() : structuredClone(d.default)
+  }
+  return out as Pick<MasterOptions, Defaulted>
+}
 
 /** What `createMaster` accepts: `serverId` and `appModule` are required, the rest defaults. */
 export type MasterInput = Pick<MasterOptions, 'serverId' | 'appModule'> & Partial<Omit<MasterOptions, 'serverId' | 'appModule'>>

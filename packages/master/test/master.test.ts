@@ -4,7 +4,7 @@ import pino from 'pino'
 import { waitFor } from '@peony/test-utils'
 import { ReplyCode, type Task } from '@peony/broker-client'
 import { packValue } from '@peony/broker-client/codec'
-import { createMaster } from '../src/index.ts'
+import { createMaster, masterDefaults } from '../src/index.ts'
 import { masterFixture, replies, req, TEST_APP } from './helpers.ts'
 
 const boot = masterFixture({ stopTimeoutMs: 5_000 })
@@ -203,6 +203,21 @@ describe('master', () => {
     expect(() => createMaster({ serverId: '', appModule: TEST_APP })).toThrow(/serverId/)
     expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 0 }] })).toThrow(/count/)
     expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 1 }, { id: 1, count: 1 }] })).toThrow(/duplicate/)
+  })
+
+  it('checks the options it shares with the server against the same definitions (one range each), every problem at once', () => {
+    // maxFrameBytes: 1 KiB–256 MiB, the server's documented range (the master alone took ≥ 64 before).
+    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, maxFrameBytes: 512 })).toThrow(/maxFrameBytes must be an integer from 1024 to 268435456 \(bytes\) \(got 512\)/)
+    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, shards: 70_000 })).toThrow(/shards must be an integer from 1 to 65536/)
+    let err: unknown
+    try {
+      createMaster({ serverId: 'x', appModule: TEST_APP, queueMaxSize: 0, spareWorkers: 2, respawnMaxDelayMs: -1 })
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(RangeError)
+    expect((err as Error).message.split('; ').map((m) => m.split(' ')[2])).toEqual(['queueMaxSize', 'spareWorkers', 'respawnMaxDelayMs'])
+    expect(masterDefaults).toMatchObject({ maxFrameBytes: 1024 * 1024, laneKeepIdle: 8192, intakeEndpoints: ['tcp://127.0.0.1:9250'], groups: [{ id: 1, count: 2 }] })
   })
 })
 
