@@ -8,7 +8,7 @@ import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ResourceLimits } from 'node:worker_threads'
-import type { Task } from '@peony/broker-client/core'
+import type { Task } from '@peony/protocol'
 
 // ───────────────────────────── public types ─────────────────────────────
 

@@ -23,7 +23,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { basename, dirname, extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { Defaults } from '@peony/broker-client/core'
+import { Defaults } from '@peony/protocol'
 import {
   appRule,
   Bad,

@@ -23,7 +23,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { pingRedis, sleep, startFakeForwarder, startRedisServer, tempDir, waitFor, type FakeForwarder, type RedisServer } from '@peony/test-utils'
-import { ReplyCode } from '@peony/broker-client'
+import { ReplyCode } from '@peony/protocol'
 import { RedisStorage } from '@peony/storage/redis'
 import type { SessionStats } from '@peony/worker'
 import { freePort, run } from './helpers/run-server.ts'

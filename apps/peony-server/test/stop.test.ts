@@ -9,8 +9,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as zmq from 'zeromq'
 import { startFakeForwarder, tempDir, waitFor, type FakeForwarder } from '@peony/test-utils'
-import { ReplyCode, type Task } from '@peony/broker-client'
-import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { encodeTaskFrames, msgpackBodyCodec, packValue, ReplyCode, type Task } from '@peony/protocol'
 import { freePort, run } from './helpers/run-server.ts'
 
 let fwd: FakeForwarder | undefined

@@ -8,9 +8,7 @@ import { startFakeForwarder, tempDir, uniqAddress, waitFor } from '@peony/test-u
 import type { FakeForwarder, FakeForwarderOptions } from '@peony/test-utils'
 import { createEgressSender } from '../src/egress-sender.ts'
 import type { EgressDropReason, EgressSender, EgressSenderOptions } from '../src/egress-sender.ts'
-import { BrokerErrorCode } from '../src/errors.ts'
-import { encodeEgress } from '../src/codec/index.ts'
-import type { EgressMessage } from '../src/task.ts'
+import { BrokerErrorCode, type EgressMessage, encodeEgress } from '@peony/protocol'
 
 const cleanup: (() => unknown)[] = []
 afterEach(async () => {

@@ -5,8 +5,7 @@ import pino from 'pino'
 import * as zmq from 'zeromq'
 import { startFakeForwarder, type FakeForwarder, type FakeForwarderOptions } from '@peony/test-utils'
 import { createMaster, type Master, type MasterInput } from '../src/index.ts'
-import type { EgressMessage, Task } from '@peony/broker-client'
-import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { type EgressMessage, encodeTaskFrames, msgpackBodyCodec, packValue, type Task } from '@peony/protocol'
 
 export const TEST_APP = fileURLToPath(new URL('./fixtures/test-app.ts', import.meta.url))
 

@@ -19,9 +19,7 @@
  * those frames in flight, which is what a sender with acks must recover from.
  */
 import * as zmq from 'zeromq'
-import { decodeEgress, encodeAck } from '../../../packages/broker-client/src/codec/index.ts'
-import type { Rejection } from '../../../packages/broker-client/src/codec/index.ts'
-import type { EgressMessage, Sequenced } from '../../../packages/broker-client/src/task.ts'
+import { decodeEgress, type EgressMessage, encodeAck, type Rejection, type Sequenced } from '@peony/protocol'
 import { waitFor } from './wait.ts'
 
 /** An egress message as the fake forwarder recorded it. */

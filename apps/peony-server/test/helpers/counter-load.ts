@@ -10,8 +10,7 @@
  */
 import * as zmq from 'zeromq'
 import { waitFor, type FakeForwarder } from '@peony/test-utils'
-import type { Task } from '@peony/broker-client'
-import { encodeTaskFrames, msgpackBodyCodec, packValue, unpackValue } from '@peony/broker-client/codec'
+import { encodeTaskFrames, msgpackBodyCodec, packValue, type Task, unpackValue } from '@peony/protocol'
 import type { AbstractStorage } from '@peony/storage'
 
 export interface Player {
