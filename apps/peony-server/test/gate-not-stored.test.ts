@@ -22,7 +22,8 @@
  * nothing is applied twice that way too.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { pingRedis, sleep, startFakeForwarder, startRedisServer, tempDir, waitFor, type FakeForwarder, type RedisServer } from '@peony/test-utils'
+import { pingRedis, sleep, startRedisServer, tempDir, waitFor, type RedisServer } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
 import { ReplyCode } from '@peony/protocol'
 import { RedisStorage } from '@peony/storage/redis'
 import type { SessionStats } from '@peony/worker'

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { afterEach } from 'vitest'
 import pino from 'pino'
 import * as zmq from 'zeromq'
-import { startFakeForwarder, type FakeForwarder, type FakeForwarderOptions } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder, type FakeForwarderOptions } from '@peony/fake-forwarder'
 import { createMaster, type Master, type MasterInput } from '../src/index.ts'
 import { type EgressMessage, encodeTaskFrames, msgpackBodyCodec, packValue, type Task } from '@peony/protocol'
 

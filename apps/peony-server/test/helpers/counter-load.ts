@@ -9,7 +9,8 @@
  * request by `connId` and the echoed `sn`.
  */
 import * as zmq from 'zeromq'
-import { waitFor, type FakeForwarder } from '@peony/test-utils'
+import { waitFor } from '@peony/test-utils'
+import { type FakeForwarder } from '@peony/fake-forwarder'
 import { encodeTaskFrames, msgpackBodyCodec, packValue, type Task, unpackValue } from '@peony/protocol'
 import type { AbstractStorage } from '@peony/storage'
 

@@ -20,7 +20,7 @@
  */
 import * as zmq from 'zeromq'
 import { decodeEgress, type EgressMessage, encodeAck, type Rejection, type Sequenced } from '@peony/protocol'
-import { waitFor } from './wait.ts'
+import { waitFor } from '@peony/test-utils'
 
 /** An egress message as the fake forwarder recorded it. */
 export type ForwardedMessage = EgressMessage & Sequenced
