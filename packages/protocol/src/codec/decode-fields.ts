@@ -44,41 +44,41 @@ export const KEY_NAMES = [
 export const TASK_KEYS = (1 << 12) - 1
 
 /** Big-endian value of up to 4 ASCII chars of `s` from `at` (the key-matching words). */
-export function word(s: string, at: number, n = 4): number {
+function word(s: string, at: number, n = 4): number {
   let w = 0
   for (let i = 0; i < n; i++) w = w * 256 + s.charCodeAt(at + i)
   return w
 }
-export const W_CMD = word('cmd', 0, 3)
-export const W_UID = word('uid', 0, 3)
-export const W_TAG = word('tag', 0, 3)
-export const W_RET = word('ret', 0, 3)
-export const W_SEQ = word('seq', 0, 3)
-export const W_ACK = word('ack', 0, 3)
-export const W_TS = word('ts', 0, 2)
-export const W_BODY = word('body', 0)
-export const W_UIDS = word('uids', 0)
-export const W_ROWS = word('rows', 0)
-export const W_NODE = word('node', 0)
-export const W_CONN = word('conn', 0)
-export const W__ID = word('_id', 0, 3)
-export const W_EXCL = word('excl', 0)
-export const W_UDE = word('ude', 0, 3)
-export const W_USER = word('user', 0)
-export const W_DATA = word('data', 0)
-export const W_CLIE = word('clie', 0)
-export const W_NT_I = word('nt_i', 0)
-export const W_CUST = word('cust', 0)
-export const W_SEND = word('send', 0)
-export const W_OM = word('om', 0, 2)
-export const W_ER = word('er', 0, 2)
-export const W_FLAG = word('flag', 0)
+const W_CMD = word('cmd', 0, 3)
+const W_UID = word('uid', 0, 3)
+const W_TAG = word('tag', 0, 3)
+const W_RET = word('ret', 0, 3)
+const W_SEQ = word('seq', 0, 3)
+const W_ACK = word('ack', 0, 3)
+const W_TS = word('ts', 0, 2)
+const W_BODY = word('body', 0)
+const W_UIDS = word('uids', 0)
+const W_ROWS = word('rows', 0)
+const W_NODE = word('node', 0)
+const W_CONN = word('conn', 0)
+const W__ID = word('_id', 0, 3)
+const W_EXCL = word('excl', 0)
+const W_UDE = word('ude', 0, 3)
+const W_USER = word('user', 0)
+const W_DATA = word('data', 0)
+const W_CLIE = word('clie', 0)
+const W_NT_I = word('nt_i', 0)
+const W_CUST = word('cust', 0)
+const W_SEND = word('send', 0)
+const W_OM = word('om', 0, 2)
+const W_ER = word('er', 0, 2)
+const W_FLAG = word('flag', 0)
 
 // ---- cursor ----------------------------------------------------------------------------------
 
-export const EMPTY = new Uint8Array(0)
+const EMPTY = new Uint8Array(0)
 export const r = new Reader(EMPTY)
-export let b: Uint8Array = EMPTY
+let b: Uint8Array = EMPTY
 
 export function begin(frame: Uint8Array): void {
   b = frame
@@ -95,7 +95,7 @@ export function end(): void {
 }
 
 /** Field id of the key bytes at [p, p+len) (all inside the frame), or −1. */
-export function keyId(p: number, len: number): number {
+function keyId(p: number, len: number): number {
   if (len === 3) {
     const w = (b[p]! << 16) | (b[p + 1]! << 8) | b[p + 2]!
     if (w === W_CMD) return F_CMD
@@ -177,7 +177,7 @@ export const I_WRONG = 4 // not an int (skipped)
 export let iv = 0
 export let ib = 0n
 
-export const TWO32 = 0x1_0000_0000
+const TWO32 = 0x1_0000_0000
 
 export function readInt(): number {
   const p = r.p
