@@ -20,6 +20,8 @@
  *
  * Golden vectors computed by an independent Python implementation live in
  * `test/fixtures/server-choice-vectors.json` (regenerate with `test/fixtures/server_choice_vectors.py`).
+ * The SHA-1 is `sha1.ts`, plain TypeScript equal byte for byte to `node:crypto`'s (test/sha1.test.ts),
+ * so this module loads in a browser too.
  */
 import { hasUid } from './routing.ts'
 import { sha1Words } from './sha1.ts'
