@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os'
 import type { ResourceLimits } from 'node:worker_threads'
-import type { Task } from '@peony/broker-client/core'
+import type { Task } from '@peony/protocol'
 import {
   Bad,
   boolean,

@@ -3,7 +3,7 @@
  * with every problem it found (not only the first), each naming the key, where the value came
  * from and what was expected.
  */
-import { PeonyError } from '@peony/broker-client/core'
+import { PeonyError } from '@peony/protocol'
 import type { ConfigIssue } from '@peony/config'
 
 /** Codes raised by apps/peony-server. */

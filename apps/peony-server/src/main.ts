@@ -8,7 +8,7 @@
  * Exit codes: 0 stopped by a signal · 1 start failed, stop failed or forced, or the master
  * stopped on its own · 2 invalid configuration.
  */
-import { isPeonyError } from '@peony/broker-client/core'
+import { isPeonyError } from '@peony/protocol'
 import { helpText, loadConfig, wantsHelp, type ServerConfig } from './config.ts'
 import { formatReadyLine } from './ready-line.ts'
 import type { PeonyServer } from './server.ts'

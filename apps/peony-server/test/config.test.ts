@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import { isPeonyError } from '@peony/broker-client'
+import { isPeonyError } from '@peony/protocol'
 import {
   describeConfig,
   describeConfigKeys,

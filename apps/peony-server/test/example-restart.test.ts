@@ -9,7 +9,8 @@
  */
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { redisForTests, sleep, startFakeForwarder, tempDir, type FakeForwarder } from '@peony/test-utils'
+import { redisForTests, sleep, tempDir } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
 import { deleteRedisKeys, GameClient } from './helpers/game-client.ts'
 import { freePort, run, type Run } from './helpers/run-server.ts'
 

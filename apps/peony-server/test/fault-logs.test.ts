@@ -9,9 +9,9 @@
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as zmq from 'zeromq'
-import { sleep, startFakeForwarder, startRedisServer, tempDir, type FakeForwarder, type RedisServer } from '@peony/test-utils'
-import { encodeTaskFrames, packValue } from '@peony/broker-client/codec'
-import type { Task } from '@peony/broker-client/core'
+import { sleep, startRedisServer, tempDir, type RedisServer } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
+import { encodeTaskFrames, packValue, type Task } from '@peony/protocol'
 import { freePort, run } from './helpers/run-server.ts'
 
 /** The master's session test app: a counter per player, incremented by every `count` request. */

@@ -13,7 +13,8 @@
  */
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { startFakeForwarder, startRedisServer, sleep, tempDir, type FakeForwarder, type RedisServer } from '@peony/test-utils'
+import { startRedisServer, sleep, tempDir, type RedisServer } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
 import type { AbstractStorage } from '@peony/storage'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { RedisStorage } from '@peony/storage/redis'

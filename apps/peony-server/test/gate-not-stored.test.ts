@@ -22,8 +22,9 @@
  * nothing is applied twice that way too.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { pingRedis, sleep, startFakeForwarder, startRedisServer, tempDir, waitFor, type FakeForwarder, type RedisServer } from '@peony/test-utils'
-import { ReplyCode } from '@peony/broker-client'
+import { pingRedis, sleep, startRedisServer, tempDir, waitFor, type RedisServer } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
+import { ReplyCode } from '@peony/protocol'
 import { RedisStorage } from '@peony/storage/redis'
 import type { SessionStats } from '@peony/worker'
 import { freePort, run } from './helpers/run-server.ts'

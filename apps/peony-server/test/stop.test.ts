@@ -8,9 +8,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as zmq from 'zeromq'
-import { startFakeForwarder, tempDir, waitFor, type FakeForwarder } from '@peony/test-utils'
-import { ReplyCode, type Task } from '@peony/broker-client'
-import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { tempDir, waitFor } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
+import { encodeTaskFrames, msgpackBodyCodec, packValue, ReplyCode, type Task } from '@peony/protocol'
 import { freePort, run } from './helpers/run-server.ts'
 
 let fwd: FakeForwarder | undefined

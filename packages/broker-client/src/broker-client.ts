@@ -17,11 +17,16 @@
  * buffers to drain, then closes the sockets with the remaining time as ZeroMQ linger.
  */
 import * as zmq from 'zeromq'
-import { encodeTaskFrames, encodeTasks } from './codec/index.ts'
-import { BrokerErrorCode, PeonyError, toPeonyError } from './errors.ts'
-import { Defaults } from './protocol.ts'
-import { chooseServer } from './server-choice.ts'
-import type { Task } from './task.ts'
+import {
+  BrokerErrorCode,
+  chooseServer,
+  Defaults,
+  encodeTaskFrames,
+  encodeTasks,
+  PeonyError,
+  type Task,
+  toPeonyError,
+} from '@peony/protocol'
 import { assertEndpoint } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
 import { lingerOf, positiveInt } from './internal/options.ts'

@@ -1,19 +1,19 @@
 /**
- * @peony/broker-client/core: the protocol without ZeroMQ. Tables, types, errors and routing, for
- * code that must not load the zeromq addon (worker threads, tools). The main entry re-exports all
- * of it together with the sockets.
+ * @peony/broker-client/core: kept for compatibility. The protocol without ZeroMQ (tables, types,
+ * errors, routing) and `LogLimiter`, re-exported from `@peony/protocol` and `@peony/log-limiter`;
+ * new code imports those packages, which never load the zeromq addon.
  */
 
 // Protocol tables
-export { TaskCmd, EgressCmd, SpecialUid, ReplyCode, Defaults, Limits } from './protocol.ts'
+export { TaskCmd, EgressCmd, SpecialUid, ReplyCode, Defaults, Limits } from '@peony/protocol'
 // Types
-export type { Task, Int64, Uid, UsersRow, EgressMessage, Sequenced } from './task.ts'
+export type { Task, Int64, Uid, UsersRow, EgressMessage, Sequenced } from '@peony/protocol'
 // Errors
-export { PeonyError, BrokerErrorCode, isPeonyError, toPeonyError } from './errors.ts'
-export type { PeonyErrorOptions } from './errors.ts'
+export { PeonyError, BrokerErrorCode, isPeonyError, toPeonyError } from '@peony/protocol'
+export type { PeonyErrorOptions } from '@peony/protocol'
 // Rate-limited logging
-export { LogLimiter, SUPPRESSED_MSG } from './log-limiter.ts'
-export type { LimitedLogTarget, LogLimiterClock, LogLimiterOptions, LimitedLevel } from './log-limiter.ts'
+export { LogLimiter, SUPPRESSED_MSG } from '@peony/log-limiter'
+export type { LimitedLogTarget, LogLimiterClock, LogLimiterOptions, LimitedLevel } from '@peony/log-limiter'
 // Routing
-export { routingKey, routingHash, shardOf, hasUid } from './routing.ts'
-export type { RoutingKey } from './routing.ts'
+export { routingKey, routingHash, shardOf, hasUid } from '@peony/protocol'
+export type { RoutingKey } from '@peony/protocol'

@@ -33,10 +33,16 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import * as zmq from 'zeromq'
-import { decodeAck, decodeEgress, encodeEgress } from './codec/index.ts'
-import { BrokerErrorCode, PeonyError, toPeonyError } from './errors.ts'
-import { Defaults } from './protocol.ts'
-import type { EgressMessage } from './task.ts'
+import {
+  BrokerErrorCode,
+  decodeAck,
+  decodeEgress,
+  Defaults,
+  type EgressMessage,
+  encodeEgress,
+  PeonyError,
+  toPeonyError,
+} from '@peony/protocol'
 import { Deque } from './internal/deque.ts'
 import { assertEndpoint, errCode } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'

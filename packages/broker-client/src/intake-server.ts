@@ -16,11 +16,7 @@
  * very same moment on one path are not told apart (the probe and the bind are not atomic).
  */
 import * as zmq from 'zeromq'
-import { decodeTasks } from './codec/index.ts'
-import type { Rejection } from './codec/index.ts'
-import { BrokerErrorCode, PeonyError, toPeonyError } from './errors.ts'
-import { Defaults } from './protocol.ts'
-import type { Task } from './task.ts'
+import { BrokerErrorCode, decodeTasks, Defaults, PeonyError, type Rejection, type Task, toPeonyError } from '@peony/protocol'
 import { assertEndpoint, errCode, ipcPath, probeIpcPath, removeStale } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
 import { positiveInt } from './internal/options.ts'

@@ -2,12 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { uniqAddress, waitFor } from '@peony/test-utils'
 import { createBrokerClient } from '../src/broker-client.ts'
 import type { BrokerClient, BrokerClientOptions } from '../src/broker-client.ts'
-import { BrokerErrorCode, isPeonyError } from '../src/errors.ts'
-import type { PeonyError } from '../src/errors.ts'
+import { BrokerErrorCode, chooseServer, isPeonyError, type PeonyError, type Task } from '@peony/protocol'
 import { createIntakeServer } from '../src/intake-server.ts'
 import type { IntakeServer } from '../src/intake-server.ts'
-import { chooseServer } from '../src/server-choice.ts'
-import type { Task } from '../src/task.ts'
 
 const cleanup: (() => unknown)[] = []
 afterEach(async () => {

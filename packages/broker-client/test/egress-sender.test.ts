@@ -4,13 +4,12 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as zmq from 'zeromq'
-import { startFakeForwarder, tempDir, uniqAddress, waitFor } from '@peony/test-utils'
-import type { FakeForwarder, FakeForwarderOptions } from '@peony/test-utils'
+import { tempDir, uniqAddress, waitFor } from '@peony/test-utils'
+import { startFakeForwarder } from '@peony/fake-forwarder'
+import type { FakeForwarder, FakeForwarderOptions } from '@peony/fake-forwarder'
 import { createEgressSender } from '../src/egress-sender.ts'
 import type { EgressDropReason, EgressSender, EgressSenderOptions } from '../src/egress-sender.ts'
-import { BrokerErrorCode } from '../src/errors.ts'
-import { encodeEgress } from '../src/codec/index.ts'
-import type { EgressMessage } from '../src/task.ts'
+import { BrokerErrorCode, type EgressMessage, encodeEgress } from '@peony/protocol'
 
 const cleanup: (() => unknown)[] = []
 afterEach(async () => {

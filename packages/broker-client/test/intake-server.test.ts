@@ -4,13 +4,17 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as zmq from 'zeromq'
 import { tempDir, uniqAddress, waitFor } from '@peony/test-utils'
-import { encodeTasks, encodeTask } from '../src/codec/index.ts'
-import type { Rejection } from '../src/codec/index.ts'
-import { BrokerErrorCode, isPeonyError } from '../src/errors.ts'
-import type { PeonyError } from '../src/errors.ts'
+import {
+  BrokerErrorCode,
+  encodeTask,
+  encodeTasks,
+  isPeonyError,
+  type PeonyError,
+  type Rejection,
+  type Task,
+} from '@peony/protocol'
 import { createIntakeServer } from '../src/intake-server.ts'
 import type { IntakeServer, IntakeServerOptions } from '../src/intake-server.ts'
-import type { Task } from '../src/task.ts'
 
 const cleanup: (() => unknown)[] = []
 afterEach(async () => {

@@ -15,20 +15,19 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
 import pino, { type Logger } from 'pino'
 import type { SessionStats } from '@peony/worker'
+import { createEgressSender, createIntakeServer, type EgressSender, type IntakeServer } from '@peony/broker-client'
+import { LogLimiter } from '@peony/log-limiter'
 import {
-  createEgressSender,
-  createIntakeServer,
-  LogLimiter,
+  msgpackBodyCodec,
+  packValue,
   PeonyError,
   ReplyCode,
   routingHash,
   routingKey,
   TaskCmd,
-  type EgressSender,
-  type IntakeServer,
+  type Rejection,
   type Task,
-} from '@peony/broker-client'
-import { msgpackBodyCodec, packValue, type Rejection } from '@peony/broker-client/codec'
+} from '@peony/protocol'
 import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
 import { InFlight } from './lanes/in-flight.ts'
 import { masterDefaults, masterDefaultsFresh, masterOptionSchema, type MasterInput, type MasterOptions } from './options.ts'

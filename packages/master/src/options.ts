@@ -3,11 +3,11 @@
  * (`apps/peony-server`) maps its configuration file, environment and flags onto these.
  */
 import type { ResourceLimits } from 'node:worker_threads'
-import type { Task } from '@peony/broker-client'
+import type { Task } from '@peony/protocol'
 import type { Logger } from 'pino'
 import type { SessionSettings, StorageConfig } from './thread/messages.ts'
 import { KEEP_IDLE_LANES } from './lanes/lane-scheduler.ts'
-import { Defaults } from '@peony/broker-client'
+import { Defaults } from '@peony/protocol'
 import { Bad, boolean, closest, custom, defineSchema, integer, isPlainObject, jsonFromText, MAX_TIMER_MS, optional, Type, type KeyDef } from '@peony/config'
 
 export type { SessionSettings, StorageConfig }

@@ -1,7 +1,7 @@
 import pino from 'pino'
 import * as zmq from 'zeromq'
 import { createMaster } from '../src/index.ts'
-import { encodeTask, packValue } from '@peony/broker-client/codec'
+import { encodeTask, packValue } from '@peony/protocol'
 const m = createMaster({ serverId: 'p', appModule: new URL('../../../tools/bench/peony/app.mjs', import.meta.url).pathname, intakeEndpoints: ['tcp://127.0.0.1:0'], forwarderEndpoint: 'tcp://127.0.0.1:1', logger: pino({ level: 'silent' }), queueMaxSize: 1_000_000 })
 const { intakeEndpoints } = await m.start()
 const d = new zmq.Dealer({ sendHighWaterMark: 0 }); d.connect(intakeEndpoints[0]!)

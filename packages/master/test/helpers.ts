@@ -3,10 +3,9 @@ import { fileURLToPath } from 'node:url'
 import { afterEach } from 'vitest'
 import pino from 'pino'
 import * as zmq from 'zeromq'
-import { startFakeForwarder, type FakeForwarder, type FakeForwarderOptions } from '@peony/test-utils'
+import { startFakeForwarder, type FakeForwarder, type FakeForwarderOptions } from '@peony/fake-forwarder'
 import { createMaster, type Master, type MasterInput } from '../src/index.ts'
-import type { EgressMessage, Task } from '@peony/broker-client'
-import { encodeTaskFrames, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { type EgressMessage, encodeTaskFrames, msgpackBodyCodec, packValue, type Task } from '@peony/protocol'
 
 export const TEST_APP = fileURLToPath(new URL('./fixtures/test-app.ts', import.meta.url))
 

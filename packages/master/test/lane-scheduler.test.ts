@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { Task } from '@peony/broker-client'
+import type { Task } from '@peony/protocol'
 import { LaneScheduler, Queue, type Entry as LaneEntry } from '../src/lanes/lane-scheduler.ts'
 
 const t = (uid: number, n: number): Task => ({ cmd: 10, uid, custom: n })

@@ -11,8 +11,7 @@
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { waitFor } from '@peony/test-utils'
-import { ReplyCode, type Task } from '@peony/broker-client'
-import { encodeTaskFrames } from '@peony/broker-client/codec'
+import { encodeTaskFrames, ReplyCode, type Task } from '@peony/protocol'
 import { masterFixture, replies, req, type Reply } from './helpers.ts'
 
 const DYING_APP = fileURLToPath(new URL('./fixtures/dying-app.ts', import.meta.url))

@@ -5,8 +5,7 @@
  * least 40 % of the uids.
  */
 import { describe, expect, it, onTestFinished } from 'vitest'
-import type { Task } from '@peony/broker-client'
-import { msgpackBodyCodec } from '@peony/broker-client/codec'
+import { msgpackBodyCodec, type Task } from '@peony/protocol'
 import { masterFixture, req, TestBroker } from './helpers.ts'
 
 const boot = masterFixture()

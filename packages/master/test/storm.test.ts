@@ -11,8 +11,7 @@ import { Writable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import pino from 'pino'
 import { sleep, waitFor } from '@peony/test-utils'
-import type { Task } from '@peony/broker-client'
-import { encodeTaskFrames } from '@peony/broker-client/codec'
+import { encodeTaskFrames, type Task } from '@peony/protocol'
 import { masterFixture, req } from './helpers.ts'
 
 /**

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { tempDir, waitFor } from '@peony/test-utils'
-import { ReplyCode, type Task } from '@peony/broker-client'
+import { ReplyCode, type Task } from '@peony/protocol'
 import { masterFixture, replies, req } from './helpers.ts'
 
 const boot = masterFixture()

@@ -3,7 +3,7 @@
  * stable, messages are not: match on `code` with `isPeonyError(err, code)`. Driver and library
  * errors (classic-level, ioredis) are wrapped, never leaked, with the original as `cause`.
  */
-import { PeonyError, isPeonyError } from '@peony/broker-client/core'
+import { PeonyError, isPeonyError } from '@peony/protocol'
 
 /** Codes raised by storage drivers. Listed in docs/errors.md. */
 export const StorageErrorCode = {

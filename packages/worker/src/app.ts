@@ -3,8 +3,7 @@
  * plain description; a WorkerRuntime (one per worker thread, or the test harness) runs it. Once a
  * runtime hosting the app has started, routes and hooks are frozen (`PEONY_ALREADY_STARTED`).
  */
-import { PeonyError } from '@peony/broker-client/core'
-import { msgpackBodyCodec, type BodyCodec } from '@peony/broker-client/codec'
+import { type BodyCodec, msgpackBodyCodec, PeonyError } from '@peony/protocol'
 import type { Blueprint } from './blueprint.ts'
 import { WorkerErrorCode } from './errors.ts'
 import { appHookNames, emptyHookTable, endOrderHooks, isAppHookName, type AnyHook, type AppHookName, type AppHooks, type HookTable } from './hooks.ts'

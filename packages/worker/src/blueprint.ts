@@ -4,7 +4,7 @@
  * that run for the whole app it is registered in (every app hook name). Routes added to a
  * blueprint after it was registered join the app too.
  */
-import { PeonyError } from '@peony/broker-client/core'
+import { PeonyError } from '@peony/protocol'
 import { addRouteTo, type PeonyApp } from './app.ts'
 import { WorkerErrorCode } from './errors.ts'
 import {

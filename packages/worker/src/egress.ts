@@ -4,8 +4,15 @@
  * them to the host's EgressSink, which never blocks. `worker.egress` is usable anywhere (timers,
  * hooks); inside a request the `req.*` helpers fill the connection in for you.
  */
-import type { EgressMessage, Int64, Uid, UsersRow } from '@peony/broker-client/core'
-import { packValue, type BodyCodec, type RequestBody } from '@peony/broker-client/codec'
+import {
+  type BodyCodec,
+  type EgressMessage,
+  type Int64,
+  packValue,
+  type RequestBody,
+  type Uid,
+  type UsersRow,
+} from '@peony/protocol'
 import type { BodyCmd } from './routes.ts'
 import type { EgressSink } from './runtime/contract.ts'
 

@@ -3,7 +3,7 @@
  * failing handler, hook or timer (`cmd`, `uid`, `hook`). Codes are stable, messages are not:
  * match on `code` with `isPeonyError(err, code)`.
  */
-import { PeonyError, type Uid } from '@peony/broker-client/core'
+import { PeonyError, type Uid } from '@peony/protocol'
 
 /** Codes raised by the worker runtime. Listed in docs/errors.md. */
 export const WorkerErrorCode = {

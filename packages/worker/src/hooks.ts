@@ -21,7 +21,7 @@
  * | `onWorkerStop`       | end   | `runtime.stop()`, after every task settled                     |
  * | `onError`            | start | any PEONY_* error around user code                             |
  */
-import type { PeonyError } from '@peony/broker-client/core'
+import type { PeonyError } from '@peony/protocol'
 import type { PeonyRequest } from './request.ts'
 import type { WorkerContext } from './worker-context.ts'
 

@@ -9,8 +9,7 @@
  * `closeClient`, `loginClient`, …) return false and do nothing for a task without
  * `nodeId` + `connId` (a 100 sent to a uid, for example).
  */
-import { hasUid, type EgressMessage, type Int64, type Task, type Uid, type UsersRow } from '@peony/broker-client/core'
-import type { RequestBody } from '@peony/broker-client/codec'
+import { type EgressMessage, hasUid, type Int64, type RequestBody, type Task, type Uid, type UsersRow } from '@peony/protocol'
 import { EMIT, buildWriteToWorker, usersRow, type UsersFilter, type WorkerTarget } from './egress.ts'
 import type { BodyCmd, RouteInfo } from './routes.ts'
 import type { WorkerContext } from './worker-context.ts'

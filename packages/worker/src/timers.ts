@@ -8,7 +8,7 @@
  * memory only and do not take part in task lanes: a timer callback can run while a player's
  * async handler is awaiting.
  */
-import { PeonyError } from '@peony/broker-client/core'
+import { PeonyError } from '@peony/protocol'
 import { WorkerError, WorkerErrorCode } from './errors.ts'
 import { isThenable } from './hooks.ts'
 import type { Clock } from './runtime/contract.ts'

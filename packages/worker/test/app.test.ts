@@ -1,4 +1,4 @@
-import { isPeonyError } from '@peony/broker-client'
+import { isPeonyError } from '@peony/protocol'
 import { describe, expect, test } from 'vitest'
 import { Blueprint, WorkerErrorCode, createApp, type AppHookName } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'

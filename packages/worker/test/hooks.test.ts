@@ -1,4 +1,4 @@
-import { isPeonyError, type PeonyError } from '@peony/broker-client'
+import { isPeonyError, type PeonyError } from '@peony/protocol'
 import { describe, expect, test } from 'vitest'
 import { Blueprint, WorkerErrorCode, appHookNames, createApp, type AppHookName, type PeonyRequest, type PeonyApp } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'

@@ -10,7 +10,7 @@ import { describe, expect, test } from 'vitest'
 import { createApp, type PeonyApp } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'
 import { MemoryStorage, StorageError, StorageErrorCode } from '@peony/storage'
-import { unpackValue } from '@peony/broker-client/codec'
+import { unpackValue } from '@peony/protocol'
 
 interface Wallet {
   gold: number

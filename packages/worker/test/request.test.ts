@@ -1,5 +1,4 @@
-import type { EgressMessage } from '@peony/broker-client'
-import { msgpackBodyCodec, unpackValue } from '@peony/broker-client/codec'
+import { type EgressMessage, msgpackBodyCodec, unpackValue } from '@peony/protocol'
 import { describe, expect, test } from 'vitest'
 import { createApp, type PeonyRequest } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'

@@ -1,5 +1,4 @@
-import { isPeonyError, type EgressMessage, type Task } from '@peony/broker-client'
-import { msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { type EgressMessage, isPeonyError, msgpackBodyCodec, packValue, type Task } from '@peony/protocol'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { ManualClock, WorkerErrorCode, WorkerRuntime, createApp, createMemoryLogger, type PeonyApp, type TaskOutcome } from '@peony/worker'

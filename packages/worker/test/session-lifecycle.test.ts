@@ -19,7 +19,7 @@ import { afterEach, describe, expect, test } from 'vitest'
 import { createApp, type PeonyApp, type Session, type SessionDef } from '@peony/worker'
 import { createTestHarness, type TestHarness } from '@peony/worker/testing'
 import { LevelStorage } from '@peony/storage/leveldb'
-import { unpackValue } from '@peony/broker-client/codec'
+import { unpackValue } from '@peony/protocol'
 
 interface Player {
   n: number

@@ -11,7 +11,7 @@ import { createApp } from '@peony/worker'
 import { createTestHarness } from '@peony/worker/testing'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { holdNextRead } from '@peony/storage/leveldb/testing'
-import { unpackValue } from '@peony/broker-client/codec'
+import { unpackValue } from '@peony/protocol'
 import { tempDir, waitFor } from '@peony/test-utils'
 
 const tick = () => new Promise((r) => setImmediate(r))

@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest'
 import { createApp, type PeonyApp, type SessionDefinition } from '@peony/worker'
 import { createTestHarness, type TestHarnessOptions } from '@peony/worker/testing'
 import { MemoryStorage } from '@peony/storage'
-import { unpackValue } from '@peony/broker-client/codec'
+import { unpackValue } from '@peony/protocol'
 
 interface Player {
   n: number

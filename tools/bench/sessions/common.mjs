@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { packValue } from '@peony/broker-client/codec'
+import { packValue } from '@peony/protocol'
 import { startRedis } from '../lib/redis.mjs'
 export { startRedis }
 

@@ -23,7 +23,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { createApp, WorkerRuntime } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
-import { packValue } from '@peony/broker-client/codec'
+import { packValue } from '@peony/protocol'
 import { countMismatched, fencedFlush, fillState, keyOf, makeDriver, recordOf, recordWrites, stateOf, threadId, threadTimes, WORKER_INFO } from './common.mjs'
 
 const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before', procs = {}, flushBatchSize } = workerData.data

@@ -41,7 +41,7 @@
  */
 import { join } from 'node:path'
 import { MessageChannel } from 'node:worker_threads'
-import { encodeTasks, msgpackBodyCodec, packValue } from '@peony/broker-client/codec'
+import { encodeTasks, msgpackBodyCodec, packValue } from '@peony/protocol'
 import { parseArgs, sleep } from '../lib/run.mjs'
 import { createTracker, verify } from '../lib/order.mjs'
 import { latencySummary } from '../lib/stats.mjs'

@@ -32,7 +32,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { createApp, WorkerRuntime } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
-import { decodeTasks, packValue, unpackValue } from '@peony/broker-client/codec'
+import { decodeTasks, packValue, unpackValue } from '@peony/protocol'
 import { claimKeys, fillState, keyOf, makeDriver, pace, recordOf, shuffle, STATE_BYTES, stateOf, WORKER_INFO } from './common.mjs'
 
 const { port, mode, players, firstUid, bare } = workerData.data

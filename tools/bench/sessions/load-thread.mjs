@@ -19,7 +19,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { createApp, WorkerRuntime } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
-import { packValue } from '@peony/broker-client/codec'
+import { packValue } from '@peony/protocol'
 import { keyOf, STATE_BYTES, WORKER_INFO } from './common.mjs'
 
 const { port, mode, warm, timed } = workerData.data

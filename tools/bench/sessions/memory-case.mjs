@@ -72,7 +72,7 @@ if (args.variant === 'map') {
 } else if (args.variant === 'peony') {
   const { createApp, WorkerRuntime, ManualClock, silentLogger } = await import('@peony/worker')
   const { AbstractStorage } = await import('@peony/storage')
-  const { packValue } = await import('@peony/broker-client/codec')
+  const { packValue } = await import('@peony/protocol')
   const { makeDriver } = await import('./common.mjs')
 
   /** A storage that answers nothing: claims find no value, fenced writes are all accepted, nothing is kept. */

@@ -1,6 +1,7 @@
 /**
  * @peony/test-utils: helpers shared by Peony's tests. Addresses for every ZeroMQ transport,
- * polling waits, temporary directories, a Redis for tests, and a fake forwarder (a real ROUTER speaking protocol §2).
+ * polling waits, temporary directories and a Redis for tests. No dependency (no `zeromq`: the fake
+ * forwarder is `@peony/fake-forwarder`), so storage and worker tests never reach the addon.
  * Private; never imported by library code.
  */
 
@@ -13,6 +14,3 @@ export type { WaitForOptions } from './wait.ts'
 // Redis
 export { redisForTests, startRedisServer, pingRedis } from './redis.ts'
 export type { TestRedis, RedisServer, StartRedisOptions } from './redis.ts'
-// Fake forwarder
-export { startFakeForwarder } from './fake-forwarder.ts'
-export type { FakeForwarder, FakeForwarderOptions, FakeForwarderRestartOptions, ForwardedMessage } from './fake-forwarder.ts'

@@ -9,9 +9,9 @@
  * request by `connId` and the echoed `sn`.
  */
 import * as zmq from 'zeromq'
-import { waitFor, type FakeForwarder } from '@peony/test-utils'
-import type { Task } from '@peony/broker-client'
-import { encodeTaskFrames, msgpackBodyCodec, packValue, unpackValue } from '@peony/broker-client/codec'
+import { waitFor } from '@peony/test-utils'
+import { type FakeForwarder } from '@peony/fake-forwarder'
+import { encodeTaskFrames, msgpackBodyCodec, packValue, type Task, unpackValue } from '@peony/protocol'
 import type { AbstractStorage } from '@peony/storage'
 
 export interface Player {

@@ -6,8 +6,8 @@
  */
 import { connect } from 'node:net'
 import * as zmq from 'zeromq'
-import type { FakeForwarder } from '@peony/test-utils'
-import { encodeTaskFrames, msgpackBodyCodec, packValue, type ReplyBody } from '@peony/broker-client/codec'
+import type { FakeForwarder } from '@peony/fake-forwarder'
+import { encodeTaskFrames, msgpackBodyCodec, packValue, type ReplyBody } from '@peony/protocol'
 
 /** A client of one server: request → reply, matched by `sn`. */
 export class GameClient {

@@ -7,8 +7,7 @@
  */
 import { readFileSync } from 'node:fs'
 import * as zmq from 'zeromq'
-import type { Task } from '@peony/broker-client'
-import { encodeTaskFrames, packValue } from '@peony/broker-client/codec'
+import { encodeTaskFrames, packValue, type Task } from '@peony/protocol'
 
 /** Every player's one request: `count` (its session's counter goes to 1, so it is written before it is evicted). */
 const BODY = packValue({ cmd: 'count', sn: 1, data: null })

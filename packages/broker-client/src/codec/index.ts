@@ -1,21 +1,16 @@
 /**
- * @peony/broker-client/codec: the wire codec of protocol v1 (docs/protocol.md §0, §1.1, §2, §4).
- * Hand-written msgpack for the envelope (task maps, batches, egress messages, acks), so that
- * integers stay integers at every size up to 64 bits and every bad element becomes a coded
- * rejection instead of an exception; and the default msgpack business-body codec.
+ * @peony/broker-client/codec: kept for compatibility. The wire codec of protocol v1
+ * (docs/protocol.md §0, §1.1, §2, §4), re-exported from `@peony/protocol`, where new code
+ * imports it from.
  */
 
 // Intake frames (§0, §1.1)
-export { decodeTasks } from './decode.ts'
-export { encodeTask, encodeTasks, encodeTaskFrames } from './encode.ts'
-export type { Rejection, DecodeOptions, DecodedTasks, DecodedEgress } from './decode.ts'
+export { decodeTasks, encodeTask, encodeTasks, encodeTaskFrames } from '@peony/protocol'
+export type { Rejection, DecodeOptions, DecodedTasks, DecodedEgress } from '@peony/protocol'
 // Egress frames and acks (§2)
-export { decodeEgress, decodeAck } from './decode.ts'
-export { encodeEgress, encodeEgressBatch, encodeAck, writeEgress } from './encode.ts'
+export { decodeEgress, decodeAck, encodeEgress, encodeEgressBatch, encodeAck, writeEgress } from '@peony/protocol'
 // Business body (§4)
-export { msgpackBodyCodec } from './body.ts'
-export type { BodyCodec, RequestBody, ReplyBody, PushBody } from './body.ts'
+export { msgpackBodyCodec } from '@peony/protocol'
+export type { BodyCodec, RequestBody, ReplyBody, PushBody } from '@peony/protocol'
 // Generic msgpack with the protocol's integer rules
-export { packValue, unpackValue } from './msgpack.ts'
-/** The growable writer behind `packValue`: several values (or hand-framed records) in one buffer, one allocation at `finish()`. */
-export { Writer as MsgpackWriter } from './msgpack.ts'
+export { packValue, unpackValue, MsgpackWriter } from '@peony/protocol'

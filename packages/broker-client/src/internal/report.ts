@@ -3,7 +3,7 @@
  * when the user gave one (its own throws are swallowed), otherwise the first error only is
  * reported with `process.emitWarning`, so a flood of identical failures cannot flood the log.
  */
-import type { PeonyError } from '../errors.ts'
+import type { PeonyError } from '@peony/protocol'
 
 /** Returns a function that reports one error as described in the module comment. */
 export function createReporter(onError: ((err: PeonyError) => void) | undefined): (err: PeonyError) => void {

@@ -7,7 +7,7 @@
  *   so one busy or slow player never holds up the worker's other players.
  * - `queued` counts every task waiting in any lane (the bound behind -10002).
  */
-import type { RoutingKey, Task } from '@peony/broker-client'
+import type { RoutingKey, Task } from '@peony/protocol'
 
 /**
  * A FIFO ring buffer: O(1) push and shift, a power-of-two capacity that doubles when full, so a

@@ -23,8 +23,7 @@
  * between posting a batch and emptying the journal, the egress thread has received that seq and
  * skips the journal. One writer, one reader, never at the same time: no lock.
  */
-import { writeEgress, decodeEgress, MsgpackWriter } from '@peony/broker-client/codec'
-import type { EgressMessage } from '@peony/broker-client/core'
+import { decodeEgress, type EgressMessage, MsgpackWriter, writeEgress } from '@peony/protocol'
 
 const HEADER = 16
 /** Journal bytes per worker by default: a turn that produces more posts its batch early. */

@@ -5,11 +5,12 @@
  * application code runs here, so an abrupt worker death never tears down a ZeroMQ socket.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
-import { BrokerErrorCode, createEgressSender, isPeonyError, LogLimiter, type EgressMessage } from '@peony/broker-client'
+import { createEgressSender } from '@peony/broker-client'
+import { LogLimiter } from '@peony/log-limiter'
+import { BrokerErrorCode, decodeEgress, type EgressMessage, isPeonyError } from '@peony/protocol'
 import { createThreadLogger } from './thread-logger.ts'
 import type { EgressBoot, EgressPost, FromEgress, ToEgress } from './messages.ts'
 import { framedMaps, unposted } from './egress-journal.ts'
-import { decodeEgress } from '@peony/broker-client/codec'
 
 /** A worker's frames were encoded by this server and bounded by its journal: no size limit here. */
 const NO_LIMIT = { maxFrameBytes: Number.MAX_SAFE_INTEGER }

@@ -23,7 +23,7 @@
  *                 finished (done).
  */
 import type { MessagePort } from 'node:worker_threads'
-import type { EgressMessage } from '@peony/broker-client'
+import type { EgressMessage } from '@peony/protocol'
 import type { SessionOptions } from '@peony/worker'
 import type { StorageSupports } from '@peony/storage'
 

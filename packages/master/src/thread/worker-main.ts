@@ -8,8 +8,7 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
-import type { EgressMessage } from '@peony/broker-client/core'
-import { decodeTasks } from '@peony/broker-client/codec'
+import { decodeTasks, type EgressMessage } from '@peony/protocol'
 import { WorkerRuntime, type PeonyApp } from '@peony/worker'
 import { RemoteStorage } from '@peony/storage/remote'
 import { createThreadLogger } from './thread-logger.ts'

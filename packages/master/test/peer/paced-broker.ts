@@ -21,8 +21,7 @@
  * Run: node --conditions=@peony/source --import tsx paced-broker.ts <intake endpoint>
  */
 import * as zmq from 'zeromq'
-import type { Task } from '@peony/broker-client'
-import { encodeTaskFrames, packValue } from '@peony/broker-client/codec'
+import { encodeTaskFrames, packValue, type Task } from '@peony/protocol'
 
 const UIDS = 1000
 

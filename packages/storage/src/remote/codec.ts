@@ -9,7 +9,7 @@
  * its call), the host hands the values buffer back with the answer, and the client packs later
  * calls into it: a flush's calls reuse a few buffers instead of mapping a new one each.
  */
-import { PeonyError, isPeonyError } from '@peony/broker-client/core'
+import { PeonyError, isPeonyError } from '@peony/protocol'
 import { StorageError, StorageErrorCode, isNotApplied, type StorageErrorCode as Code } from '../errors.ts'
 import type { BatchOp, FencedWrite, StorageSupports } from '../storage.ts'
 

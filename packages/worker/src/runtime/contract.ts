@@ -4,7 +4,7 @@
  * `dispatch`, learns when each task's first user code starts (`onTaskStart`) and when it has
  * settled (`onTaskDone`), and gives the runtime an egress sink for replies and pushes.
  */
-import type { EgressMessage, Task } from '@peony/broker-client/core'
+import type { EgressMessage, Task } from '@peony/protocol'
 
 /** An injectable clock: production uses the system clock, tests advance a manual one. */
 export interface Clock {

@@ -33,8 +33,20 @@
  * (so a batch dispatched in one go gives one activate/deactivate pair). Tasks dispatched while
  * deactivate hooks run wait for them, then for a new activation.
  */
-import { hasUid, isPeonyError, LogLimiter, PeonyError, ReplyCode, routingKey, type Int64, type RoutingKey, type Task, type Uid } from '@peony/broker-client/core'
-import type { BodyCodec, RequestBody } from '@peony/broker-client/codec'
+import { LogLimiter } from '@peony/log-limiter'
+import {
+  type BodyCodec,
+  hasUid,
+  type Int64,
+  isPeonyError,
+  PeonyError,
+  ReplyCode,
+  type RequestBody,
+  routingKey,
+  type RoutingKey,
+  type Task,
+  type Uid,
+} from '@peony/protocol'
 import { compileApp, type CompiledApp, type PeonyApp } from '../app.ts'
 import { systemClock } from '../clock.ts'
 import { WorkerEgress } from '../egress.ts'

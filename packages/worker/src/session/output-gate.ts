@@ -16,9 +16,7 @@
  * session is dropped, so the player's next task reloads what storage has and a client that
  * retries never applies twice.
  */
-import type { EgressMessage, Int64 } from '@peony/broker-client/core'
-import { ReplyCode } from '@peony/broker-client/core'
-import type { BodyCodec } from '@peony/broker-client/codec'
+import { type BodyCodec, type EgressMessage, type Int64, ReplyCode } from '@peony/protocol'
 import type { PeonyRequest } from '../request.ts'
 import { GONE, type Session } from './session.ts'
 

@@ -22,8 +22,16 @@
  * - `close()` (graceful stop) cancels the session timers and flushes until nothing is dirty,
  *   retrying storage errors, however long it takes (the host bounds it).
  */
-import { PeonyError, routingKey, type Task, type Uid } from '@peony/broker-client/core'
-import { MsgpackWriter, packValue, unpackValue } from '@peony/broker-client/codec'
+import {
+  type EgressMessage,
+  MsgpackWriter,
+  packValue,
+  PeonyError,
+  routingKey,
+  type Task,
+  type Uid,
+  unpackValue,
+} from '@peony/protocol'
 import { isNotApplied, type AbstractStorage, type FencedWrite } from '@peony/storage'
 import { WorkerError, WorkerErrorCode } from '../errors.ts'
 import { isThenable } from '../hooks.ts'
@@ -48,7 +56,6 @@ import {
 import { SessionTimers, type DurableTimer, type SessionTimerHost } from './session-timers.ts'
 import { OutputGate, type Barrier, type GateStats } from './output-gate.ts'
 import { EMIT } from '../egress.ts'
-import type { EgressMessage } from '@peony/broker-client/core'
 import type { PeonyRequest } from '../request.ts'
 
 /** Write-behind, eviction and load settings of a worker's sessions. */

@@ -14,7 +14,7 @@
  * and handlers never interleave on one session. A throwing callback is reported (onError,
  * PEONY_TIMER_FAILED) and a repeating timer stays scheduled.
  */
-import { PeonyError } from '@peony/broker-client/core'
+import { PeonyError } from '@peony/protocol'
 import { WorkerErrorCode } from '../errors.ts'
 import type { TimerHandle } from '../timers.ts'
 

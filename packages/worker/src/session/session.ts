@@ -11,7 +11,7 @@
  * "Dirty marking", has the exact list. A dirty session is written within the manager's
  * `maxUnflushedAgeMs` while storage answers.
  */
-import { PeonyError, type Uid } from '@peony/broker-client/core'
+import { PeonyError, type Uid } from '@peony/protocol'
 import { WorkerErrorCode } from '../errors.ts'
 import type { PeonyRequest } from '../request.ts'
 import type { WorkerContext } from '../worker-context.ts'

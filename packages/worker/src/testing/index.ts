@@ -11,8 +11,7 @@
  * The harness hosts a real WorkerRuntime on a ManualClock: time moves only with
  * `h.advance(ms)`, so work timeouts, `worker.sleep` and timers are tested deterministically.
  */
-import type { EgressMessage, Int64, Task } from '@peony/broker-client/core'
-import type { PushBody, ReplyBody } from '@peony/broker-client/codec'
+import type { EgressMessage, Int64, PushBody, ReplyBody, Task } from '@peony/protocol'
 import type { PeonyApp } from '../app.ts'
 import { ManualClock } from '../clock.ts'
 import { encodeRequestBody } from '../egress.ts'

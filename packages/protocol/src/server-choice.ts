@@ -20,9 +20,11 @@
  *
  * Golden vectors computed by an independent Python implementation live in
  * `test/fixtures/server-choice-vectors.json` (regenerate with `test/fixtures/server_choice_vectors.py`).
+ * The SHA-1 is `sha1.ts`, plain TypeScript equal byte for byte to `node:crypto`'s (test/sha1.test.ts),
+ * so this module loads in a browser too.
  */
-import { createHash } from 'node:crypto'
 import { hasUid } from './routing.ts'
+import { sha1Words } from './sha1.ts'
 import type { Task } from './task.ts'
 
 /** The key bytes of a task's routing key (protocol §1.3): `'i'|'s'|'c'` followed by the encoded key. */
@@ -31,7 +33,7 @@ export type RoutingKeyBytes = Uint8Array
 const TAG_INT = 0x69 // 'i'
 const TAG_STR = 0x73 // 's'
 const TAG_CONN = 0x63 // 'c'
-const SEPARATOR = Buffer.from([0])
+const utf8 = new TextEncoder()
 
 /**
  * The routing key bytes of a task, or `undefined` when the task has no routing key.
@@ -42,22 +44,23 @@ export function routingKeyBytes(task: Task): RoutingKeyBytes | undefined {
   if (hasUid(task)) {
     const uid = task.uid as NonNullable<Task['uid']>
     if (typeof uid === 'string') {
-      const utf8 = Buffer.from(uid, 'utf8')
-      const out = Buffer.allocUnsafe(1 + utf8.length)
+      const bytes = utf8.encode(uid)
+      const out = new Uint8Array(1 + bytes.length)
       out[0] = TAG_STR
-      utf8.copy(out, 1)
+      out.set(bytes, 1)
       return out
     }
-    const out = Buffer.allocUnsafe(9)
+    const out = new Uint8Array(9)
     out[0] = TAG_INT
-    out.writeBigInt64BE(toInt64(uid, 'uid'), 1)
+    new DataView(out.buffer).setBigInt64(1, toInt64(uid, 'uid'))
     return out
   }
   if (task.nodeId !== undefined && task.connId !== undefined) {
-    const out = Buffer.allocUnsafe(13)
+    const out = new Uint8Array(13)
+    const view = new DataView(out.buffer)
     out[0] = TAG_CONN
-    out.writeInt32BE(task.nodeId, 1)
-    out.writeBigInt64BE(toInt64(task.connId, 'conn_id'), 5)
+    view.setInt32(1, int32(task.nodeId))
+    view.setBigInt64(5, toInt64(task.connId, 'conn_id'))
     return out
   }
   return undefined
@@ -70,10 +73,31 @@ function toInt64(v: number | bigint, name: string): bigint {
   return b
 }
 
+function int32(v: number): number {
+  if (!Number.isInteger(v) || v < -0x8000_0000 || v > 0x7fff_ffff) throw new RangeError(`node_id does not fit int32: ${v}`)
+  return v
+}
+
+/** The UTF-8 bytes of recently scored server ids (a deployment has a handful; bounded anyway). */
+const idBytes = new Map<string, Uint8Array>()
+const ID_CACHE_MAX = 1024
+let input = new Uint8Array(256)
+
 /** The score of one server for one routing key: the first 8 bytes of the SHA-1 digest, big-endian unsigned. */
 export function serverScore(serverId: string, key: RoutingKeyBytes): bigint {
-  const digest = createHash('sha1').update(serverId, 'utf8').update(SEPARATOR).update(key).digest()
-  return digest.readBigUInt64BE(0)
+  let id = idBytes.get(serverId)
+  if (id === undefined) {
+    if (idBytes.size >= ID_CACHE_MAX) idBytes.clear()
+    id = utf8.encode(serverId)
+    idBytes.set(serverId, id)
+  }
+  const len = id.length + 1 + key.length
+  if (input.length < len) input = new Uint8Array(len)
+  input.set(id, 0)
+  input[id.length] = 0
+  input.set(key, id.length + 1)
+  const h = sha1Words(input.subarray(0, len))
+  return (BigInt(h[0]! >>> 0) << 32n) | BigInt(h[1]! >>> 0)
 }
 
 /**

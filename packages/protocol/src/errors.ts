@@ -4,7 +4,7 @@
  * Guards compare codes, never classes, so duplicate installs of a package still match.
  */
 
-/** Codes raised by the wire layer (@peony/broker-client). */
+/** Codes raised by the wire layer: the codec (@peony/protocol) and the sockets (@peony/broker-client). */
 export const BrokerErrorCode = {
   /** A frame larger than the configured maximum, rejected before decoding. */
   FRAME_TOO_LARGE: 'PEONY_BROKER_FRAME_TOO_LARGE',

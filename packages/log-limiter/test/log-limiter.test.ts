@@ -1,6 +1,6 @@
 /** LogLimiter: one line per kind per window, a counted summary when the window ends, nothing lost in the counts. */
 import { describe, expect, it } from 'vitest'
-import { LogLimiter, SUPPRESSED_MSG, type LogLimiterClock } from '../src/core.ts'
+import { LogLimiter, SUPPRESSED_MSG, type LogLimiterClock } from '../src/index.ts'
 
 /** A clock whose time moves only when told to (timers run in due order). */
 function manualClock(): LogLimiterClock & { advance(ms: number): void; pending(): number } {

@@ -4,8 +4,7 @@
  * batch of ~160-byte tasks, each with a 100-byte body.
  */
 import { unpack } from 'msgpackr'
-import { decodeTasks, encodeTasks } from '@peony/broker-client/codec'
-import type { Task } from '@peony/broker-client'
+import { decodeTasks, encodeTasks, type Task } from '@peony/protocol'
 
 /** ~160-byte tasks with a 100-byte body (the baselines' typical task), as a ZeroMQ Buffer. */
 const tasks: Task[] = []

@@ -8,8 +8,9 @@
  * next window, so a fault that lasts gives one line per kind per window, never more. A count not
  * yet summarized (see `flush`) rides on the next printed line of the kind as `suppressed`.
  *
- * Zero dependencies (part of `@peony/broker-client/core`), so every package and thread can use
- * it: the master (pino), worker threads (RuntimeLogger), the egress thread.
+ * Zero dependencies (its own package, `@peony/log-limiter`; `@peony/broker-client` re-exports it),
+ * so every package and thread can use it: the master (pino), worker threads (RuntimeLogger), the
+ * egress thread.
  */
 
 /** Where the limiter writes: pino's Logger and the worker runtime's RuntimeLogger both fit. */

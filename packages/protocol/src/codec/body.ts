@@ -3,13 +3,13 @@
  *   request `{cmd: int | str, sn?: int, data?: any}`
  *   reply   `{cmd, sn, ret: int, data?: any}` (cmd/sn echoed; absent when they could not be read)
  *   push    `{cmd, data}` (no sn, no ret)
- * with protocol v1's integer rules (see msgpack.ts). Body codecs are pluggable: anything that
- * implements `BodyCodec` can replace this one.
+ * with protocol v1's integer rules (see msgpack-writer.ts and msgpack-reader.ts). Body codecs are
+ * pluggable: anything that implements `BodyCodec` can replace this one.
  */
 import { BrokerErrorCode, PeonyError } from '../errors.ts'
 import type { Int64 } from '../task.ts'
-import { MalformedError, Reader, withWriter } from './msgpack.ts'
-import type { Writer } from './msgpack.ts'
+import { MalformedError, Reader } from './msgpack-reader.ts'
+import { withWriter, type Writer } from './msgpack-writer.ts'
 
 /** A decoded client request body. */
 export interface RequestBody {

@@ -19,10 +19,8 @@
  * those frames in flight, which is what a sender with acks must recover from.
  */
 import * as zmq from 'zeromq'
-import { decodeEgress, encodeAck } from '../../../packages/broker-client/src/codec/index.ts'
-import type { Rejection } from '../../../packages/broker-client/src/codec/index.ts'
-import type { EgressMessage, Sequenced } from '../../../packages/broker-client/src/task.ts'
-import { waitFor } from './wait.ts'
+import { decodeEgress, type EgressMessage, encodeAck, type Rejection, type Sequenced } from '@peony/protocol'
+import { waitFor } from '@peony/test-utils'
 
 /** An egress message as the fake forwarder recorded it. */
 export type ForwardedMessage = EgressMessage & Sequenced

@@ -12,7 +12,7 @@
 import { BrokerErrorCode, PeonyError } from '../errors.ts'
 import { Defaults, EgressCmd } from '../protocol.ts'
 import type { EgressMessage, Sequenced, Task, Uid, UsersRow } from '../task.ts'
-import { Writer, utf8Length, withWriter } from './msgpack.ts'
+import { Writer, utf8Length, withWriter } from './msgpack-writer.ts'
 
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n

@@ -10,19 +10,23 @@ import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
+  BrokerErrorCode,
   decodeAck,
   decodeEgress,
   decodeTasks,
+  type EgressMessage,
   encodeEgress,
   encodeEgressBatch,
   encodeTask,
   encodeTaskFrames,
   encodeTasks,
+  type Int64,
   msgpackBodyCodec,
   packValue,
-} from '@peony/broker-client/codec'
-import { BrokerErrorCode } from '@peony/broker-client'
-import type { EgressMessage, Int64, Sequenced, Task, UsersRow } from '@peony/broker-client'
+  type Sequenced,
+  type Task,
+  type UsersRow,
+} from '@peony/protocol'
 
 /** 10,000 runs per property (PEONY_FUZZ_RUNS may raise it for a soak run; lower is for local iteration only). */
 const RUNS = Number(process.env.PEONY_FUZZ_RUNS ?? 10_000)

@@ -5,9 +5,12 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
+  BrokerErrorCode,
   decodeAck,
   decodeEgress,
   decodeTasks,
+  Defaults,
+  type EgressMessage,
   encodeAck,
   encodeEgress,
   encodeTask,
@@ -15,10 +18,9 @@ import {
   encodeTasks,
   msgpackBodyCodec,
   packValue,
+  type Task,
   unpackValue,
-} from '@peony/broker-client/codec'
-import { BrokerErrorCode, Defaults } from '@peony/broker-client'
-import type { EgressMessage, Task } from '@peony/broker-client'
+} from '@peony/protocol'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'))

@@ -11,7 +11,9 @@ import { describe, expect, it } from 'vitest'
 import {
   decodeAck,
   decodeEgress,
+  type DecodeOptions,
   decodeTasks,
+  type EgressMessage,
   encodeAck,
   encodeEgress,
   encodeEgressBatch,
@@ -19,9 +21,12 @@ import {
   encodeTasks,
   msgpackBodyCodec,
   packValue,
-} from '@peony/broker-client/codec'
-import type { DecodeOptions, PushBody, Rejection, ReplyBody } from '@peony/broker-client/codec'
-import type { EgressMessage, Sequenced, Task } from '@peony/broker-client'
+  type PushBody,
+  type Rejection,
+  type ReplyBody,
+  type Sequenced,
+  type Task,
+} from '@peony/protocol'
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures')
 const PYTHON = '/usr/bin/python3'
