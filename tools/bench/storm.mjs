@@ -5,7 +5,7 @@
  *
  *   node tools/bench/storm.mjs [--runs=5] [--tasks=200000] [--window=8000] [--storm-rate=3000] [--only=calm|storm]
  *
- * The storm (tools/test-utils/src/storm-peer.mjs): random bytes, truncated values, wrong types,
+ * The storm (packages/master/test/peer/storm.mjs): random bytes, truncated values, wrong types,
  * oversized and multipart messages, paced at --storm-rate frames/s, niced to 19: the attacker is
  * on another host in production, so only the server's cost of the storm is measured. Each stormy
  * run checks that the storm was real (rejections counted by the server, ≥ 1,000) and, like every
@@ -21,7 +21,7 @@ import { REPO_DIR, parseArgs } from './lib/run.mjs'
 import { recordedOptions, throughputRun } from './lib/throughput.mjs'
 
 const o = parseArgs({ runs: 5, tasks: 200_000, window: 8_000, stormRate: 3000, only: '' })
-const STORM = path.join(REPO_DIR, 'tools/test-utils/src/storm-peer.mjs')
+const STORM = path.join(REPO_DIR, 'packages/master/test/peer/storm.mjs')
 const TARGET = 0.8
 
 const { environment, runInterleaved, summarizeRecords, writeResults, markdownTable, verdict } = await import('./lib/run.mjs')

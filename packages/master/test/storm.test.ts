@@ -20,7 +20,7 @@ import { masterFixture, req } from './helpers.ts'
  * 64-task frame), so the good rate's drop scales with it: at ~5,000/s it measured 0.76–0.78.
  */
 const STORM_RATE = 3000
-const STORM = fileURLToPath(new URL('../../../tools/test-utils/src/storm-peer.mjs', import.meta.url))
+const STORM = fileURLToPath(new URL('./peer/storm.mjs', import.meta.url))
 const boot = masterFixture()
 let storm: ChildProcess | undefined
 
