@@ -115,7 +115,10 @@ try {
   const ready = await starting
   if (!stopping) process.stdout.write(formatReadyLine(config, ready) + '\n')
 } catch (err) {
-  logger.error({ err }, 'start failed')
+  // One line: the error's own message, and as `err` the deepest cause (the app's own error with
+  // its stack, file and line, when the app failed to load or start).
+  if (isPeonyError(err)) logger.error({ code: err.code, err: (err as { cause?: unknown }).cause ?? err }, `start failed: ${err.message}`)
+  else logger.error({ err }, 'start failed')
   const code = isPeonyError(err) ? `${err.code}: ` : ''
   process.stderr.write(`peony: start failed: ${code}${err instanceof Error ? err.message : String(err)}\n`)
   // The master undoes a failed start itself (terminates workers, closes sockets). When a signal

@@ -99,6 +99,20 @@ describe('main.ts boot', () => {
     expect(await r.exit).toEqual({ code: 1, signal: null })
   })
 
+  it('an app that fails to load: one error line on stderr and one log line with its stack, whatever the worker count', async () => {
+    const r = run(['--app', 'test/fixtures/bad-import-app.ts', '--intake', `tcp://127.0.0.1:${await freePort()}`,
+      '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '4', '--log-level', 'info'])
+    expect((await r.exit).code).toBe(1)
+    const errLines = r.stderr().split('\n').filter((l) => l.trim() !== '')
+    expect(errLines, r.stderr()).toHaveLength(1)
+    expect(errLines[0]).toMatch(/^peony: start failed: PEONY_WORKER_APP_LOAD_FAILED: .*does-not-exist\.ts/)
+    const bad = r.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string; err?: { stack?: string } }).filter((l) => l.level >= 40)
+    expect(bad.map((l) => l.msg), r.stdout()).toHaveLength(1)
+    expect(bad[0]!.msg).toMatch(/^start failed: /)
+    expect(bad[0]!.err?.stack).toContain('bad-import-app.ts')
+    expect(r.stdout()).not.toContain('peony ready:')
+  })
+
   it('exits 1 with the error on stderr when the start fails (intake port taken)', async () => {
     const taken: Server = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))

@@ -162,6 +162,8 @@ interface Thread {
   worker: Worker
   slot: Slot | undefined
   loaded: boolean
+  /** The thread reported that it could not load or start the app ('fatal'); its error event and exit follow. */
+  fatal?: boolean
 }
 
 interface Group {
@@ -201,6 +203,8 @@ interface Slot {
   sincePump: number
   /** The pending start of the current generation (resolved on 'ready'). */
   started: { resolve: () => void; reject: (err: Error) => void; initial: boolean } | undefined
+  /** Its first start failed: start() rejects with that error, so what the dying thread reports next is not logged again. */
+  firstStartFailed?: boolean
   /** Counters of earlier generations of this slot, and the current one's last report. */
   carried: HandlerCounts
   current: HandlerCounts
@@ -854,13 +858,21 @@ export class Master extends EventEmitter {
     })
   }
 
+  /** True while the slot's first start is pending or has failed: its errors are start()'s rejection. */
+  private startFailing(slot: Slot): boolean {
+    return slot.started?.initial === true || slot.firstStartFailed === true
+  }
+
   private settleStart(slot: Slot, err?: Error): void {
     const w = slot.started
     if (w === undefined) return
     slot.started = undefined
     this.checkIoGate()
     if (err === undefined) w.resolve()
-    else if (w.initial) w.reject(err)
+    else if (w.initial) {
+      slot.firstStartFailed = true
+      w.reject(err)
+    }
     else w.resolve() // a respawn that fails is handled by onExit (back-off), not by a caller
   }
 
@@ -872,9 +884,14 @@ export class Master extends EventEmitter {
       return
     }
     if (m.t === 'fatal') {
+      t.fatal = true
       const what = slot ? 'worker failed to start' : 'spare worker failed to load the app'
-      this.rlog.error(what, { slot: slot?.index, code: MasterErrorCode.APP_LOAD_FAILED, err: { message: m.message, stack: m.stack } }, what)
-      if (slot) this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`))
+      const appErr = Object.assign(new Error(m.message), { stack: m.stack ?? m.message })
+      // During the first start the failure is start()'s rejection, logged once by its caller with
+      // the app's own stack as the cause: not once per worker, and no respawn is tried.
+      if (slot !== undefined && this.startFailing(slot)) this.log.debug({ slot: slot.index, err: appErr }, what)
+      else this.rlog.error(what, { slot: slot?.index, code: MasterErrorCode.APP_LOAD_FAILED, err: appErr }, what)
+      if (slot) this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${m.message}`, { cause: appErr }))
       return
     }
     if (slot === undefined) return
@@ -908,7 +925,9 @@ export class Master extends EventEmitter {
       return
     }
     slot.killReason ??= (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out_of_memory' : 'uncaught'
-    this.rlog.error('worker error', { slot: slot.index, err }, 'worker error')
+    // After 'fatal' this is the same error again (the thread ends by throwing it).
+    if (t.fatal === true || this.startFailing(slot)) this.log.debug({ slot: slot.index, err }, 'worker error')
+    else this.rlog.error('worker error', { slot: slot.index, err }, 'worker error')
     this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} failed to start: ${err.message}`, { cause: err }))
   }
 
@@ -916,11 +935,13 @@ export class Master extends EventEmitter {
     if (this.spare === t) this.spare = undefined
     const slot = t.slot
     if (slot === undefined) return
+    const failedFirstStart = this.startFailing(slot)
     this.settleStart(slot, new PeonyError(MasterErrorCode.APP_LOAD_FAILED, `worker ${slot.index} exited (code ${code}) before it was ready`))
-    this.onExit(slot, t.worker, code)
+    this.onExit(slot, t.worker, code, failedFirstStart)
   }
 
-  private onExit(slot: Slot, worker: Worker, code: number): void {
+  /** `failedFirstStart`: the thread died before it was ready during start(), which rejects: no log line of its own, no respawn. */
+  private onExit(slot: Slot, worker: Worker, code: number, failedFirstStart = false): void {
     if (slot.worker !== worker) return
     for (const [k] of HANDLER_KEYS) slot.carried[k] += slot.current[k]
     slot.current = emptyCounts()
@@ -941,6 +962,10 @@ export class Master extends EventEmitter {
     this.deaths[cause] = (this.deaths[cause] ?? 0) + 1
     this.accountDeath(slot)
     done?.()
+    if (failedFirstStart) {
+      this.log.debug({ slot: slot.index, generation: slot.generation, code, cause }, 'worker died before it was ready: the start fails')
+      return
+    }
     this.rlog.warn(`worker died ${cause}`, { slot: slot.index, generation: slot.generation, code, cause, stopping: slot.stopping || undefined }, 'worker died')
     if (slot.stopping || this._status === 'closed' || (this._status === 'closing' && !this.draining)) {
       // No respawn past stop phase 2: what it had not started is answered, not left queued.

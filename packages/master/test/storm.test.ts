@@ -2,8 +2,8 @@
  * A storm of malformed frames from another process (paced at STORM_RATE frames/s: random bytes,
  * truncated values, wrong types, oversized and multipart messages) while good traffic flows.
  * Every good task is answered, every rejection cause is counted, and the log stays bounded
- * (rate-limited per cause). The good rate with and without the storm (median of 5 alternating
- * runs each) is printed; the issue's target is ≥ 0.8 of the calm rate.
+ * (rate-limited per cause). How fast good traffic goes during a storm is a speed figure:
+ * `node tools/bench/storm.mjs` measures it against the calm rate (target ≥ 0.8, docs/benchmarks.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -20,7 +20,7 @@ import { masterFixture, req } from './helpers.ts'
  * 64-task frame), so the good rate's drop scales with it: at ~5,000/s it measured 0.76–0.78.
  */
 const STORM_RATE = 3000
-const STORM = fileURLToPath(new URL('./peer/storm.mjs', import.meta.url))
+const STORM = fileURLToPath(new URL('../../../tools/test-utils/src/storm-peer.mjs', import.meta.url))
 const boot = masterFixture()
 let storm: ChildProcess | undefined
 
@@ -29,10 +29,8 @@ afterEach(() => {
   storm = undefined
 })
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-
 describe('malformed-frame storm', () => {
-  it('good traffic is all answered at a rate close to its calm rate, and the log stays bounded', async () => {
+  it('good traffic is all answered during the storm, every cause is counted, and the log stays bounded', async () => {
     let logLines = 0
     const sink = new Writable({
       write(_chunk, _enc, cb) {
@@ -47,19 +45,15 @@ describe('malformed-frame storm', () => {
     for (let i = 0; i < N; i++) tasks.push(req(1 + (i % 1000), 'echo', { seq: i }))
     const frames = encodeTaskFrames(tasks.slice(0, 64)).length === 1 ? chunk(tasks) : []
     let delivered = 0
-    async function goodRun(): Promise<number> {
-      const t0 = performance.now()
+    async function goodRun(): Promise<void> {
       for (const f of frames) await broker.sock.send(f)
       delivered += N
       await fwd.until(delivered, 60_000)
-      return N / ((performance.now() - t0) / 1000)
     }
-    await goodRun() // warm-up
-    const calm: number[] = []
-    const stormy: number[] = []
+    const ROUNDS = 3
     const stormRates: number[] = []
-    for (let round = 0; round < 5; round++) {
-      calm.push(await goodRun())
+    for (let round = 0; round < ROUNDS; round++) {
+      await goodRun()
       // The attacker is on another host in production; here it shares our 2 cores, so its own
       // CPU use runs at the lowest priority and only the server's cost of the storm is measured.
       storm = spawn('nice', ['-n', '19', process.execPath, STORM, intakeEndpoint, String(STORM_RATE), '17000'], { stdio: 'ignore' })
@@ -68,7 +62,7 @@ describe('malformed-frame storm', () => {
       await waitFor(() => rejectedNow() > w0 + 500, { timeoutMs: 15_000 })
       const r0 = rejectedNow()
       const t0 = performance.now()
-      stormy.push(await goodRun())
+      await goodRun()
       stormRates.push(Math.round((rejectedNow() - r0) / ((performance.now() - t0) / 1000)))
       await sleep(200)
       storm.kill('SIGKILL')
@@ -77,23 +71,18 @@ describe('malformed-frame storm', () => {
     }
     const s = master.stats()
     const rejected = Object.values(s.rejects).reduce((a, b) => a + b, 0)
-    const ratio = median(stormy) / median(calm)
-    console.log(JSON.stringify({ calm: calm.map(Math.round), stormy: stormy.map(Math.round), ratio: ratio.toFixed(2), stormRates, rejected, logLines, rejects: s.rejects }))
+    console.log(JSON.stringify({ stormRates, rejected, logLines, rejects: s.rejects }))
     expect(rejected).toBeGreaterThan(1000)
     // the niced sender does not always reach its pace on 2 busy cores; the storm must still be one
-    expect(median(stormRates)).toBeGreaterThan(1000)
+    expect(Math.max(...stormRates)).toBeGreaterThan(1000)
     for (const code of ['PEONY_BROKER_MALFORMED', 'PEONY_BROKER_FRAME_TOO_LARGE', 'PEONY_BROKER_MULTIPART', 'PEONY_BROKER_NOT_A_MAP', 'PEONY_BROKER_WRONG_TYPE', 'PEONY_BROKER_MISSING_FIELD']) {
       expect(s.rejects[code] ?? 0).toBeGreaterThan(0)
     }
-    expect(s.client_req).toBe(11 * N)
-    // The issue's target is ≥ 0.8; a rate ratio is a speed figure, which this project measures in
-    // benchmarks, not in timed tests (DEVELOPERS.md). The printed ratio is the figure (0.76–0.91
-    // measured on the 2-core machine); the test only guards against a pathological regression.
-    expect(ratio).toBeGreaterThanOrEqual(0.5)
+    expect(s.client_req).toBe(2 * ROUNDS * N)
     // one line per cause per 10 s window (the first, then a "suppressed" summary), for the whole
     // test (tens of thousands of rejections)
     expect(logLines).toBeLessThan(200)
-  }, 180_000)
+  }, 60_000)
 })
 
 function chunk(tasks: Task[]): Uint8Array[] {

@@ -341,3 +341,33 @@ describe('error lines are rate-limited per kind; onError sees every error', () =
     expect(lines().slice(3).map((e) => (e.obj as { suppressed?: number }).suppressed)).toEqual([1])
   })
 })
+
+describe('a failed handler is logged with its own error', () => {
+  test("the line's err is the handler's error with its stack and cause chain, and `at` is its file and line", async () => {
+    const inner = (): never => {
+      throw new Error('inner boom')
+    }
+    const app = createApp().route('buy', () => {
+      try {
+        inner()
+      } catch (e) {
+        throw new Error('outer boom', { cause: e })
+      }
+    })
+    const h = createTestHarness(app)
+    const r = await h.inject({ cmd: 'buy', uid: 7, sn: 1 })
+    expect(r.outcome).toBe('failed')
+    const line = h.logs.find((e) => e.level === 'error')
+    expect(line).toBeDefined()
+    const obj = line!.obj as { err?: Error; code?: string; route?: string; at?: string }
+    expect(obj.code).toBe(WorkerErrorCode.HANDLER_FAILED)
+    expect(obj.route).toBe('buy')
+    expect(obj.err?.message).toBe('outer boom')
+    expect((obj.err?.cause as Error | undefined)?.message).toBe('inner boom')
+    expect(obj.err?.stack?.split('\n')[1]).toContain('hooks.test.ts')
+    // The throw site of `outer boom`, in this file, not a frame of the runtime.
+    expect(obj.at).toMatch(/hooks\.test\.ts:\d+:\d+$/)
+    expect(line!.msg).toContain('handler buy failed: outer boom')
+    await h.stop()
+  })
+})

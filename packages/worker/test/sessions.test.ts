@@ -510,7 +510,8 @@ describe('session timers', () => {
     const h = harness(app)
     const r = await h.inject({ cmd: 'x', uid: 1 })
     expect(r.outcome).toBe('failed')
-    expect(h.logs.some((e) => String((e.obj as { err?: { cause?: { code?: string } } }).err?.cause?.code) === 'PEONY_SESSION_TIMER_UNKNOWN')).toBe(true)
+    // The handler's own error is the line's err (issue 10 item 8); the runtime's code is beside it.
+    expect(h.logs.some((e) => (e.obj as { err?: { code?: string }; code?: string }).err?.code === 'PEONY_SESSION_TIMER_UNKNOWN' && (e.obj as { code?: string }).code === 'PEONY_HANDLER_FAILED')).toBe(true)
     await h.stop()
   })
 })

@@ -78,7 +78,9 @@ export function freeUdpPort() {
  * Runs one throughput (or paced latency) run.
  * @param {{receiver: keyof typeof RECEIVERS, tasks: number, batch: number, window?: number, rate?: number,
  *          latency?: boolean, warmupMs?: number, logDir: string, label: string, uids?: number, seed?: number,
- *          profDir?: string, keepLatency?: boolean}} c  profDir: run the receiver with --cpu-prof, profiles
+ *          profDir?: string, keepLatency?: boolean,
+ *          onReady?: (r: {endpoint: string}) => Promise<{stop: () => Promise<any>}>}} c  onReady: starts something
+ *          beside the sender once the receiver is ready, stopped (its report kept as `during`) after the result; profDir: run the receiver with --cpu-prof, profiles
  *          in profDir/label; keepLatency: keep the raw latency files (their folder is returned as latencyDir)
  */
 export async function throughputRun(c) {
@@ -93,10 +95,14 @@ export async function throughputRun(c) {
   if (rcv.peony) rArgs.push(`--forwarder=tcp://127.0.0.1:${await freePort()}`, `--report-dir=${c.logDir}`)
   let receiver
   let sender
+  let during
   try {
     const profFlags = c.profDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(c.profDir, c.label)}`] : []
     receiver = spawnChild(rcv.script, rArgs, { nodeFlags: [...rcv.nodeFlags, ...profFlags], logFile })
     const ready = await receiver.wait((e) => e.bench === 'ready', 60_000, `${c.receiver} ready`)
+    // Something else that runs against the receiver during the run (the storm bench's malformed
+    // frames); it returns what stops it and what it reports.
+    during = c.onReady ? await c.onReady({ endpoint }) : undefined
     const sArgs = [
       '--mode=stream',
       `--endpoint=${endpoint}`,
@@ -112,6 +118,7 @@ export async function throughputRun(c) {
     sender = spawnChild(path.join(BENCH_DIR, 'lib/sender.mjs'), sArgs, { logFile, stdin: true })
     const sent = await sender.wait((e) => e.bench === 'sent', 300_000, 'sender done')
     const result = await receiver.wait((e) => e.bench === 'result', 120_000, `${c.receiver} result`)
+    const duringReport = during ? await during.stop() : undefined
     sender.proc.stdin.end()
     // Let the receiver exit on its own (a --cpu-prof profile is written at exit), within reason.
     await Promise.race([receiver.exited, new Promise((r) => setTimeout(r, 15_000).unref())])
@@ -133,6 +140,7 @@ export async function throughputRun(c) {
       startMs: ready.startMs,
       peonyStats: result.stats ? pickStats(result.stats) : undefined,
       maxPending: result.maxPending,
+      during: duringReport,
     }
     if (c.latency) {
       out.latency = latencyOf(result.reports, sent.t0 + (c.warmupMs ?? 1000))
@@ -142,6 +150,7 @@ export async function throughputRun(c) {
     if (!check.ok) out.error = check.errors.slice(0, 3).join('; ')
     return out
   } finally {
+    await during?.stop().catch(() => {})
     if (sender && sender.proc.stdin && !sender.proc.stdin.destroyed) sender.proc.stdin.end()
     await stopChildren([sender, receiver], 5_000)
   }

@@ -57,6 +57,7 @@ import { consoleLogger } from '../logger.ts'
 import { PeonyRequest } from '../request.ts'
 import type { RouteHandler } from '../routes.ts'
 import { GONE, type Session } from '../session/session.ts'
+import { errorSite } from './error-site.ts'
 import { SessionManager, type SessionOptions, type SessionStats } from '../session/session-manager.ts'
 import { WorkerTimers } from '../timers.ts'
 import { WorkerContext } from '../worker-context.ts'
@@ -986,7 +987,16 @@ export class WorkerRuntime implements RuntimeHandle {
     const causeCode = isPeonyError(cause) ? cause.code : undefined
     const hook = (err as { hook?: string }).hook
     const where = hook ?? (err.code === WorkerErrorCode.HANDLER_FAILED || err.code === WorkerErrorCode.HANDLER_TIMEOUT ? req?.route?.name : undefined)
-    const obj = causeCode === undefined ? { err, code: err.code, req: req?.toJSON() } : { err, code: err.code, causeCode, req: req?.toJSON() }
+    // A handler's or hook's own error is the line's `err` (its stack and cause chain, with the
+    // app's file and line as `at`); the runtime's WorkerError around it adds only its code.
+    const own = (err.code === WorkerErrorCode.HANDLER_FAILED || err.code === WorkerErrorCode.HOOK_FAILED) && cause instanceof Error ? cause : undefined
+    const at = own === undefined ? undefined : errorSite(own)
+    const shown = own ?? err
+    const obj: Record<string, unknown> = { err: shown, code: err.code }
+    if (causeCode !== undefined) obj.causeCode = causeCode
+    if (where !== undefined && own !== undefined) obj[hook === undefined ? 'route' : 'hook'] = where
+    if (at !== undefined) obj.at = at
+    obj.req = req?.toJSON()
     let kind: string = err.code
     if (where !== undefined) kind += ` ${where}`
     if (causeCode !== undefined) kind += ` ${causeCode}`
