@@ -708,9 +708,11 @@ async function readFile(c: Collector, file: string, origin: string, env: LoadCon
   if (!['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts'].includes(ext)) return fail('a .json, .js, .mjs, .ts or .mts config file', show(basename(file)))
   let mod: { default?: unknown }
   try {
+    if (TS_EXTENSIONS.includes(ext)) await registerTsx()
     mod = (await import(pathToFileURL(file).href)) as { default?: unknown }
   } catch (err) {
-    return fail('a config module that loads', `${(err as Error).name}: ${(err as Error).message}`)
+    const hint = TS_EXTENSIONS.includes(ext) && loadedAsCommonJs(err) ? ` (${TS_IN_COMMONJS_HINT})` : ''
+    return fail('a config module that loads', `${(err as Error).name}: ${(err as Error).message}${hint}`)
   }
   let value = mod.default
   if (typeof value === 'function') {
@@ -722,6 +724,34 @@ async function readFile(c: Collector, file: string, origin: string, env: LoadCon
   }
   if (value === undefined) return fail('a default export: the config object, or a function returning it')
   return value
+}
+
+const TS_EXTENSIONS = ['.ts', '.mts', '.cts']
+/** Running from the TypeScript sources (`pnpm start`, tests): tsx is loaded already. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts')
+let tsxRegistered = false
+
+/**
+ * Lets this thread import TypeScript: registers tsx's module hooks once. The built server
+ * (dist/, the installed `peony-server` bin) needs it for a `.ts`/`.mts` config file; from the
+ * sources tsx is already there. (Worker threads register it themselves for a TypeScript app.)
+ */
+async function registerTsx(): Promise<void> {
+  if (FROM_SOURCE || tsxRegistered) return
+  const { register } = await import('tsx/esm/api')
+  register()
+  tsxRegistered = true
+}
+
+const TS_IN_COMMONJS_HINT =
+  'a .ts file in a package whose package.json has no "type": "module" (npm init makes "commonjs") is loaded as CommonJS, ' +
+  'which cannot use import/export: add "type": "module" to that package.json, or name the file .mts'
+
+/** True when a module failed because Node loaded its ESM syntax as CommonJS. */
+function loadedAsCommonJs(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code === 'ERR_REQUIRE_CYCLE_MODULE' || code === 'ERR_REQUIRE_ESM') return true
+  return err instanceof SyntaxError && /import statement outside a module|Unexpected token 'export'/.test(err.message)
 }
 
 /** What a config module's default-exported function receives. */
