@@ -147,7 +147,12 @@ describe('packages that work outside this repository', () => {
       dependencies: Record<string, string>
     }
     expect(server.bin).toEqual({ 'peony-server': './bin/peony-server.mjs' })
-    for (const [dep, range] of Object.entries(server.dependencies)) expect(range, dep).not.toMatch(/^workspace:/)
+    for (const p of packed) {
+      const pj = JSON.parse(readFileSync(join(outside, 'node_modules', p.name, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>
+      for (const field of ['dependencies', 'peerDependencies', 'optionalDependencies']) {
+        for (const [dep, range] of Object.entries(pj[field] ?? {})) expect(range, `${p.name} ${field} ${dep}`).not.toMatch(/^workspace:/)
+      }
+    }
   })
 
   // Both tools exit non-zero on a problem (publint --strict: on a warning too), which sh() turns
