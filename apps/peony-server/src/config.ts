@@ -19,6 +19,8 @@
  * Paths (`app`, `storagePath`, `ipc://` endpoints) given in a file resolve against the file's
  * folder; given in the environment or flags (or by default), against the working directory.
  */
+import { extname } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { load, parseEndpoint, redactUrl, show, wantsHelp, type ConfigKeyInfo as KeyInfo, type ConfigSource, type Entry, type Layer, type LoadInput, type Reporter } from '@peony/config'
 import { CONFIG_ENV, CONFIG_FILE_NAMES, serverConfigKeys, serverSchema, type GroupConfig, type ServerConfigValues } from './config-schema.ts'
 import { ConfigError } from './errors.ts'
@@ -134,7 +136,7 @@ function crossCheck(r: Reporter, values: ReadonlyMap<string, Entry>): void {
  * Rejects with a ConfigError (`PEONY_CONFIG_INVALID`) listing every problem.
  */
 export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerConfig> {
-  const r = await load(serverSchema, input, { fold: foldWorkers, crossCheck })
+  const r = await load(serverSchema, input, { fold: foldWorkers, crossCheck, importModule: importConfigModule })
   if (r.issues.length > 0) throw new ConfigError(r.issues)
   const { workers: _w, ...values } = r.values
   const warnings = r.warnings
@@ -170,4 +172,42 @@ export function helpText(): string {
 export function describeConfig(config: ServerConfig): Record<string, unknown> {
   const { router, warnings: _w, sources: _s, ...rest } = config
   return { ...rest, redisUrl: redactUrl(config.redisUrl), router: router === undefined ? undefined : 'function' }
+}
+
+// ───────────────────── TypeScript config files in the built server ─────────────────────
+
+const TS_EXTENSIONS = ['.ts', '.mts', '.cts']
+/** Running from the TypeScript sources (`pnpm start`, tests): tsx is loaded already. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts')
+let tsxRegistered = false
+
+/**
+ * Imports a config module. The built server (dist/, the installed `peony-server` bin) registers
+ * tsx's module hooks first for a `.ts`/`.mts` file; from the sources tsx is already there.
+ * (Worker threads register it themselves for a TypeScript app.)
+ */
+async function importConfigModule(file: string): Promise<unknown> {
+  const ts = TS_EXTENSIONS.includes(extname(file).toLowerCase())
+  if (ts && !FROM_SOURCE && !tsxRegistered) {
+    const { register } = await import('tsx/esm/api')
+    register()
+    tsxRegistered = true
+  }
+  try {
+    return await import(pathToFileURL(file).href)
+  } catch (err) {
+    if (ts && loadedAsCommonJs(err) && err instanceof Error) err.message += ` (${TS_IN_COMMONJS_HINT})`
+    throw err
+  }
+}
+
+const TS_IN_COMMONJS_HINT =
+  'a .ts file in a package whose package.json has no "type": "module" (npm init makes "commonjs") is loaded as CommonJS, ' +
+  'which cannot use import/export: add "type": "module" to that package.json, or name the file .mts'
+
+/** True when a module failed because Node loaded its ESM syntax as CommonJS. */
+function loadedAsCommonJs(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code === 'ERR_REQUIRE_CYCLE_MODULE' || code === 'ERR_REQUIRE_ESM') return true
+  return err instanceof SyntaxError && /import statement outside a module|Unexpected token 'export'/.test(err.message)
 }

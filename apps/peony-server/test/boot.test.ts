@@ -113,6 +113,13 @@ describe('main.ts boot', () => {
     expect(r.stdout()).not.toContain('peony ready:')
   })
 
+  it('a TypeScript app in a CommonJS package: the error says to add "type": "module" (not only ERR_REQUIRE_CYCLE_MODULE)', async () => {
+    const r = run(['--app', 'test/fixtures/commonjs-package/app.ts', '--intake', `tcp://127.0.0.1:${await freePort()}`,
+      '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '1', '--storage', 'memory', '--log-level', 'silent'])
+    expect((await r.exit).code).toBe(1)
+    expect(r.stderr()).toMatch(/^peony: start failed: PEONY_WORKER_APP_LOAD_FAILED: .*commonjs-package\/app\.ts is TypeScript in a package whose package\.json has no "type": "module".*add "type": "module" to that package\.json, or name the file \.mts/)
+  })
+
   it('exits 1 with the error on stderr when the start fails (intake port taken)', async () => {
     const taken: Server = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))

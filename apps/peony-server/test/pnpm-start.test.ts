@@ -48,7 +48,8 @@ describe.skipIf(!pnpm)('pnpm --filter peony-server start', () => {
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
     let serverPid: number | undefined
     try {
-      await waitFor(() => /peony ready: /.test(out), { timeoutMs: 40_000 })
+      // pino writes asynchronously: the "master open" line may come after the ready line.
+      await waitFor(() => /peony ready: /.test(out) && /"msg":"master open"/.test(out), { timeoutMs: 40_000 })
       const m = /"msg":"master open"/.test(out) ? /"pid":(\d+)/.exec(out) : null
       serverPid = m ? Number(m[1]) : undefined
       expect(serverPid, out).toBeTypeOf('number')

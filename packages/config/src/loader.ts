@@ -52,6 +52,12 @@ export interface LoadHooks {
   fold?: ((report: Reporter, layer: Layer) => void) | undefined
   /** Checks between keys, on the merged values. */
   crossCheck?: ((report: Reporter, values: ReadonlyMap<string, Entry>) => void) | undefined
+  /**
+   * Imports a config module (`.js`, `.mjs`, `.ts`, …) and returns its namespace; default: `import()`.
+   * A process that runs built JavaScript registers its TypeScript loader here, and may rethrow a
+   * failure with a hint (the message becomes the problem's "got").
+   */
+  importModule?: ((file: string) => Promise<unknown>) | undefined
 }
 
 /** The outcome of a load: problems are returned, not thrown (the process picks its error). */
@@ -225,7 +231,7 @@ function readEnv(schema: ConfigSchema<KeyDefs>, r: Reporter, env: Readonly<Recor
 
 const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']
 
-async function readFile(r: Reporter, file: string, origin: string, env: LoadInput['env'], cwd: string): Promise<unknown> {
+async function readFile(r: Reporter, file: string, origin: string, env: LoadInput['env'], cwd: string, importModule: LoadHooks['importModule']): Promise<unknown> {
   const ext = extname(file).toLowerCase()
   const fail = (expected: string, received?: string): undefined => {
     r.add({ key: 'config', source: 'file', origin, expected, received })
@@ -242,7 +248,7 @@ async function readFile(r: Reporter, file: string, origin: string, env: LoadInpu
   if (!MODULE_EXTENSIONS.includes(ext)) return fail('a .json, .js, .mjs, .ts or .mts config file', show(basename(file)))
   let mod: { default?: unknown }
   try {
-    mod = (await import(pathToFileURL(file).href)) as { default?: unknown }
+    mod = (await (importModule === undefined ? import(pathToFileURL(file).href) : importModule(file))) as { default?: unknown }
   } catch (err) {
     return fail('a config module that loads', `${(err as Error).name}: ${(err as Error).message}`)
   }
@@ -316,7 +322,7 @@ export async function load<D extends KeyDefs>(schema: ConfigSchema<D>, input: Lo
   }
   let fileLayer: Layer = new Map()
   if (configFile !== undefined) {
-    const obj = await readFile(r, configFile, fileOrigin, env, cwd)
+    const obj = await readFile(r, configFile, fileOrigin, env, cwd, hooks.importModule)
     if (obj !== undefined) fileLayer = readFileLayer(s, r, obj, configFile, fileOrigin)
   }
 

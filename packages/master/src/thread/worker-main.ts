@@ -36,7 +36,28 @@ try {
   if (found === undefined) throw new TypeError(`app module ${boot.appModule} has no default export (or export named "app")`)
   app = found
 } catch (err) {
-  fatal(err)
+  fatal(explainLoadError(err, boot.appModule))
+}
+
+/**
+ * A TypeScript app in a package without "type": "module" (what `npm init` makes) is loaded by
+ * Node as CommonJS, which fails on its import/export with an error that does not say so
+ * (ERR_REQUIRE_CYCLE_MODULE on Node 20.19+): say what to do, keeping the original as the cause.
+ */
+function explainLoadError(err: unknown, appModule: string): unknown {
+  if (!/\.(ts|cts)$/.test(appModule)) return err
+  const code = (err as { code?: unknown } | null)?.code
+  const asCommonJs =
+    code === 'ERR_REQUIRE_CYCLE_MODULE' ||
+    code === 'ERR_REQUIRE_ESM' ||
+    (err instanceof SyntaxError && /import statement outside a module|Unexpected token 'export'/.test(err.message))
+  if (!asCommonJs) return err
+  const e = new Error(
+    `${appModule} is TypeScript in a package whose package.json has no "type": "module", so Node loads it as CommonJS, ` +
+      `which cannot use import/export (${(err as Error).message}): add "type": "module" to that package.json, or name the file .mts`,
+    { cause: err },
+  )
+  return e
 }
 
 /** Everything that exists once the thread is assigned to a slot. */
