@@ -11,7 +11,7 @@
  * run checks that the storm was real (rejections counted by the server, ≥ 1,000) and, like every
  * run, that every good task was handled once and in order.
  *
- * This was a timed test (packages/master/test/storm.test.ts) until issue 10 moved the ratio
+ * This was a timed test (packages/master/test/storm.test.ts, now storm.slow.test.ts) until issue 10 moved the ratio
  * here: speed is measured by benchmarks, the test keeps the behaviour (every good task answered,
  * every cause counted, the log bounded).
  */

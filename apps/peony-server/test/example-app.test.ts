@@ -2,7 +2,7 @@
  * The idle-rpg example app, through @peony/worker's test harness (a real WorkerRuntime on a
  * ManualClock, no sockets; sessions in a real MemoryStorage), plus its pure game rules. A
  * restart is two harnesses on one storage: the first stops (writing its sessions), the second
- * loads them on a clock that moved on. The real server process is in example-restart.test.ts.
+ * loads them on a clock that moved on. The real server process is in example-restart.slow.test.ts.
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import { createTestHarness, ManualClock, type TestHarness } from '@peony/worker/testing'

@@ -4,7 +4,7 @@
  *
  *   node tools/bench/sessions/rss-players.mjs [--players=500000] [--runs=1]
  *
- * Each run is the test apps/peony-server/test/memory-players.test.ts (the driver, the server's
+ * Each run is the test apps/peony-server/test/memory-players.slow.test.ts (the driver, the server's
  * settings and the sampling live there) with PEONY_TEST_RSS_PLAYERS=N, in a fresh vitest process;
  * this script collects the series it prints (RSS after every 100,000 players), the machine's load
  * and whether the test's bound held. Results: tools/bench/results/rss-players.json.
@@ -20,7 +20,7 @@ const APP_DIR = path.join(REPO_DIR, 'apps', 'peony-server')
 function once() {
   return new Promise((resolve) => {
     const load = os.loadavg()[0]
-    const child = spawn('pnpm', ['exec', 'vitest', 'run', 'test/memory-players.test.ts'], {
+    const child = spawn('pnpm', ['exec', 'vitest', 'run', 'test/memory-players.slow.test.ts'], {
       cwd: APP_DIR,
       env: { ...process.env, PEONY_TEST_RSS_PLAYERS: String(args.players), FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
