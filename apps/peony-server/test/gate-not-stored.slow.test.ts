@@ -26,7 +26,7 @@ import { pingRedis, sleep, startRedisServer, tempDir, waitFor, type RedisServer 
 import { startFakeForwarder, type FakeForwarder } from '@peony/fake-forwarder'
 import { ReplyCode } from '@peony/protocol'
 import { RedisStorage } from '@peony/storage/redis'
-import type { SessionStats } from '@peony/worker'
+import type { SessionStats } from '@peony/worker/host'
 import { freePort, run } from './helpers/run-server.ts'
 import { Conn, Ledger, logLines, storedCounters, type Answer, type Player } from './helpers/counter-load.ts'
 

@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events'
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
 import pino, { type Logger } from 'pino'
-import type { SessionStats } from '@peony/worker'
+import type { SessionStats } from '@peony/worker/host'
 import { createEgressSender, createIntakeServer, type EgressSender, type IntakeServer } from '@peony/broker-client'
 import { LogLimiter } from '@peony/log-limiter'
 import {

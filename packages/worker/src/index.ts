@@ -1,8 +1,12 @@
 /**
- * @peony/worker: the runtime a game developer writes against. An app routes client messages on
+ * @peony/worker: what a game developer writes an app against. An app routes client messages on
  * their body `cmd` to handlers, groups routes in blueprints, hooks into every step of a task's
- * and the worker's life, and answers through `req.reply` / `req.push` and the egress helpers.
- * The master hosts a WorkerRuntime per worker thread; `@peony/worker/testing` hosts one in tests.
+ * and the worker's life, keeps each player's state in a session, and answers through
+ * `req.reply` / `req.push` and the egress helpers.
+ *
+ * Three doors: this one for app authors; `@peony/worker/host` for what runs an app (the master's
+ * worker threads, benchmarks, a custom host: WorkerRuntime, SessionManager, clocks, loggers);
+ * `@peony/worker/testing` for an app's tests (the harness, ManualClock, a memory logger).
  */
 
 // Application
@@ -15,34 +19,18 @@ export type { BodyCmd, RouteHandler, RouteOptions, RouteInfo } from './routes.ts
 export { appHookNames, blueprintHookNames } from './hooks.ts'
 export type { AppHookName, BlueprintHookName, AppHooks } from './hooks.ts'
 
-// Requests and egress
-export { PeonyRequest } from './request.ts'
-export { WorkerEgress } from './egress.ts'
-export type { UsersFilter, WorkerTarget } from './egress.ts'
-export { WorkerContext } from './worker-context.ts'
-
-// Runtime
-export { WorkerRuntime } from './runtime/worker-runtime.ts'
-export type { WorkerRuntimeOptions, WorkerRuntimeStats, RuntimeStatus } from './runtime/worker-runtime.ts'
-export type { Clock, EgressSink, RuntimeHandle, RuntimeLogger, TaskOutcome, WorkerInfo } from './runtime/contract.ts'
+// Requests, the worker and egress (handed to handlers and hooks; never constructed by an app)
+export type { PeonyRequest } from './request.ts'
+export type { WorkerEgress, UsersFilter, WorkerTarget } from './egress.ts'
+export type { WorkerContext } from './worker-context.ts'
+export type { WorkerInfo, Clock } from './runtime/contract.ts'
+export type { WorkerTimers, TimerHandle } from './timers.ts'
+export type { LogLevel } from './logger.ts'
 
 // Sessions
-export { defineSession, Session } from './session/session.ts'
-export type { SessionDef, SessionDefinition, DurableTimerHandler, TimerFiring } from './session/session.ts'
-export { SessionManager, SessionLoadError } from './session/session-manager.ts'
-export type { SessionOptions, SessionStats } from './session/session-manager.ts'
-export { SessionTimers } from './session/session-timers.ts'
-export type { DurableTimer, DurableTimerOptions } from './session/session-timers.ts'
-export type { LatencySummary } from './session/latency-histogram.ts'
-
-// Clock and timers
-export { systemClock, ManualClock } from './clock.ts'
-export { WorkerTimers } from './timers.ts'
-export type { TimerHandle } from './timers.ts'
-
-// Logging
-export { consoleLogger, silentLogger, createMemoryLogger } from './logger.ts'
-export type { LogEntry, LogLevel, MemoryLogger } from './logger.ts'
+export { defineSession } from './session/session.ts'
+export type { Session, SessionDef, SessionDefinition, DurableTimerHandler, TimerFiring } from './session/session.ts'
+export type { SessionTimers, DurableTimer, DurableTimerOptions } from './session/session-timers.ts'
 
 // Errors
 export { WorkerError, WorkerErrorCode } from './errors.ts'

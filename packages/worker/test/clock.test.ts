@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest'
-import { ManualClock, WorkerErrorCode, createApp, systemClock } from '@peony/worker'
+import { WorkerErrorCode, createApp } from '@peony/worker'
+import { ManualClock, systemClock } from '@peony/worker/host'
 import { createTestHarness } from '@peony/worker/testing'
 
 describe('ManualClock', () => {

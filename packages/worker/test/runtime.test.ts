@@ -1,7 +1,8 @@
 import { type EgressMessage, isPeonyError, msgpackBodyCodec, packValue, type Task } from '@peony/protocol'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
-import { ManualClock, WorkerErrorCode, WorkerRuntime, createApp, createMemoryLogger, type PeonyApp, type TaskOutcome } from '@peony/worker'
+import { WorkerErrorCode, createApp, type PeonyApp } from '@peony/worker'
+import { ManualClock, WorkerRuntime, createMemoryLogger, type TaskOutcome } from '@peony/worker/host'
 import { createTestHarness } from '@peony/worker/testing'
 
 const info = { slot: 0, groupId: 1, index: 0, serverId: 's', generation: 0 }

@@ -433,15 +433,15 @@ describe('session timers', () => {
     // h1 "crashes" (abandoned, never flushed again).
 
     const clock2 = { start: 50_000 }
-    const h2 = harness(timerApp(fired as never), { sessions: { storage }, clock: new (await import('@peony/worker')).ManualClock(clock2.start) })
+    const h2 = harness(timerApp(fired as never), { sessions: { storage }, clock: new (await import('@peony/worker/testing')).ManualClock(clock2.start) })
     expect((await h2.inject({ cmd: 'gold', uid: 1 })).replies[0]?.data).toBe(10) // fired on load, then the request
     expect(fired).toHaveLength(1)
     // h2 crashes before flushing: the firing is not durable, so a third owner fires it again.
-    const h3 = harness(timerApp(fired as never), { sessions: { storage }, clock: new (await import('@peony/worker')).ManualClock(60_000) })
+    const h3 = harness(timerApp(fired as never), { sessions: { storage }, clock: new (await import('@peony/worker/testing')).ManualClock(60_000) })
     expect((await h3.inject({ cmd: 'gold', uid: 1 })).replies[0]?.data).toBe(10)
     expect(fired).toHaveLength(2)
     await h3.stop() // flushed now
-    const h4 = harness(timerApp(fired as never), { sessions: { storage }, clock: new (await import('@peony/worker')).ManualClock(70_000) })
+    const h4 = harness(timerApp(fired as never), { sessions: { storage }, clock: new (await import('@peony/worker/testing')).ManualClock(70_000) })
     expect((await h4.inject({ cmd: 'gold', uid: 1 })).replies[0]?.data).toBe(10)
     expect(fired).toHaveLength(2)
     await h4.stop()
@@ -453,7 +453,7 @@ describe('session timers', () => {
     const h1 = harness(timerApp(fired as never), { sessions: { storage } })
     await h1.inject({ cmd: 'plant', data: { in: 1000, every: 1000 }, uid: 1 })
     await h1.stop()
-    const { ManualClock } = await import('@peony/worker')
+    const { ManualClock } = await import('@peony/worker/testing')
     const h2 = harness(timerApp(fired as never), { sessions: { storage }, clock: new ManualClock(5500) })
     expect((await h2.inject({ cmd: 'gold', uid: 1 })).replies[0]?.data).toBe(50)
     expect(fired.map((f) => f.due)).toEqual([1000, 2000, 3000, 4000, 5000])
@@ -518,7 +518,7 @@ describe('session timers', () => {
 
 describe('configuration', () => {
   test('an app with sessions and no storage is refused at construction', async () => {
-    const { WorkerRuntime } = await import('@peony/worker')
+    const { WorkerRuntime } = await import('@peony/worker/host')
     const { app } = counterApp()
     expect(
       () => new WorkerRuntime({ app, info: { slot: 0, groupId: 1, index: 0, serverId: 't', generation: 0 }, egress: { send() {} } }),

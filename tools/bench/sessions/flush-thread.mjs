@@ -21,7 +21,8 @@
  * records in calls of 500 one-op writes (common.mjs fencedFlush, with `inflight` and `encode`).
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { createApp, WorkerRuntime } from '@peony/worker'
+import { createApp } from '@peony/worker'
+import { WorkerRuntime } from '@peony/worker/host'
 import { RemoteStorage } from '@peony/storage/remote'
 import { packValue } from '@peony/protocol'
 import { countMismatched, fencedFlush, fillState, keyOf, makeDriver, recordOf, recordWrites, stateOf, threadId, threadTimes, WORKER_INFO } from './common.mjs'

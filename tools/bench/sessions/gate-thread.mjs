@@ -30,7 +30,8 @@
  * `warmupS` are not recorded. Posts {t:'result', sample: Float64Array (ms per call), …}.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { createApp, WorkerRuntime } from '@peony/worker'
+import { createApp } from '@peony/worker'
+import { WorkerRuntime } from '@peony/worker/host'
 import { RemoteStorage } from '@peony/storage/remote'
 import { decodeTasks, packValue, unpackValue } from '@peony/protocol'
 import { claimKeys, fillState, keyOf, makeDriver, pace, recordOf, shuffle, STATE_BYTES, stateOf, WORKER_INFO } from './common.mjs'

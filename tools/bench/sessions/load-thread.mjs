@@ -17,7 +17,8 @@
  * Posts {t:'result', sample: Float64Array (µs), loadLatency?, errors}.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { createApp, WorkerRuntime } from '@peony/worker'
+import { createApp } from '@peony/worker'
+import { WorkerRuntime } from '@peony/worker/host'
 import { RemoteStorage } from '@peony/storage/remote'
 import { packValue } from '@peony/protocol'
 import { keyOf, STATE_BYTES, WORKER_INFO } from './common.mjs'

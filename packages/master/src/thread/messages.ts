@@ -24,7 +24,7 @@
  */
 import type { MessagePort } from 'node:worker_threads'
 import type { EgressMessage } from '@peony/protocol'
-import type { SessionOptions } from '@peony/worker'
+import type { SessionOptions } from '@peony/worker/host'
 import type { StorageSupports } from '@peony/storage'
 
 /** Session settings without the storage (the worker builds a RemoteStorage to the storage thread). */

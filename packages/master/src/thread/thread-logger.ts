@@ -4,7 +4,7 @@
  * every respawned worker; this costs nothing.
  */
 import { writeSync } from 'node:fs'
-import type { RuntimeLogger } from '@peony/worker'
+import type { RuntimeLogger } from '@peony/worker/host'
 
 const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity } as const
 type LevelName = keyof typeof LEVELS

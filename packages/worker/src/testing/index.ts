@@ -227,4 +227,5 @@ export function createTestHarness(app: PeonyApp, options: TestHarnessOptions = {
 }
 
 export { ManualClock } from '../clock.ts'
-export type { LogEntry } from '../logger.ts'
+export { createMemoryLogger } from '../logger.ts'
+export type { LogEntry, MemoryLogger } from '../logger.ts'

@@ -34,7 +34,7 @@ it('logs in, refuses the anonymous, sells, pushes, times out, earns while offlin
   expect(h.stats().sessions?.dirty).toBe(0) // written during the minute above, and at stop
 
   // Another worker loads player 7 ten minutes later: the income timer catches up on load.
-  const { ManualClock } = await import('@peony/worker')
+  const { ManualClock } = await import('@peony/worker/testing')
   const later = createTestHarness(app, { sessions: { storage: h.storage }, clock: new ManualClock(h.clock.now() + 600_000) })
   const buy2 = later.inject({ cmd: 'shop.buy', uid: 7, data: { item: 'bread', price: 1 } })
   await later.advance(5)
