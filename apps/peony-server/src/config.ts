@@ -386,10 +386,10 @@ const specTable = {
   },
   gateIntervalMs: {
     rule: intRule(0, 1_000, 'ms'),
-    default: 2,
-    defaultText: '2',
+    default: 0,
+    defaultText: '0',
     arg: '<ms>',
-    doc: 'Group commit of the output gate: gated changes collected this long are written in one batch before their replies leave; 0 = at the end of the turn.',
+    doc: 'Group commit of the output gate: a commit starts this long after its first gated change (0 = at the end of the turn) and writes the gated changes made until then in one batch before their replies leave; while two commits are in flight, the next starts when one is stored.',
   },
   maxUnflushedAgeMs: {
     rule: intRule(1, MAX_TIMER_MS, 'ms'),

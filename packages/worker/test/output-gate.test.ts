@@ -42,6 +42,27 @@ class CountingStorage extends MemoryStorage {
   }
 }
 
+/** MemoryStorage whose fenced writes wait until the test lets them through, in call order. */
+class HeldStorage extends MemoryStorage {
+  /** Sessions per writeFenced call, in call order. */
+  sizes: number[] = []
+  readonly #held: (() => void)[] = []
+  protected override async _writeFenced(...args: Parameters<MemoryStorage['_writeFenced']>): ReturnType<MemoryStorage['_writeFenced']> {
+    this.sizes.push(args[0].length)
+    await new Promise<void>((r) => this.#held.push(r))
+    return super._writeFenced(...args)
+  }
+
+  /** Lets the oldest held write through. */
+  releaseOne(): void {
+    ;(this.#held.shift() as () => void)()
+  }
+
+  get waiting(): number {
+    return this.#held.length
+  }
+}
+
 function shopApp(gateDefault?: 'stored' | 'none'): PeonyApp {
   const app = createApp()
   const def = app.session<Wallet>({ initial: () => ({ gold: 100, items: 0 }), gate: gateDefault })
@@ -105,6 +126,41 @@ describe('output gate', () => {
     const rs = await Promise.all(ps)
     expect(rs.every((r) => r.replies[0]?.ret === 0)).toBe(true)
     expect(storage.writes - before).toBe(1)
+    await h.stop()
+  })
+
+  test('with two group commits in flight, gated changes wait and all go in the next one when one is acknowledged', async () => {
+    const storage = new HeldStorage()
+    const h = createTestHarness(shopApp(), { sessions: { storage } })
+    await h.ready
+    const until = async (cond: () => boolean): Promise<void> => {
+      for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 1))
+      expect(cond()).toBe(true)
+    }
+    // Default gateIntervalMs (0): each commit starts at the end of the turn of its first change.
+    const ps = [h.inject({ cmd: 'buy', uid: 1 })]
+    await until(() => storage.waiting === 1)
+    ps.push(h.inject({ cmd: 'buy', uid: 2 }))
+    await until(() => storage.waiting === 2)
+    // Two commits in flight: ten more players' changes, made over many turns and timer ticks, wait.
+    for (let u = 3; u <= 12; u++) {
+      ps.push(h.inject({ cmd: 'buy', uid: u }))
+      await new Promise((r) => setTimeout(r, 3))
+    }
+    expect(storage.sizes).toEqual([1, 1])
+    expect(h.egress).toHaveLength(0)
+    storage.releaseOne()
+    await ps[0]
+    // The first commit's outputs left; the ten waiting changes went out in one write.
+    await until(() => storage.waiting === 2)
+    expect(storage.sizes).toEqual([1, 1, 10])
+    expect(h.egress.filter((m) => m.cmd === 220)).toHaveLength(1)
+    storage.releaseOne()
+    storage.releaseOne()
+    const rs = await Promise.all(ps)
+    expect(rs.every((r) => r.replies[0]?.ret === 0)).toBe(true)
+    expect(storage.sizes).toEqual([1, 1, 10])
+    for (let u = 1; u <= 12; u++) expect(await storedState(storage, u)).toEqual({ gold: 90, items: 1 })
     await h.stop()
   })
 

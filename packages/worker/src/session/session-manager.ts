@@ -77,9 +77,11 @@ export interface SessionOptions {
   /** At most this many firings per repeating durable timer when it is overdue on load (default 100); the rest are skipped and counted in `firing.skipped`. */
   catchUpLimit?: number | undefined
   /**
-   * Group commit of the output gate: gated changes of every player collected for up to this
-   * long are written in one fenced batch, and their held outputs leave when it is stored
-   * (default 2 ms; 0 = at the end of the current turn).
+   * Group commit of the output gate: a commit starts this long after the first gated change it
+   * carries (default 0 = at the end of the turn) and writes every player's gated changes made
+   * until then in one fenced batch; their held outputs leave when it is stored. While two
+   * commits are in flight, gated changes wait and go in the next one, which starts as soon as
+   * one of them is acknowledged.
    */
   gateIntervalMs?: number | undefined
 }
@@ -153,7 +155,7 @@ const DEFAULTS = {
   retryBaseMs: 250,
   retryMaxMs: 15_000,
   catchUpLimit: 100,
-  gateIntervalMs: 2,
+  gateIntervalMs: 0,
 } as const
 
 type Resolved = { -readonly [K in keyof typeof DEFAULTS]: number }
@@ -186,6 +188,13 @@ const EVICT_CHECK_BUDGET_MS = 20
 
 /** writeFenced calls a flush keeps in flight at once (encoding overlaps writing). */
 const FLUSH_IN_FLIGHT = 2
+
+/**
+ * Group commits of the output gate in flight at once. Gated changes made while this many are in
+ * flight wait, and all go in the next commit, which starts as soon as one of them is acknowledged:
+ * under load commits grow instead of multiplying, and one is being written while the next is built.
+ */
+const GATE_IN_FLIGHT = 2
 
 function unref(handle: unknown): void {
   if (typeof handle === 'object' && handle !== null) (handle as { unref?: () => void }).unref?.()
@@ -416,15 +425,29 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #requestGateWrite(s: Session): void {
     if ((s._flags & (FLUSHING | GONE)) !== 0 || this.#gateQueue.has(s)) return
     this.#gateQueue.add(s)
-    if (this.#gateHandle !== undefined) return
+    this.#scheduleGateCommit(false)
+  }
+
+  /**
+   * Starts the next group commit, unless one is already scheduled, nothing waits, the manager is
+   * stopping (the final flush writes what waits) or GATE_IN_FLIGHT commits are in flight (the end
+   * of one calls this again). It starts gateIntervalMs after the first change it carries (0: at
+   * the end of the turn), or at the end of the turn when its changes waited for a commit in flight.
+   */
+  #scheduleGateCommit(waited: boolean): void {
+    if (this.#gateHandle !== undefined || this.#gateQueue.size === 0 || this.#closedDown || this.#gateWrites.size >= GATE_IN_FLIGHT) return
     const run = (): void => {
       this.#gateHandle = undefined
+      if (this.#closedDown) return
       const list = [...this.#gateQueue]
       this.#gateQueue.clear()
-      const p: Promise<void> = this.#flushList(list).finally(() => this.#gateWrites.delete(p))
+      const p: Promise<void> = this.#flushList(list).finally(() => {
+        this.#gateWrites.delete(p)
+        this.#scheduleGateCommit(true)
+      })
       this.#gateWrites.add(p)
     }
-    if (this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
+    if (!waited && this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
     else {
       this.#gateHandle = true
       setImmediate(run)
