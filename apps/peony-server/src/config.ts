@@ -386,10 +386,10 @@ const specTable = {
   },
   gateIntervalMs: {
     rule: intRule(0, 1_000, 'ms'),
-    default: 0,
-    defaultText: '0',
+    default: 2,
+    defaultText: '2',
     arg: '<ms>',
-    doc: 'Group commit of the output gate: a commit starts this long after its first gated change (0 = at the end of the turn) and writes the gated changes made until then in one batch before their replies leave; while two commits are in flight, the next starts when one is stored.',
+    doc: 'Group commit of the output gate: with no commit in flight, gated changes are written at the end of the turn; while one is in flight, the next commit starts this long after its first change (0 = at the end of the turn), or when the last in flight is stored. Replies leave once their change is written.',
   },
   maxUnflushedAgeMs: {
     rule: intRule(1, MAX_TIMER_MS, 'ms'),

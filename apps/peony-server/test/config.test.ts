@@ -488,7 +488,7 @@ describe('storage and sessions', () => {
     expect(m.storage).toEqual({ driver: 'leveldb', location: c.storagePath, fenceCacheSize: 100_000 })
     expect(m.sessions).toEqual({
       flushIntervalMs: 250,
-      gateIntervalMs: 0,
+      gateIntervalMs: 2,
       maxUnflushedAgeMs: 5000,
       flushBatchSize: 500,
       loadTimeoutMs: 5000,

@@ -5,7 +5,7 @@
  *
  * workerData.data: {port, mode: 'peony' | 'bare', players, firstUid, bare?: {batch, periodMs, seconds, warmupS}}.
  *
- * mode 'peony': a WorkerRuntime (default settings: gateIntervalMs 0, flushBatchSize 500,
+ * mode 'peony': a WorkerRuntime (default settings: gateIntervalMs 2, flushBatchSize 500,
  * write-behind every 1 s for changes older than 4 s) whose app has a 1,000-byte Uint8Array
  * session (dirty: 'auto') and two routes with the same handler, which writes the request's sn
  * into the state's first 4 bytes and replies `{ok: 1}`: `play` ({gate: 'none'}) and `buy`

@@ -77,11 +77,11 @@ export interface SessionOptions {
   /** At most this many firings per repeating durable timer when it is overdue on load (default 100); the rest are skipped and counted in `firing.skipped`. */
   catchUpLimit?: number | undefined
   /**
-   * Group commit of the output gate: a commit starts this long after the first gated change it
-   * carries (default 0 = at the end of the turn) and writes every player's gated changes made
-   * until then in one fenced batch; their held outputs leave when it is stored. While two
-   * commits are in flight, gated changes wait and go in the next one, which starts as soon as
-   * one of them is acknowledged.
+   * Group commit of the output gate: gated changes of every player are written in one fenced
+   * batch, and their held outputs leave when it is stored. With no group commit in flight a
+   * commit starts at the end of the turn; while one is in flight, the next starts this long
+   * after the first change it carries (default 2 ms; 0 = at the end of the turn), or as soon as
+   * the last one in flight is acknowledged.
    */
   gateIntervalMs?: number | undefined
 }
@@ -155,7 +155,7 @@ const DEFAULTS = {
   retryBaseMs: 250,
   retryMaxMs: 15_000,
   catchUpLimit: 100,
-  gateIntervalMs: 0,
+  gateIntervalMs: 2,
 } as const
 
 type Resolved = { -readonly [K in keyof typeof DEFAULTS]: number }
@@ -188,13 +188,6 @@ const EVICT_CHECK_BUDGET_MS = 20
 
 /** writeFenced calls a flush keeps in flight at once (encoding overlaps writing). */
 const FLUSH_IN_FLIGHT = 2
-
-/**
- * Group commits of the output gate in flight at once. Gated changes made while this many are in
- * flight wait, and all go in the next commit, which starts as soon as one of them is acknowledged:
- * under load commits grow instead of multiplying, and one is being written while the next is built.
- */
-const GATE_IN_FLIGHT = 2
 
 function unref(handle: unknown): void {
   if (typeof handle === 'object' && handle !== null) (handle as { unref?: () => void }).unref?.()
@@ -425,17 +418,24 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #requestGateWrite(s: Session): void {
     if ((s._flags & (FLUSHING | GONE)) !== 0 || this.#gateQueue.has(s)) return
     this.#gateQueue.add(s)
-    this.#scheduleGateCommit(false)
+    this.#scheduleGateCommit()
   }
 
   /**
-   * Starts the next group commit, unless one is already scheduled, nothing waits, the manager is
-   * stopping (the final flush writes what waits) or GATE_IN_FLIGHT commits are in flight (the end
-   * of one calls this again). It starts gateIntervalMs after the first change it carries (0: at
-   * the end of the turn), or at the end of the turn when its changes waited for a commit in flight.
+   * Schedules the next group commit. With no group commit in flight, storage is idle: it starts
+   * at the end of this turn. With one in flight, it starts gateIntervalMs after the first change
+   * it carries (0: at the end of the turn), so that under load changes collect into fewer, larger
+   * writes while earlier ones are being written; when the last commit in flight is acknowledged
+   * before that, it starts at once. Nothing is scheduled while the manager is stopping (the final
+   * flush writes what waits).
    */
-  #scheduleGateCommit(waited: boolean): void {
-    if (this.#gateHandle !== undefined || this.#gateQueue.size === 0 || this.#closedDown || this.#gateWrites.size >= GATE_IN_FLIGHT) return
+  #scheduleGateCommit(): void {
+    if (this.#gateQueue.size === 0 || this.#closedDown) return
+    const h = this.#gateHandle
+    if (h !== undefined) {
+      if (h === true || this.#gateWrites.size > 0) return
+      clearTimeout(h)
+    }
     const run = (): void => {
       this.#gateHandle = undefined
       if (this.#closedDown) return
@@ -443,11 +443,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       this.#gateQueue.clear()
       const p: Promise<void> = this.#flushList(list).finally(() => {
         this.#gateWrites.delete(p)
-        this.#scheduleGateCommit(true)
+        this.#scheduleGateCommit()
       })
       this.#gateWrites.add(p)
     }
-    if (!waited && this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
+    if (this.#gateWrites.size > 0 && this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
     else {
       this.#gateHandle = true
       setImmediate(run)
