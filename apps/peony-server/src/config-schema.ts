@@ -412,10 +412,13 @@ export const serverConfigKeys = {
   gateIntervalMs: integer(0, 1_000, {
     unit: 'ms',
     default: 2,
-    ...ms('Group commit of the output gate: gated changes collected this long are written in one batch before their replies leave; 0 = at the end of the turn.', {
-      meaning:
-        "Group commit of the output gate (routes with `gate: 'stored'`): gated changes of every player collected this long are written in one fenced batch, and their replies, pushes and messages leave once it is stored; 0 = at the end of the turn.",
-    }),
+    ...ms(
+      'Group commit of the output gate: with no commit in flight, gated changes are written at the end of the turn; while one is in flight, the next commit starts this long after its first change (0 = at the end of the turn), or when the last in flight is stored. Replies leave once their change is written.',
+      {
+        meaning:
+          "Group commit of the output gate (routes with `gate: 'stored'`): every player's gated changes go out in one fenced batch, and their replies, pushes and messages leave once it is stored. With no commit in flight, a commit starts at the end of the turn; while one is in flight, the next starts this long after the first change it carries (0 = at the end of the turn), or as soon as the last one in flight is stored.",
+      },
+    ),
   }),
   maxUnflushedAgeMs: integer(1, MAX_TIMER_MS, {
     unit: 'ms',

@@ -42,6 +42,28 @@ class CountingStorage extends MemoryStorage {
   }
 }
 
+/** MemoryStorage whose fenced writes wait until the test lets them through, in call order (unless `passThrough`). */
+class HeldStorage extends MemoryStorage {
+  /** Sessions per writeFenced call, in call order. */
+  sizes: number[] = []
+  passThrough = false
+  readonly #held: (() => void)[] = []
+  protected override async _writeFenced(...args: Parameters<MemoryStorage['_writeFenced']>): ReturnType<MemoryStorage['_writeFenced']> {
+    this.sizes.push(args[0].length)
+    if (!this.passThrough) await new Promise<void>((r) => this.#held.push(r))
+    return super._writeFenced(...args)
+  }
+
+  /** Lets the oldest held write through. */
+  releaseOne(): void {
+    ;(this.#held.shift() as () => void)()
+  }
+
+  get waiting(): number {
+    return this.#held.length
+  }
+}
+
 function shopApp(gateDefault?: 'stored' | 'none'): PeonyApp {
   const app = createApp()
   const def = app.session<Wallet>({ initial: () => ({ gold: 100, items: 0 }), gate: gateDefault })
@@ -74,17 +96,24 @@ async function storedState(storage: MemoryStorage, uid: number): Promise<Wallet 
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r))
 
+/** Waits (real time, at most ~2 s) until `cond` holds, and asserts it. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5))
+  expect(cond()).toBe(true)
+}
+
 describe('output gate', () => {
   test('a gated reply, push and message leave only after the change is stored', async () => {
-    const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
+    const storage = new HeldStorage()
+    const h = createTestHarness(shopApp(), { sessions: { storage } })
     await h.ready
     const p = h.inject({ cmd: 'buy', uid: 1 })
+    await until(() => storage.waiting === 1)
     for (let i = 0; i < 5; i++) await turn()
-    // The handler ran; nothing has left the worker, and storage has nothing yet.
+    // The handler ran and its group commit is being written; nothing has left the worker, and storage has nothing yet.
     expect(h.egress).toHaveLength(0)
     expect(await storedState(storage, 1)).toBeUndefined()
-    // the group commit: a real timer, not the manual clock
+    storage.releaseOne()
     const r = await p
     expect(r.replies[0]).toMatchObject({ ret: 0, data: { gold: 90, items: 1 } })
     expect(r.pushes).toHaveLength(1)
@@ -108,17 +137,57 @@ describe('output gate', () => {
     await h.stop()
   })
 
+  test('with no group commit in flight, a gated change is written at the end of its turn, without waiting gateIntervalMs', async () => {
+    const storage = new HeldStorage()
+    storage.passThrough = true
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 60_000 } })
+    await h.ready
+    const r = await Promise.race([h.inject({ cmd: 'buy', uid: 1 }), new Promise<undefined>((res) => setTimeout(() => res(undefined), 2000))])
+    expect(r?.replies[0]).toMatchObject({ ret: 0, data: { gold: 90, items: 1 } })
+    expect(storage.sizes).toEqual([1])
+    await h.stop()
+  })
+
+  test('while a group commit is in flight, gated changes collect until gateIntervalMs, or until it is acknowledged', async () => {
+    const storage = new HeldStorage()
+    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 60_000 } })
+    await h.ready
+    const ps = [h.inject({ cmd: 'buy', uid: 1 })]
+    await until(() => storage.waiting === 1)
+    // A commit in flight: ten more players' changes, made over many turns, wait (the 60 s interval).
+    for (let u = 2; u <= 11; u++) {
+      ps.push(h.inject({ cmd: 'buy', uid: u }))
+      await new Promise((r) => setTimeout(r, 3))
+    }
+    expect(storage.sizes).toEqual([1])
+    expect(h.egress).toHaveLength(0)
+    // The commit in flight is acknowledged: its outputs leave and the ten go out at once, in one write.
+    storage.releaseOne()
+    await ps[0]
+    await until(() => storage.waiting === 1)
+    expect(storage.sizes).toEqual([1, 10])
+    expect(h.egress.filter((m) => m.cmd === 220)).toHaveLength(1)
+    storage.releaseOne()
+    const rs = await Promise.all(ps)
+    expect(rs.every((r) => r.replies[0]?.ret === 0)).toBe(true)
+    for (let u = 1; u <= 11; u++) expect(await storedState(storage, u)).toEqual({ gold: 90, items: 1 })
+    await h.stop()
+  })
+
   test('every later output of the session waits behind a held one, in order', async () => {
-    const storage = new CountingStorage()
-    const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 1000 } })
+    const storage = new HeldStorage()
+    const h = createTestHarness(shopApp(), { sessions: { storage } })
     await h.ready
     const buy = h.inject({ cmd: 'buy', uid: 1 })
     const free = h.inject({ cmd: 'free', uid: 1 })
     const other = h.inject({ cmd: 'free', uid: 2 })
     // Another player is not held.
     expect((await other).replies[0]).toMatchObject({ ret: 0 })
+    await until(() => storage.waiting === 1)
     for (let i = 0; i < 5; i++) await turn()
     expect(h.egress.filter((m) => m.cmd === 220)).toHaveLength(1)
+    storage.passThrough = true
+    storage.releaseOne()
     const [b, f] = await Promise.all([buy, free])
     expect(b.replies[0]?.data).toEqual({ gold: 90, items: 1 })
     expect(f.replies[0]?.data).toEqual({ gold: 91 })
@@ -169,14 +238,17 @@ describe('output gate', () => {
   })
 
   test("the session definition's gate is the default; a route's gate: 'none' overrides it", async () => {
-    const storage = new CountingStorage()
-    const h = createTestHarness(shopApp('stored'), { sessions: { storage, gateIntervalMs: 1000 } })
+    const storage = new HeldStorage()
+    const h = createTestHarness(shopApp('stored'), { sessions: { storage } })
     await h.ready
     const look = h.inject({ cmd: 'look', uid: 1 })
+    await until(() => storage.waiting === 1)
     for (let i = 0; i < 5; i++) await turn()
     expect(h.egress).toHaveLength(0)
+    storage.releaseOne()
     expect((await look).replies[0]?.ret).toBe(0)
-    expect(storage.writes).toBe(1)
+    expect(storage.sizes).toEqual([1])
+    storage.passThrough = true
     // 'free' says gate: 'none': answered at once
     const free = await h.inject({ cmd: 'free', uid: 2 })
     expect(free.replies[0]?.data).toEqual({ gold: 101 })
@@ -184,15 +256,24 @@ describe('output gate', () => {
   })
 
   test('a stop releases held output with the final flush', async () => {
-    const storage = new CountingStorage()
+    const storage = new HeldStorage()
     const h = createTestHarness(shopApp(), { sessions: { storage, gateIntervalMs: 60_000 } })
     await h.ready
+    // Player 2's commit is in flight, so player 1's change waits for the 60 s interval.
+    const p2 = h.inject({ cmd: 'buy', uid: 2 })
+    await until(() => storage.waiting === 1)
     const p = h.inject({ cmd: 'buy', uid: 1 })
     for (let i = 0; i < 5; i++) await turn()
     expect(h.egress).toHaveLength(0)
-    await h.stop()
+    storage.passThrough = true
+    const stopped = h.stop()
+    storage.releaseOne()
+    await stopped
+    expect((await p2).replies[0]?.ret).toBe(0)
     expect((await p).replies[0]?.ret).toBe(0)
     expect(await storedState(storage, 1)).toEqual({ gold: 90, items: 1 })
+    // player 1's change went with the final flush, not a group commit of its own
+    expect(storage.sizes).toEqual([1, 1])
   })
 
   test('route option checks: gate must be stored or none, and needs a session', () => {

@@ -84,9 +84,11 @@ export interface SessionOptions {
   /** At most this many firings per repeating durable timer when it is overdue on load (default 100); the rest are skipped and counted in `firing.skipped`. */
   catchUpLimit?: number | undefined
   /**
-   * Group commit of the output gate: gated changes of every player collected for up to this
-   * long are written in one fenced batch, and their held outputs leave when it is stored
-   * (default 2 ms; 0 = at the end of the current turn).
+   * Group commit of the output gate: gated changes of every player are written in one fenced
+   * batch, and their held outputs leave when it is stored. With no group commit in flight a
+   * commit starts at the end of the turn; while one is in flight, the next starts this long
+   * after the first change it carries (default 2 ms; 0 = at the end of the turn), or as soon as
+   * the last one in flight is acknowledged.
    */
   gateIntervalMs?: number | undefined
 }
@@ -423,15 +425,36 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #requestGateWrite(s: Session): void {
     if ((s._flags & (FLUSHING | GONE)) !== 0 || this.#gateQueue.has(s)) return
     this.#gateQueue.add(s)
-    if (this.#gateHandle !== undefined) return
+    this.#scheduleGateCommit()
+  }
+
+  /**
+   * Schedules the next group commit. With no group commit in flight, storage is idle: it starts
+   * at the end of this turn. With one in flight, it starts gateIntervalMs after the first change
+   * it carries (0: at the end of the turn), so that under load changes collect into fewer, larger
+   * writes while earlier ones are being written; when the last commit in flight is acknowledged
+   * before that, it starts at once. Nothing is scheduled while the manager is stopping (the final
+   * flush writes what waits).
+   */
+  #scheduleGateCommit(): void {
+    if (this.#gateQueue.size === 0 || this.#closedDown) return
+    const h = this.#gateHandle
+    if (h !== undefined) {
+      if (h === true || this.#gateWrites.size > 0) return
+      clearTimeout(h)
+    }
     const run = (): void => {
       this.#gateHandle = undefined
+      if (this.#closedDown) return
       const list = [...this.#gateQueue]
       this.#gateQueue.clear()
-      const p: Promise<void> = this.#flushList(list).finally(() => this.#gateWrites.delete(p))
+      const p: Promise<void> = this.#flushList(list).finally(() => {
+        this.#gateWrites.delete(p)
+        this.#scheduleGateCommit()
+      })
       this.#gateWrites.add(p)
     }
-    if (this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
+    if (this.#gateWrites.size > 0 && this.#o.gateIntervalMs > 0) this.#gateHandle = setTimeout(run, this.#o.gateIntervalMs)
     else {
       this.#gateHandle = true
       setImmediate(run)
