@@ -208,3 +208,43 @@ export function masterDefaultsFresh(): Pick<MasterOptions, Defaulted> {
 
 /** What `createMaster` accepts: `serverId` and `appModule` are required, the rest defaults. */
 export type MasterInput = Pick<MasterOptions, 'serverId' | 'appModule'> & Partial<Omit<MasterOptions, 'serverId' | 'appModule'>>
+
+/**
+ * The options a master runs with: the defaults, overridden by every field of `input` that is
+ * not undefined; `blockedTimeoutMs` defaults to `max(workTimeoutMs, 5000)`. Throws on options a
+ * caller got wrong (see `validate`).
+ */
+export function resolveMasterOptions(input: MasterInput): MasterOptions {
+  const o: MasterOptions = {
+    ...masterDefaultsFresh(),
+    ...stripUndefined(input),
+    blockedTimeoutMs: input.blockedTimeoutMs ?? Math.max(input.workTimeoutMs ?? masterDefaults.workTimeoutMs, 5_000),
+  } as MasterOptions
+  validate(o)
+  return o
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}
+
+/**
+ * Throws on options a caller got wrong (a programmer error: TypeError/RangeError). The options
+ * the server exposes too are checked against their shared definitions (`masterOptionKeys`: one
+ * range each), every problem at once; the rest here.
+ */
+function validate(o: MasterOptions): void {
+  if (typeof o.serverId !== 'string' || o.serverId.length === 0) throw new TypeError('master option serverId must be a non-empty string')
+  if (typeof o.appModule !== 'string' || o.appModule.length === 0) throw new TypeError('master option appModule must be a path or file: URL')
+  if (!Array.isArray(o.intakeEndpoints) || o.intakeEndpoints.length === 0) throw new TypeError('master option intakeEndpoints must list at least one endpoint')
+  if (!Array.isArray(o.groups) || o.groups.length === 0) throw new TypeError('master option groups must list at least one group')
+  if (o.router !== undefined && typeof o.router !== 'function') throw new TypeError('master option router must be a function')
+  const problems = masterOptionSchema.checkOptions(o as unknown as Record<string, unknown>)
+  if (problems.length > 0) {
+    throw new RangeError(problems.map((p) => `master option ${p.key} must be ${p.expected} (got ${p.received})`).join('; '))
+  }
+  const total = o.groups.reduce((n, g) => n + g.count, 0)
+  if (total > o.shards) throw new RangeError(`master option shards (${o.shards}) must be ≥ the number of workers (${total})`)
+}
