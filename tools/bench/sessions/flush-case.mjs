@@ -11,10 +11,14 @@
  *   1,000-byte Uint8Array state, makes each dirty, and times `runtime.worker.sessions.flush()`.
  * - level-raw: classic-level in this process's main thread, a fresh directory, the same options
  *   as LevelStorage (utf8 keys, 'view' values): `await db.batch()` of `chunk` puts after another,
- *   of the same n keys and the same record bytes, serialized before timing.
+ *   of the same n keys and the same record bytes, serialized before timing. With `--encode=inside`
+ *   (flush.mjs's `<driver>-raw-enc-<chunk>`, the like-for-like baseline) the n states (Uint8Arrays,
+ *   as resident sessions hold them) are made before timing and each chunk's records are encoded
+ *   inside the timed span, into one reused buffer (common.mjs encodeRecords), before its batch.
  * - redis-peony / redis-raw: the same with a RedisStorage in the host thread / a raw ioredis
  *   `pipeline([...chunk SETs]).exec()` in this thread, against a redis-server of this run's own
- *   (a child of this process, no persistence), keys as RedisStorage stores them.
+ *   (a child of this process, no persistence), keys as RedisStorage stores them (`--encode=inside`
+ *   as for level-raw).
  *
  * Decomposition (the same records, serialized before timing, written with `writeFenced` in calls
  * of `chunk` one-op writes after every key was claimed; common.mjs fencedFlush):
@@ -37,11 +41,13 @@ import { MessageChannel } from 'node:worker_threads'
 import { ClassicLevel } from 'classic-level'
 import { Redis } from 'ioredis'
 import { parseArgs } from '../lib/run.mjs'
+import { MsgpackWriter } from '@peony/broker-client/codec'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { RedisStorage } from '@peony/storage/redis'
-import { HERE, caseDir, countMismatched, cpuSplit, emitResult as emit, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf, threadId, threadTimes } from './common.mjs'
+import { HERE, caseDir, countMismatched, cpuSplit, emitResult as emit, encodeRecords, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf, threadId, threadTimes } from './common.mjs'
 
-const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1, flushBatchSize: 0 })
+const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1, flushBatchSize: 0, encode: 'before' })
+if (args.encode !== 'before' && args.encode !== 'inside') throw new TypeError(`--encode must be before or inside, not ${args.encode}`)
 const dir = caseDir()
 
 const FIRST_UID = 100_001
@@ -49,16 +55,24 @@ const PREFIX = 'bench:'
 const { n, chunk } = args
 const wbs = args.writeBufferSize > 0 ? { writeBufferSize: args.writeBufferSize } : {}
 
-/** The n (key, record) pairs the raw baselines write, serialized before timing. */
+/**
+ * The n keys and records the raw baselines write, serialized before timing; with `--encode=inside`
+ * also the states, and `chunkValues(i, end)` encodes the records of [i, end) (inside the timed
+ * span) into one reused writer (undefined without: the loops index `values`, as they always did).
+ */
 function records() {
   const keys = new Array(n)
   const values = new Array(n)
+  const states = args.encode === 'inside' ? new Array(n) : undefined
   for (let i = 0; i < n; i++) {
     const uid = FIRST_UID + i
     keys[i] = keyOf(uid)
     values[i] = recordOf(stateOf(uid))
+    if (states !== undefined) states[i] = stateOf(uid)
   }
-  return { keys, values }
+  const w = new MsgpackWriter(64 * 1024)
+  const chunkValues = states === undefined ? undefined : (i, end) => encodeRecords(w, states, i, end)
+  return { keys, values, chunkValues }
 }
 
 /** The Peony side: host thread + runtime thread; resolves with the runtime thread's result. */
@@ -91,21 +105,26 @@ if (c === 'level-peony') {
   out = direct(await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight }))
   await storage.close()
 } else if (c === 'level-raw') {
-  const { keys, values } = records()
+  const { keys, values, chunkValues } = records()
   const db = new ClassicLevel(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...wbs })
   await db.open()
   const cpuBefore = threadTimes()
   const t0 = performance.now()
   for (let i = 0; i < n; i += chunk) {
     const ops = []
-    for (let j = i; j < Math.min(i + chunk, n); j++) ops.push({ type: 'put', key: keys[j], value: values[j] })
+    const end = Math.min(i + chunk, n)
+    if (chunkValues === undefined) for (let j = i; j < end; j++) ops.push({ type: 'put', key: keys[j], value: values[j] })
+    else {
+      const vs = chunkValues(i, end)
+      for (let j = i; j < end; j++) ops.push({ type: 'put', key: keys[j], value: vs[j - i] })
+    }
     await db.batch(ops)
   }
   const ms = performance.now() - t0
   const cpuMs = cpuSplit(cpuBefore, threadTimes(), { [MAIN]: 'main' })
   const mismatched = await countMismatched(keys, (ks) => db.getMany(ks), (i) => values[i])
   await db.close()
-  out = { value: n / (ms / 1000), ms, chunk, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
+  out = { value: n / (ms / 1000), ms, chunk, encode: args.encode, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
 } else if (c === 'redis-peony') {
   const server = await startRedis()
   try {
@@ -127,11 +146,12 @@ if (c === 'level-peony') {
   }
 } else if (c === 'redis-raw') {
   const server = await startRedis()
-  const { keys, values } = records()
+  const { keys, values, chunkValues } = records()
   // RedisStorage's layout: prefix + the key's first '/'-separated segment in a hash tag.
   const rkeys = keys.map((k) => `${PREFIX}{${k}}`)
   // ioredis sends Buffers as bytes (a plain Uint8Array would be stringified): views, no copy.
-  const bufs = values.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength))
+  const asBuffer = (v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+  const bufs = chunkValues === undefined ? values.map(asBuffer) : undefined
   const r = new Redis(server.url)
   await r.ping() // connected before timing
   const procs = { redis: server.pid }
@@ -139,7 +159,12 @@ if (c === 'level-peony') {
   const t0 = performance.now()
   for (let i = 0; i < n; i += chunk) {
     const cmds = []
-    for (let j = i; j < Math.min(i + chunk, n); j++) cmds.push(['set', rkeys[j], bufs[j]])
+    const end = Math.min(i + chunk, n)
+    if (bufs !== undefined) for (let j = i; j < end; j++) cmds.push(['set', rkeys[j], bufs[j]])
+    else {
+      const vs = chunkValues(i, end)
+      for (let j = i; j < end; j++) cmds.push(['set', rkeys[j], asBuffer(vs[j - i])])
+    }
     const res = await r.pipeline(cmds).exec()
     for (const [err] of res) if (err) throw err
   }
@@ -148,7 +173,7 @@ if (c === 'level-peony') {
   const mismatched = await countMismatched(rkeys, (ks) => r.mgetBuffer(ks), (i) => values[i])
   r.disconnect()
   await server.stop()
-  out = { value: n / (ms / 1000), ms, chunk, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
+  out = { value: n / (ms / 1000), ms, chunk, encode: args.encode, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
 } else {
   throw new TypeError(`unknown --case=${c}`)
 }
