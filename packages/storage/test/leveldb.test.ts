@@ -215,6 +215,28 @@ describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
     expect(Buffer.from((await s.get('a'))!).toString()).toBe('3')
   })
 
+  it('after a write of every cached fence (all marked used), eviction passes are bounded and the cache still comes back under its bound', async () => {
+    const size = 1500
+    const s = new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), fenceCacheSize: size })
+    made.push(s)
+    await s.open()
+    const fences = Array.from({ length: size }, (_, i) => `p${i}`)
+    const claims = await Promise.all(fences.map((f) => s.claim(f, [])))
+    const put = (key: string) => ({ type: 'put' as const, key, value: Buffer.from('1') })
+    expect((await s.writeFenced(fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle })))).refused).toEqual([])
+    // New fences: a pass gives at most 1024 more marked entries their second chance and stops; the
+    // next passes find them unmarked and evict.
+    for (let i = 0; i < 4; i++) await s.claim(`new${i}`, [])
+    expect(s.cachedFences).toBeLessThanOrEqual(size)
+    // Evicted or not, every fence still fences: the old generations are refused, the current accepted.
+    const next = await Promise.all(fences.map((f) => s.claim(f, [])))
+    const res = await s.writeFenced(fences.flatMap((f, i) => [
+      { fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
+      { fence: f, generation: next[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
+    ]))
+    expect(res.refused).toEqual(fences.map((_, i) => 2 * i))
+  })
+
   it('fenceCacheSize is checked', () => {
     expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 0 })).toThrow(RangeError)
     expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 1.5 })).toThrow(RangeError)

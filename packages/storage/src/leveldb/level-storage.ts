@@ -37,7 +37,7 @@ export interface LevelStorageOptions extends AbstractStorageOptions {
   readSync?: boolean | undefined
   /**
    * How many fence generations stay cached in memory (least recently claimed evicted first, a fence
-   * written since the last eviction pass getting a second chance; one entry is about 150 bytes). An
+   * used since the last eviction pass getting a second chance; one entry is about 150 bytes). An
    * evicted generation is read from disk again when its fence is next used, so fencing is
    * unchanged; an entry not yet written to disk, or with a write in flight, is never evicted (the
    * cache may exceed the bound while such entries are pinned). Default 100,000.
@@ -54,7 +54,7 @@ interface Fence {
   gen: number
   /** Its index in #slots: the handle claim() returns. */
   readonly slot: number
-  /** Written since the last eviction pass went by it (it gets a second chance). */
+  /** Claimed or written since the last eviction pass went by it (it gets a second chance). */
   used: boolean
   /** The last db.batch in flight that carries an accepted write of this fence (cleared when it lands). */
   writing: Promise<unknown> | undefined
@@ -68,6 +68,8 @@ const FENCE_CACHE_SIZE = 100_000
 const CHUNK_OPS = 1000
 /** …about this many value bytes; a bigger call is split into several batches (each write stays whole). */
 const CHUNK_BYTES = 1 << 20
+/** One eviction pass visits at most this many entries more than it must evict (a bound on its pause). */
+const TRIM_SLACK = 1024
 
 const loadClassicLevel = () => import('classic-level')
 let classicLevel: ReturnType<typeof loadClassicLevel> | undefined
@@ -384,6 +386,7 @@ export class LevelStorage extends AbstractStorage {
     const gens = this.#gens
     const e = gens.get(fence)!
     e.gen++
+    e.used = true
     gens.delete(fence)
     gens.set(fence, e)
     this.#dirty.add(fence)
@@ -391,20 +394,23 @@ export class LevelStorage extends AbstractStorage {
   }
 
   /**
-   * Evicts the least recently claimed generations above fenceCacheSize; one written since the
-   * last pass gets a second chance (it goes to the recent end, unmarked). Never one not yet on
+   * Evicts the least recently claimed generations above fenceCacheSize; one claimed or written
+   * since the last pass gets a second chance (it goes to the recent end, unmarked). Never one not yet on
    * disk (#dirty, #saving), nor one with a fenced write in flight (a claim of an uncached fence
    * reads its values at once), nor while calls wait in #inOrder's queue (every generation read is
    * the load of a queued call, so none is in flight either: a read that started before an
-   * eviction could otherwise cache an older generation).
+   * eviction could otherwise cache an older generation). A pass visits at most TRIM_SLACK entries
+   * more than it evicts (after a flush every entry may be marked): what it leaves over the bound
+   * goes at the next one, each write costing at most one move.
    */
   #trim(): void {
     const gens = this.#gens
     let over = gens.size - this.#fenceCacheSize
     if (over <= 0 || this.#gate !== undefined) return
-    // An entry moved to the end comes round again in this same loop (then unmarked): each is
-    // visited at most twice.
+    let visits = over + TRIM_SLACK
+    // An entry moved to the end comes round again in this same loop, unmarked.
     for (const [f, e] of gens) {
+      if (--visits < 0) break
       if (e.writing !== undefined || this.#dirty.has(f) || this.#saving.has(f)) continue
       gens.delete(f)
       if (e.used) {
