@@ -361,7 +361,7 @@ const specTable = {
     default: 100_000,
     defaultText: '100000',
     arg: '<n>',
-    doc: 'Fence generations the LevelDB storage keeps cached (storage leveldb), ~100 B each; past it the least recently used one is dropped and read from disk again when its player comes back. Bounds what the storage thread keeps for players who have left.',
+    doc: 'Fence generations the LevelDB storage keeps cached (storage leveldb), ~150 B each; past it the least recently used one (claimed or written) is dropped and read from disk again when its player comes back. Bounds what the storage thread keeps for players who have left.',
   },
   redisUrl: {
     rule: redisUrlRule,
