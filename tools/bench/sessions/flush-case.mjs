@@ -32,6 +32,10 @@
  *   the previous one. For the analysis in docs/benchmarks.md; flush.mjs runs it with `--sketch`.
  * `--inflight=N` (remote, direct and sketch cases): writeFenced calls in flight (default 1).
  * `--flush-batch-size=N` (peony cases): the sessions' flushBatchSize (default: Peony's default).
+ * `--warmup=N` (peony and raw cases; default 0, the target's method): before timing, N other
+ * records are written the same way (Peony: N other players loaded and flushed; raw: N other keys
+ * in the same batches or pipelines, encoded as the case encodes), so the timed span does not run
+ * the write path's code for the first time in the process.
  *
  * `--write-buffer-size` (bytes; 0 = classic-level's default, 4 MiB) is given to both LevelDB sides.
  * Prints one line `{"bench":"result", value, ...}`.
@@ -46,7 +50,7 @@ import { LevelStorage } from '@peony/storage/leveldb'
 import { RedisStorage } from '@peony/storage/redis'
 import { HERE, caseDir, countMismatched, cpuSplit, emitResult as emit, encodeRecords, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf, threadId, threadTimes } from './common.mjs'
 
-const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1, flushBatchSize: 0, encode: 'before' })
+const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1, flushBatchSize: 0, encode: 'before', warmup: 0 })
 if (args.encode !== 'before' && args.encode !== 'inside') throw new TypeError(`--encode must be before or inside, not ${args.encode}`)
 const dir = caseDir()
 
@@ -60,12 +64,12 @@ const wbs = args.writeBufferSize > 0 ? { writeBufferSize: args.writeBufferSize }
  * also the states, and `chunkValues(i, end)` encodes the records of [i, end) (inside the timed
  * span) into one reused writer (undefined without: the loops index `values`, as they always did).
  */
-function records() {
-  const keys = new Array(n)
-  const values = new Array(n)
-  const states = args.encode === 'inside' ? new Array(n) : undefined
-  for (let i = 0; i < n; i++) {
-    const uid = FIRST_UID + i
+function records(firstUid = FIRST_UID, count = n) {
+  const keys = new Array(count)
+  const values = new Array(count)
+  const states = args.encode === 'inside' ? new Array(count) : undefined
+  for (let i = 0; i < count; i++) {
+    const uid = firstUid + i
     keys[i] = keyOf(uid)
     values[i] = recordOf(stateOf(uid))
     if (states !== undefined) states[i] = stateOf(uid)
@@ -79,7 +83,7 @@ function records() {
 async function peony(config, mode = 'peony', encode = 'before', procs = {}) {
   const { port1, port2 } = new MessageChannel()
   const host = await startHost(config, port1)
-  const w = startThread(join(HERE, 'flush-thread.mjs'), { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode, procs, flushBatchSize: args.flushBatchSize }, [port2], 'peony-worker')
+  const w = startThread(join(HERE, 'flush-thread.mjs'), { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode, procs, flushBatchSize: args.flushBatchSize, warmup: args.warmup }, [port2], 'peony-worker')
   const { t: _t, cpu, ...res } = await nextMessage(w, (m) => m.t === 'result', 600_000, 'the flush result')
   await w.terminate()
   await host.close()
@@ -108,18 +112,25 @@ if (c === 'level-peony') {
   const { keys, values, chunkValues } = records()
   const db = new ClassicLevel(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...wbs })
   await db.open()
+  const writeAll = async (keys, values, chunkValues, n) => {
+    for (let i = 0; i < n; i += chunk) {
+      const ops = []
+      const end = Math.min(i + chunk, n)
+      if (chunkValues === undefined) for (let j = i; j < end; j++) ops.push({ type: 'put', key: keys[j], value: values[j] })
+      else {
+        const vs = chunkValues(i, end)
+        for (let j = i; j < end; j++) ops.push({ type: 'put', key: keys[j], value: vs[j - i] })
+      }
+      await db.batch(ops)
+    }
+  }
+  if (args.warmup > 0) {
+    const w = records(FIRST_UID + n, args.warmup)
+    await writeAll(w.keys, w.values, w.chunkValues, args.warmup)
+  }
   const cpuBefore = threadTimes()
   const t0 = performance.now()
-  for (let i = 0; i < n; i += chunk) {
-    const ops = []
-    const end = Math.min(i + chunk, n)
-    if (chunkValues === undefined) for (let j = i; j < end; j++) ops.push({ type: 'put', key: keys[j], value: values[j] })
-    else {
-      const vs = chunkValues(i, end)
-      for (let j = i; j < end; j++) ops.push({ type: 'put', key: keys[j], value: vs[j - i] })
-    }
-    await db.batch(ops)
-  }
+  await writeAll(keys, values, chunkValues, n)
   const ms = performance.now() - t0
   const cpuMs = cpuSplit(cpuBefore, threadTimes(), { [MAIN]: 'main' })
   const mismatched = await countMismatched(keys, (ks) => db.getMany(ks), (i) => values[i])
@@ -155,19 +166,26 @@ if (c === 'level-peony') {
   const r = new Redis(server.url)
   await r.ping() // connected before timing
   const procs = { redis: server.pid }
+  const writeAll = async (rkeys, bufs, chunkValues, n) => {
+    for (let i = 0; i < n; i += chunk) {
+      const cmds = []
+      const end = Math.min(i + chunk, n)
+      if (bufs !== undefined) for (let j = i; j < end; j++) cmds.push(['set', rkeys[j], bufs[j]])
+      else {
+        const vs = chunkValues(i, end)
+        for (let j = i; j < end; j++) cmds.push(['set', rkeys[j], asBuffer(vs[j - i])])
+      }
+      const res = await r.pipeline(cmds).exec()
+      for (const [err] of res) if (err) throw err
+    }
+  }
+  if (args.warmup > 0) {
+    const w = records(FIRST_UID + n, args.warmup)
+    await writeAll(w.keys.map((k) => `${PREFIX}{${k}}`), w.chunkValues === undefined ? w.values.map(asBuffer) : undefined, w.chunkValues, args.warmup)
+  }
   const cpuBefore = threadTimes(procs)
   const t0 = performance.now()
-  for (let i = 0; i < n; i += chunk) {
-    const cmds = []
-    const end = Math.min(i + chunk, n)
-    if (bufs !== undefined) for (let j = i; j < end; j++) cmds.push(['set', rkeys[j], bufs[j]])
-    else {
-      const vs = chunkValues(i, end)
-      for (let j = i; j < end; j++) cmds.push(['set', rkeys[j], asBuffer(vs[j - i])])
-    }
-    const res = await r.pipeline(cmds).exec()
-    for (const [err] of res) if (err) throw err
-  }
+  await writeAll(rkeys, bufs, chunkValues, n)
   const ms = performance.now() - t0
   const cpuMs = cpuSplit(cpuBefore, threadTimes(procs), { [MAIN]: 'main' })
   const mismatched = await countMismatched(rkeys, (ks) => r.mgetBuffer(ks), (i) => values[i])
@@ -177,5 +195,5 @@ if (c === 'level-peony') {
 } else {
   throw new TypeError(`unknown --case=${c}`)
 }
-emit({ ...out, case: c, writeBufferSize: args.writeBufferSize || 'default (4 MiB)' })
+emit({ ...out, case: c, warmup: args.warmup, writeBufferSize: args.writeBufferSize || 'default (4 MiB)' })
 process.exit(0)

@@ -4,7 +4,7 @@
  * writing the same records in the same invocation. Targets (issue 9, item 8): ≥ 0.8 × the best
  * raw classic-level batches, ≥ 0.8 × the best raw Redis pipeline (median of the per-run ratios).
  *
- *   node tools/bench/sessions/flush.mjs [--runs=5] [--n=100000] [--only=level|redis] [--write-buffer-size=0] [--enc-chunks=500] [--decompose=true] [--sketch] [--prof]
+ *   node tools/bench/sessions/flush.mjs [--runs=5] [--n=100000] [--only=level|redis] [--write-buffer-size=0] [--enc-chunks=500] [--warmup=0] [--decompose=true] [--sketch] [--prof]
  *
  * Per run, each a fresh process (flush-case.mjs), interleaved: raw with chunks of 100, 500
  * (Peony's flushBatchSize) and 1000, then Peony; LevelDB first, then Redis. The baseline of a run
@@ -14,6 +14,9 @@
  * library writing the same records, but encoded from the sessions' states inside the timed span
  * (flush-case.mjs `--encode=inside`), the work any write-back must do; its ratio is Peony / the
  * best of those chunk sizes, per run.
+ * `--warmup=N` (default 0, the target's method: each process's first flush, its code cold): N
+ * other records written the same way before the timed span, on the raw and Peony sides alike
+ * (flush-case.mjs), for the steady state a server that has flushed before is in.
  * Decomposition (`--decompose`, on by default): the same records written with `writeFenced` in
  * calls of 500, serialized before timing, from this thread (`<driver>-direct-500`) and from a worker
  * thread through the host thread (`<driver>-remote-500`), so Peony / raw splits into the storage
@@ -40,7 +43,7 @@ import { max, median, min } from '../lib/stats.mjs'
 // Not from common.mjs: this process runs without the source conditions common.mjs's imports need.
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
-const args = parseArgs({ runs: 5, n: 100_000, only: '', writeBufferSize: 0, prof: false, decompose: true, sketch: false, encChunks: '500' })
+const args = parseArgs({ runs: 5, n: 100_000, only: '', writeBufferSize: 0, prof: false, decompose: true, sketch: false, encChunks: '500', warmup: 0 })
 const CHUNKS = [100, 500, 1000]
 const ENC_CHUNKS = String(args.encChunks).split(',').filter((x) => x !== '').map(Number)
 const TARGET = 0.8
@@ -55,7 +58,8 @@ function variant(name, caseName, extra = []) {
         fs.mkdirSync(dir, { recursive: true })
         nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${dir}`)
       }
-      const child = spawnChild(path.join(HERE, 'flush-case.mjs'), [`--case=${caseName}`, `--n=${args.n}`, `--write-buffer-size=${args.writeBufferSize}`, ...extra], {
+      const warm = args.warmup > 0 && (caseName.endsWith('-raw') || caseName.endsWith('-peony')) ? [`--warmup=${args.warmup}`] : []
+      const child = spawnChild(path.join(HERE, 'flush-case.mjs'), [`--case=${caseName}`, `--n=${args.n}`, `--write-buffer-size=${args.writeBufferSize}`, ...warm, ...extra], {
         nodeFlags,
         logFile: path.join(logDir, `${name}-${run}.log`),
         cwd: HERE,
@@ -161,6 +165,7 @@ for (const d of drivers) {
   out.drivers[d].cpuMs = cpuOf
   md.push('')
 }
+if (args.warmup > 0) md.push(`Warm-up: ${args.warmup.toLocaleString('en-US')} other records written the same way before each timed span (raw and Peony alike); not the target's method.`)
 md.push(`Write buffer: ${args.writeBufferSize > 0 ? `${args.writeBufferSize} bytes` : "classic-level's default (4 MiB)"} on both LevelDB sides. "disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a run's ratio counts as disturbed when Peony's or any of its raw runs was.`)
 const file = writeResults('sessions-flush', out)
 process.stdout.write(md.join('\n') + '\n')
