@@ -34,8 +34,10 @@
  * `--flush-batch-size=N` (peony cases): the sessions' flushBatchSize (default: Peony's default).
  * `--warmup=N` (peony and raw cases; default 0, the target's method): before timing, N other
  * records are written the same way (Peony: N other players loaded and flushed; raw: N other keys
- * in the same batches or pipelines, encoded as the case encodes), so the timed span does not run
- * the write path's code for the first time in the process.
+ * in the same batches or pipelines, encoded as the case encodes, then a 5 s pause: LevelDB's
+ * flushes and compactions of the warm-up data settle outside the span, as they do on Peony's side
+ * while the n sessions load), so the timed span does not run the write path's code for the first
+ * time in the process.
  *
  * `--write-buffer-size` (bytes; 0 = classic-level's default, 4 MiB) is given to both LevelDB sides.
  * Prints one line `{"bench":"result", value, ...}`.
@@ -55,6 +57,8 @@ if (args.encode !== 'before' && args.encode !== 'inside') throw new TypeError(`-
 const dir = caseDir()
 
 const FIRST_UID = 100_001
+/** After a raw warm-up: time for LevelDB's flushes and compactions of it to end before timing. */
+const WARMUP_SETTLE_MS = 5000
 const PREFIX = 'bench:'
 const { n, chunk } = args
 const wbs = args.writeBufferSize > 0 ? { writeBufferSize: args.writeBufferSize } : {}
@@ -127,6 +131,7 @@ if (c === 'level-peony') {
   if (args.warmup > 0) {
     const w = records(FIRST_UID + n, args.warmup)
     await writeAll(w.keys, w.values, w.chunkValues, args.warmup)
+    await new Promise((r) => setTimeout(r, WARMUP_SETTLE_MS))
   }
   const cpuBefore = threadTimes()
   const t0 = performance.now()
@@ -182,6 +187,7 @@ if (c === 'level-peony') {
   if (args.warmup > 0) {
     const w = records(FIRST_UID + n, args.warmup)
     await writeAll(w.keys.map((k) => `${PREFIX}{${k}}`), w.chunkValues === undefined ? w.values.map(asBuffer) : undefined, w.chunkValues, args.warmup)
+    await new Promise((r) => setTimeout(r, WARMUP_SETTLE_MS))
   }
   const cpuBefore = threadTimes(procs)
   const t0 = performance.now()
