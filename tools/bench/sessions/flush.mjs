@@ -16,7 +16,9 @@
  * best of those chunk sizes, per run.
  * `--warmup=N` (default 0, the target's method: each process's first flush, its code cold): N
  * other records written the same way before the timed span, on the raw and Peony sides alike
- * (flush-case.mjs), for the steady state a server that has flushed before is in.
+ * (flush-case.mjs), for the steady state a server that has flushed before is in. Caveat
+ * (docs/benchmarks.md, flush, second pass): raw's LevelDB threads then cost ~300 ms more per
+ * 100,000 records, not explained, so the ratios with a warm-up compare unequal work.
  * Decomposition (`--decompose`, on by default): the same records written with `writeFenced` in
  * calls of 500, serialized before timing, from this thread (`<driver>-direct-500`) and from a worker
  * thread through the host thread (`<driver>-remote-500`), so Peony / raw splits into the storage
@@ -165,7 +167,7 @@ for (const d of drivers) {
   out.drivers[d].cpuMs = cpuOf
   md.push('')
 }
-if (args.warmup > 0) md.push(`Warm-up: ${args.warmup.toLocaleString('en-US')} other records written the same way before each timed span (raw and Peony alike); not the target's method.`)
+if (args.warmup > 0) md.push(`Warm-up: ${args.warmup.toLocaleString('en-US')} other records written the same way before each timed span (raw and Peony alike); not the target's method, and raw's LevelDB threads cost more after it (docs/benchmarks.md): compare CPU per thread, not the ratios.`)
 md.push(`Write buffer: ${args.writeBufferSize > 0 ? `${args.writeBufferSize} bytes` : "classic-level's default (4 MiB)"} on both LevelDB sides. "disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a run's ratio counts as disturbed when Peony's or any of its raw runs was.`)
 const file = writeResults('sessions-flush', out)
 process.stdout.write(md.join('\n') + '\n')
