@@ -381,10 +381,10 @@ export const serverConfigKeys = {
     unit: 'fences',
     default: 100_000,
     arg: '<n>',
-    help: 'Fence generations the LevelDB storage keeps cached (storage leveldb), ~100 B each; past it the least recently used one is dropped and read from disk again when its player comes back. Bounds what the storage thread keeps for players who have left.',
+    help: 'Fence generations the LevelDB storage keeps cached (storage leveldb), ~150 B each; past it the least recently used one (claimed or written) is dropped and read from disk again when its player comes back. Bounds what the storage thread keeps for players who have left.',
     docs: {
       meaning:
-        'Fence generations the LevelDB storage keeps cached (storage `leveldb`), about 100 bytes each; past it the least recently used one is dropped and read from disk again when its player comes back (fencing is unchanged: an entry not yet on disk or with a write in flight is never dropped). Bounds what the storage thread keeps for players who have left.',
+        'Fence generations the LevelDB storage keeps cached (storage `leveldb`), about 150 bytes each; past it the least recently used one (claimed or written) is dropped and read from disk again when its player comes back (fencing is unchanged: an entry not yet on disk or with a write in flight is never dropped). Bounds what the storage thread keeps for players who have left.',
     },
   }),
   redisUrl: custom<string>({

@@ -34,6 +34,12 @@ export interface FencedWrite {
   generation: number
   /** Applied only if `generation` is still the fence's current generation. */
   ops: BatchOp[]
+  /**
+   * The `handle` of the claim that returned `generation`, if the driver gave one: a hint that lets
+   * the driver find the fence without looking its key up. A stale or wrong handle changes nothing
+   * but the speed (the driver checks that it names `fence`).
+   */
+  handle?: number | undefined
 }
 
 /** What writeFenced() reports. */
@@ -48,6 +54,11 @@ export interface ClaimResult {
   generation: number
   /** The values of the claimed keys, in order; `undefined` for a missing key. */
   values: (Uint8Array | undefined)[]
+  /**
+   * A driver's handle for the fence (LevelStorage: the index of its cache entry), to pass as
+   * `FencedWrite.handle` with writes under this generation; undefined when the driver has none.
+   */
+  handle?: number | undefined
 }
 
 /**
@@ -310,7 +321,7 @@ export abstract class AbstractStorage {
     try {
       if (writes.length === 0) return { refused: [] }
       const p = this.#prefix
-      const normalized = p === '' ? writes : writes.map((w) => ({ fence: p + w.fence, generation: w.generation, ops: w.ops.map((op) => this.#prefixOp(op)) }))
+      const normalized = p === '' ? writes : writes.map((w) => ({ fence: p + w.fence, generation: w.generation, ops: w.ops.map((op) => this.#prefixOp(op)), handle: w.handle }))
       return await this._writeFenced(normalized)
     } catch (err) {
       throw toStorageError(err, 'writeFenced')

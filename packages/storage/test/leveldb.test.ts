@@ -187,6 +187,56 @@ describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
     expect(s.cachedFences).toBeLessThanOrEqual(50)
   })
 
+  it("a handle whose entry was evicted, its slot taken by another fence, is only a hint: the fence's generation decides", async () => {
+    const s = new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), fenceCacheSize: 2 })
+    made.push(s)
+    await s.open()
+    const put = (key: string, v: string) => ({ type: 'put' as const, key, value: Buffer.from(v) })
+    const a0 = await s.claim('a', [])
+    const a = await s.claim('a', [])
+    expect(Number.isSafeInteger(a.handle)).toBe(true)
+    expect((await s.writeFenced([{ fence: 'a', generation: a.generation, ops: [put('a', '1')], handle: a.handle }])).refused).toEqual([])
+    // More fences than the cache holds: 'a' is evicted and its slot handed to another fence.
+    const others = []
+    for (const f of ['b', 'c', 'd', 'e']) {
+      const c = await s.claim(f, [])
+      others.push(c.handle)
+      expect((await s.writeFenced([{ fence: f, generation: c.generation, ops: [put(f, '1')], handle: c.handle }])).refused).toEqual([])
+    }
+    expect(s.cachedFences).toBeLessThanOrEqual(2)
+    expect(others).toContain(a.handle)
+    // a's old handle now names another fence: a's own generation (read from disk again) decides.
+    expect((await s.writeFenced([{ fence: 'a', generation: a.generation, ops: [put('a', '2')], handle: a.handle }])).refused).toEqual([])
+    expect((await s.writeFenced([{ fence: 'a', generation: a0.generation, ops: [put('a', 'stale')], handle: a.handle }])).refused).toEqual([0])
+    const a2 = await s.claim('a', ['a'])
+    expect(Buffer.from(a2.values[0]!).toString()).toBe('2')
+    expect((await s.writeFenced([{ fence: 'a', generation: a.generation, ops: [put('a', 'late')], handle: a2.handle }])).refused).toEqual([0])
+    expect((await s.writeFenced([{ fence: 'a', generation: a2.generation, ops: [put('a', '3')], handle: a.handle }])).refused).toEqual([])
+    expect(Buffer.from((await s.get('a'))!).toString()).toBe('3')
+  })
+
+  it('after a write of every cached fence (all marked used), eviction passes are bounded and the cache still comes back under its bound', async () => {
+    const size = 1500
+    const s = new LevelStorage({ location: join(tempDir('peony-level-'), 'db'), fenceCacheSize: size })
+    made.push(s)
+    await s.open()
+    const fences = Array.from({ length: size }, (_, i) => `p${i}`)
+    const claims = await Promise.all(fences.map((f) => s.claim(f, [])))
+    const put = (key: string) => ({ type: 'put' as const, key, value: Buffer.from('1') })
+    expect((await s.writeFenced(fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle })))).refused).toEqual([])
+    // New fences: a pass gives at most 1024 more marked entries their second chance and stops; the
+    // next passes find them unmarked and evict.
+    for (let i = 0; i < 4; i++) await s.claim(`new${i}`, [])
+    expect(s.cachedFences).toBeLessThanOrEqual(size)
+    // Evicted or not, every fence still fences: the old generations are refused, the current accepted.
+    const next = await Promise.all(fences.map((f) => s.claim(f, [])))
+    const res = await s.writeFenced(fences.flatMap((f, i) => [
+      { fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
+      { fence: f, generation: next[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
+    ]))
+    expect(res.refused).toEqual(fences.map((_, i) => 2 * i))
+  })
+
   it('fenceCacheSize is checked', () => {
     expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 0 })).toThrow(RangeError)
     expect(() => new LevelStorage({ location: '/tmp/x', fenceCacheSize: 1.5 })).toThrow(RangeError)

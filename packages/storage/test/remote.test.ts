@@ -98,6 +98,31 @@ storageSuite({
   },
 })
 
+describe('RemoteStorage → LevelStorage: fence handles', () => {
+  it("a claim's handle crosses the port, and writes carry it back (the host checks it names the fence)", async () => {
+    const location = join(tempDir('peony-remote-'), 'db')
+    const client = await remoteOverLevel(location, undefined)
+    await client.open()
+    try {
+      const a = await client.claim('a', ['a'])
+      const b = await client.claim('b', ['b'])
+      expect(Number.isSafeInteger(a.handle) && Number.isSafeInteger(b.handle) && a.handle !== b.handle).toBe(true)
+      const put = (key: string, v: string) => ({ type: 'put' as const, key, value: Buffer.from(v) })
+      const res = await client.writeFenced([
+        { fence: 'a', generation: a.generation, ops: [put('a', '1')], handle: a.handle },
+        { fence: 'b', generation: b.generation, ops: [put('b', '1')], handle: a.handle },
+        { fence: 'a', generation: a.generation + 1, ops: [put('a', 'x')], handle: a.handle },
+      ])
+      expect(res.refused).toEqual([2])
+      expect((await client.getMany(['a', 'b'])).map((v) => Buffer.from(v!).toString())).toEqual(['1', '1'])
+    } finally {
+      await client.close()
+      await host.close(location)
+      rmSync(location, { recursive: true, force: true })
+    }
+  })
+})
+
 // ── Remote specifics ──
 
 describe('RemoteStorage and serveStorage', () => {
@@ -240,12 +265,13 @@ describe('RemoteStorage and serveStorage', () => {
     await client.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: `${fence}/a`, value }, { type: 'del', key: `${fence}/b` }] })))
     expect(spy).toHaveBeenCalledTimes(1)
     const [msg, transfer] = spy.mock.calls[0]! as unknown as [Record<string, unknown>, ArrayBuffer[]]
-    expect(transfer).toHaveLength(4)
+    // gens, handles, counts, the ops' lengths and values.
+    expect(transfer).toHaveLength(5)
     // Transferred, not copied: the sender's buffers are detached now.
     for (const t of transfer) expect(t).toBeInstanceOf(ArrayBuffer)
     for (const t of transfer) expect(t.byteLength).toBe(0)
     const countViews = (v: unknown): number => (ArrayBuffer.isView(v) ? 1 : Array.isArray(v) ? v.reduce((n: number, x) => n + countViews(x), 0) : typeof v === 'object' && v !== null ? Object.values(v).reduce((n: number, x) => n + countViews(x), 0) : 0)
-    expect(countViews(msg)).toBeLessThanOrEqual(4)
+    expect(countViews(msg)).toBeLessThanOrEqual(5)
     const got = await client.getMany(fences.map((f) => `${f}/a`))
     expect(got.every((v) => v?.byteLength === 1024 && v[0] === 1)).toBe(true)
   })

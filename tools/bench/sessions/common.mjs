@@ -217,6 +217,43 @@ export function recordOf(state) {
 
 
 /**
+ * Encodes the records of `states[from..to)` into `w` (a MsgpackWriter, reset first), as the
+ * session manager writes them (`[1, bin32(packValue(state)), nil]`, the state packed in place, its
+ * length patched afterwards: recordOf's bytes), and returns them as views of its buffer. What the
+ * encode-inside raw baselines (`<driver>-raw-enc-<chunk>`) do in their timed span: the work any
+ * write-back of these states must do before handing bytes to the library.
+ * @param {import('@peony/broker-client/codec').MsgpackWriter} w
+ * @param {Uint8Array[]} states
+ * @param {number} from
+ * @param {number} to
+ */
+export function encodeRecords(w, states, from, to) {
+  w.reset()
+  const ends = new Array(to - from)
+  for (let j = from; j < to; j++) {
+    w.ensure(7)
+    const b = w.buf
+    b[w.pos++] = 0x93 // fixarray(3)
+    b[w.pos++] = 0x01 // record version
+    b[w.pos++] = 0xc6 // bin32
+    const lenAt = w.pos
+    w.pos += 4
+    w.value(states[j])
+    w.view.setUint32(lenAt, w.pos - lenAt - 4)
+    w.nil()
+    ends[j - from] = w.pos
+  }
+  // Views only now: the buffer may have been replaced while it grew.
+  const out = new Array(to - from)
+  let start = 0
+  for (let k = 0; k < out.length; k++) {
+    out[k] = w.buf.subarray(start, ends[k])
+    start = ends[k]
+  }
+  return out
+}
+
+/**
  * Starts a thread that registers tsx (as the master's boot.mjs does) and runs `entry` with
  * `workerData.data`. Resolves with the Worker; its messages are the caller's business.
  * @param {string} entry absolute path of the thread's module

@@ -16,6 +16,11 @@
  *    (common.mjs recordOf, recordWrites, countMismatched).
  * Posts {t:'result', value: sessions/s, ...}.
  *
+ * With `warmup` > 0 (flush.mjs `--warmup`), before step 1: `warmup` other players (uids after
+ * the n) loaded, made dirty and flushed, untimed, so the flush path's code has run once (a
+ * process's first flush runs it cold: interpreted, then compiled on V8's threads); they stay
+ * resident and clean, and their writes are not in the checks.
+ *
  * With `mode: 'remote'` (cases level-remote / redis-remote, -sketch) no runtime runs: the thread
  * claims every session's key as a load does, then times RemoteStorage.writeFenced of the same
  * records in calls of 500 one-op writes (common.mjs fencedFlush, with `inflight` and `encode`).
@@ -27,7 +32,7 @@ import { RemoteStorage } from '@peony/storage/remote'
 import { packValue } from '@peony/protocol'
 import { countMismatched, fencedFlush, fillState, keyOf, makeDriver, recordOf, recordWrites, stateOf, threadId, threadTimes, WORKER_INFO } from './common.mjs'
 
-const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before', procs = {}, flushBatchSize } = workerData.data
+const { port, n, firstUid, mode = 'peony', chunk = 500, inflight = 1, encode = 'before', procs = {}, flushBatchSize, warmup = 0 } = workerData.data
 const post = (m) => parentPort.postMessage(m)
 
 try {
@@ -63,13 +68,22 @@ async function peonyFlush() {
   })
   await runtime.start()
   const body = packValue({ cmd: 'fill', sn: 1 })
+  if (warmup > 0) {
+    const others = Array.from({ length: warmup }, (_, i) => firstUid + n + i)
+    const done = await driver.run(runtime, others, (uid) => ({ cmd: 10, uid, body }), 1000)
+    if (done.ok !== warmup) throw new Error(`warm-up: expected ${warmup} ok tasks, got ${JSON.stringify(done)}`)
+    const w = await runtime.worker.sessions.flush()
+    if (w.written !== warmup) throw new Error(`warm-up flush wrote ${w.written} of ${warmup}`)
+    recorded.calls.length = 0
+  }
+  const base = runtime.stats().sessions
   const uids = Array.from({ length: n }, (_, i) => firstUid + i)
   const tLoad = performance.now()
   const outcomes = await driver.run(runtime, uids, (uid) => ({ cmd: 10, uid, body }), 1000)
   const loadMs = performance.now() - tLoad
-  if (outcomes.ok !== n) throw new Error(`loading: expected ${n} ok tasks, got ${JSON.stringify(outcomes)}`)
+  if (outcomes.ok !== n + warmup) throw new Error(`loading: expected ${n} ok tasks, got ${JSON.stringify(outcomes)}`)
   const before = runtime.stats().sessions
-  if (before.dirty !== n || before.resident !== n || before.flushedSessions !== 0) throw new Error(`before the flush: ${JSON.stringify(before)}`)
+  if (before.dirty !== n || before.resident !== n + warmup || before.flushedSessions !== base.flushedSessions) throw new Error(`before the flush: ${JSON.stringify(before)}`)
 
   // The flush's span on the monotonic clock V8's CPU profiles use (µs), for profile-window.mjs.
   const windowStartUs = Number(process.hrtime.bigint() / 1000n)
@@ -96,7 +110,8 @@ async function peonyFlush() {
     value: n / (ms / 1000),
     ms,
     loadMs,
-    flushes: after.flushes,
+    flushes: after.flushes - base.flushes,
+    warmup,
     written: res.written,
     recordBytes: recordOf(stateOf(uids[0])).byteLength,
     loadLatency: after.loadLatency,

@@ -4,11 +4,21 @@
  * writing the same records in the same invocation. Targets (issue 9, item 8): ≥ 0.8 × the best
  * raw classic-level batches, ≥ 0.8 × the best raw Redis pipeline (median of the per-run ratios).
  *
- *   node tools/bench/sessions/flush.mjs [--runs=5] [--n=100000] [--only=level|redis] [--write-buffer-size=0] [--prof]
+ *   node tools/bench/sessions/flush.mjs [--runs=5] [--n=100000] [--only=level|redis] [--write-buffer-size=0] [--enc-chunks=500] [--warmup=0] [--decompose=true] [--sketch] [--prof]
  *
  * Per run, each a fresh process (flush-case.mjs), interleaved: raw with chunks of 100, 500
  * (Peony's flushBatchSize) and 1000, then Peony; LevelDB first, then Redis. The baseline of a run
  * is the best of its three raw chunk sizes; the ratio is Peony / that, per run.
+ * Like-for-like baseline, reported beside the target's (not instead of it): `<driver>-raw-enc-<chunk>`
+ * (`--enc-chunks`, comma-separated, default 500, Peony's flushBatchSize; '' for none), the raw
+ * library writing the same records, but encoded from the sessions' states inside the timed span
+ * (flush-case.mjs `--encode=inside`), the work any write-back must do; its ratio is Peony / the
+ * best of those chunk sizes, per run.
+ * `--warmup=N` (default 0, the target's method: each process's first flush, its code cold): N
+ * other records written the same way before the timed span, on the raw and Peony sides alike
+ * (flush-case.mjs), for the steady state a server that has flushed before is in. Caveat
+ * (docs/benchmarks.md, flush, second pass): raw's LevelDB threads then cost ~300 ms more per
+ * 100,000 records, not explained, so the ratios with a warm-up compare unequal work.
  * Decomposition (`--decompose`, on by default): the same records written with `writeFenced` in
  * calls of 500, serialized before timing, from this thread (`<driver>-direct-500`) and from a worker
  * thread through the host thread (`<driver>-remote-500`), so Peony / raw splits into the storage
@@ -35,8 +45,9 @@ import { max, median, min } from '../lib/stats.mjs'
 // Not from common.mjs: this process runs without the source conditions common.mjs's imports need.
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
-const args = parseArgs({ runs: 5, n: 100_000, only: '', writeBufferSize: 0, prof: false, decompose: true, sketch: false })
+const args = parseArgs({ runs: 5, n: 100_000, only: '', writeBufferSize: 0, prof: false, decompose: true, sketch: false, encChunks: '500', warmup: 0 })
 const CHUNKS = [100, 500, 1000]
+const ENC_CHUNKS = String(args.encChunks).split(',').filter((x) => x !== '').map(Number)
 const TARGET = 0.8
 
 function variant(name, caseName, extra = []) {
@@ -49,7 +60,8 @@ function variant(name, caseName, extra = []) {
         fs.mkdirSync(dir, { recursive: true })
         nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${dir}`)
       }
-      const child = spawnChild(path.join(HERE, 'flush-case.mjs'), [`--case=${caseName}`, `--n=${args.n}`, `--write-buffer-size=${args.writeBufferSize}`, ...extra], {
+      const warm = args.warmup > 0 && (caseName.endsWith('-raw') || caseName.endsWith('-peony')) ? [`--warmup=${args.warmup}`] : []
+      const child = spawnChild(path.join(HERE, 'flush-case.mjs'), [`--case=${caseName}`, `--n=${args.n}`, `--write-buffer-size=${args.writeBufferSize}`, ...warm, ...extra], {
         nodeFlags,
         logFile: path.join(logDir, `${name}-${run}.log`),
         cwd: HERE,
@@ -65,6 +77,7 @@ const drivers = args.only === '' ? ['level', 'redis'] : [args.only]
 const variants = []
 for (const d of drivers) {
   for (const c of CHUNKS) variants.push(variant(`${d}-raw-${c}`, `${d}-raw`, [`--chunk=${c}`]))
+  for (const c of ENC_CHUNKS) variants.push(variant(`${d}-raw-enc-${c}`, `${d}-raw`, [`--chunk=${c}`, '--encode=inside']))
   if (args.decompose) for (const k of ['direct', 'remote']) variants.push(variant(`${d}-${k}-500`, `${d}-${k}`, ['--chunk=500']))
   if (args.sketch) for (const k of ['remote', 'sketch']) variants.push(variant(`${d}-${k}-500-x2`, `${d}-${k}`, ['--chunk=500', '--inflight=2']))
   variants.push(variant(`${d}-peony`, `${d}-peony`))
@@ -82,7 +95,9 @@ function perRun(d) {
     const best = raws.reduce((a, b) => (b.r.value > a.r.value ? b : a))
     const r500 = records[`${d}-raw-500`][i]
     const disturbed = p.disturbed || raws.some((x) => x.r.disturbed)
-    rows.push({ run: i, peony: p.value, best: best.r.value, bestChunk: best.c, ratio: p.value / best.r.value, ratio500: r500?.ok ? p.value / r500.value : null, disturbed })
+    const encs = ENC_CHUNKS.map((c) => records[`${d}-raw-enc-${c}`][i]).filter((r) => r?.ok)
+    const bestEnc = encs.length === 0 ? null : Math.max(...encs.map((r) => r.value))
+    rows.push({ run: i, peony: p.value, best: best.r.value, bestChunk: best.c, ratio: p.value / best.r.value, ratio500: r500?.ok ? p.value / r500.value : null, bestEnc, ratioEnc: bestEnc === null ? null : p.value / bestEnc, disturbed })
   }
   return rows
 }
@@ -95,11 +110,13 @@ for (const d of drivers) {
   const ratios = rows.map((r) => r.ratio)
   const clean = rows.filter((r) => !r.disturbed).map((r) => r.ratio)
   const r500 = rows.map((r) => r.ratio500).filter((x) => x !== null)
+  const rEnc = rows.map((r) => r.ratioEnc).filter((x) => x !== null)
   const holds = clean.length >= 3 ? median(clean) >= TARGET : null
-  out.drivers[d] = { perRun: rows, ratio: { median: median(ratios), min: min(ratios), max: max(ratios) }, undisturbed: { median: median(clean), perRun: clean }, ratioVs500: { median: median(r500), perRun: r500 }, holds }
+  out.drivers[d] = { perRun: rows, ratio: { median: median(ratios), min: min(ratios), max: max(ratios) }, undisturbed: { median: median(clean), perRun: clean }, ratioVs500: { median: median(r500), perRun: r500 }, ratioVsEncodeInside: { median: median(rEnc), perRun: rEnc }, holds }
   md.push(`| flush of ${args.n.toLocaleString('en-US')} dirty 1 KB sessions, ${title[d]} (sessions/s) | median | [min–max] | runs passed (disturbed) |`, '|---|---|---|---|')
   const extra = [...(args.decompose ? [`${d}-direct-500`, `${d}-remote-500`] : []), ...(args.sketch ? [`${d}-remote-500-x2`, `${d}-sketch-500-x2`] : [])]
-  for (const name of [...CHUNKS.map((c) => `${d}-raw-${c}`), ...extra, `${d}-peony`]) {
+  const encNames = ENC_CHUNKS.map((c) => `${d}-raw-enc-${c}`)
+  for (const name of [...CHUNKS.map((c) => `${d}-raw-${c}`), ...encNames, ...extra, `${d}-peony`]) {
     const s = summary.variants[name]
     md.push(`| ${name} | **${fmtNum(s.median, 0)}** | [${fmtNum(s.min, 0)}–${fmtNum(s.max, 0)}] | ${s.passed}/${s.passed + s.failed} (${s.disturbed}) |`)
   }
@@ -108,6 +125,7 @@ for (const d of drivers) {
   md.push(`| ratio peony / best raw (median of per-run ratios) | **${fmtNum(median(ratios), 2)}** | [${fmtNum(min(ratios), 2)}–${fmtNum(max(ratios), 2)}] | ${ratios.length} runs |`)
   md.push(`| same, undisturbed runs only | **${fmtNum(median(clean), 2)}** | [${fmtNum(min(clean), 2)}–${fmtNum(max(clean), 2)}] | ${clean.length} runs |`)
   md.push(`| ratio peony / raw-500 (same chunk size) | **${fmtNum(median(r500), 2)}** | [${fmtNum(min(r500), 2)}–${fmtNum(max(r500), 2)}] | ${r500.length} runs |`)
+  if (rEnc.length > 0) md.push(`| ratio peony / best raw-enc (like for like: states encoded inside the timed span) | **${fmtNum(median(rEnc), 2)}** | [${fmtNum(min(rEnc), 2)}–${fmtNum(max(rEnc), 2)}] | ${rEnc.length} runs |`)
   if (args.decompose) {
     const rr = (a, b) => {
       const xs = []
@@ -140,7 +158,7 @@ for (const d of drivers) {
   const roles = ['total', 'worker', 'host', 'main', 'other', ...(d === 'redis' ? ['redis'] : [])]
   md.push(`| CPU ms in the timed span, ${title[d]} (median of runs) | ${roles.join(' | ')} |`, `|---|${roles.map(() => '---').join('|')}|`)
   const cpuOf = {}
-  for (const name of [...CHUNKS.map((c) => `${d}-raw-${c}`), ...extra, `${d}-peony`]) {
+  for (const name of [...CHUNKS.map((c) => `${d}-raw-${c}`), ...encNames, ...extra, `${d}-peony`]) {
     const rs = records[name].filter((r) => r?.ok && r.cpuMs !== undefined)
     if (rs.length === 0) continue
     cpuOf[name] = Object.fromEntries(roles.map((k) => [k, median(rs.map((r) => r.cpuMs[k] ?? 0))]))
@@ -149,6 +167,7 @@ for (const d of drivers) {
   out.drivers[d].cpuMs = cpuOf
   md.push('')
 }
+if (args.warmup > 0) md.push(`Warm-up: ${args.warmup.toLocaleString('en-US')} other records written the same way before each timed span (raw and Peony alike); not the target's method, and raw's LevelDB threads cost more after it (docs/benchmarks.md): compare CPU per thread, not the ratios.`)
 md.push(`Write buffer: ${args.writeBufferSize > 0 ? `${args.writeBufferSize} bytes` : "classic-level's default (4 MiB)"} on both LevelDB sides. "disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a run's ratio counts as disturbed when Peony's or any of its raw runs was.`)
 const file = writeResults('sessions-flush', out)
 process.stdout.write(md.join('\n') + '\n')

@@ -59,9 +59,12 @@ export function checkOp(op: unknown, scope?: string): asserts op is BatchOp {
 /** Checks one fenced write: its fence, its generation (a positive safe integer) and its scoped ops. */
 export function checkWrite(write: unknown): asserts write is FencedWrite {
   if (typeof write !== 'object' || write === null) throw new TypeError(`a fenced write must be an object (got ${describe(write)})`)
-  const { fence, generation, ops } = write as { fence?: unknown; generation?: unknown; ops?: unknown }
+  const { fence, generation, ops, handle } = write as { fence?: unknown; generation?: unknown; ops?: unknown; handle?: unknown }
   checkKey(fence, 'fence')
   checkGeneration(generation)
+  if (handle !== undefined && (typeof handle !== 'number' || !Number.isSafeInteger(handle) || handle < 0)) {
+    throw new TypeError(`a fenced write's handle must be a non-negative integer or undefined (got ${describe(handle)})`)
+  }
   checkArray(ops, 'a fenced write\'s ops')
   for (const op of ops) checkOp(op, fence)
 }

@@ -7,7 +7,9 @@
  * never sees them). They are cached in memory after the first read; the cache is authoritative
  * because this handle is the only writer. A new generation is persisted before acquire() resolves
  * (concurrent acquires share one LevelDB batch), so a restarted host never hands out a
- * generation a live owner already holds.
+ * generation a live owner already holds. claim() also returns the fence's handle, the index of its
+ * cache entry: a write that passes it back is checked without a lookup in the cache's map (a
+ * handle whose entry now holds another fence, or none, is ignored and the map is asked).
  *
  * classic-level is imported when the storage opens, so importing this module loads no addon.
  */
@@ -34,15 +36,29 @@ export interface LevelStorageOptions extends AbstractStorageOptions {
    */
   readSync?: boolean | undefined
   /**
-   * How many fence generations stay cached in memory (least recently used evicted first; one entry
-   * is about 100 bytes). An evicted generation is read from disk again when its fence is next
-   * used, so fencing is unchanged; an entry not yet written to disk, or with a write in flight, is
-   * never evicted (the cache may exceed the bound while such entries are pinned). Default 100,000.
+   * How many fence generations stay cached in memory (least recently claimed evicted first, a fence
+   * used since the last eviction pass getting a second chance; one entry is about 150 bytes). An
+   * evicted generation is read from disk again when its fence is next used, so fencing is
+   * unchanged; an entry not yet written to disk, or with a write in flight, is never evicted (the
+   * cache may exceed the bound while such entries are pinned). Default 100,000.
    */
   fenceCacheSize?: number | undefined
 }
 
 type Db = ClassicLevel<string, Uint8Array>
+
+/** A cached fence generation. */
+interface Fence {
+  readonly fence: string
+  /** The current generation. */
+  gen: number
+  /** Its index in #slots: the handle claim() returns. */
+  readonly slot: number
+  /** Claimed or written since the last eviction pass went by it (it gets a second chance). */
+  used: boolean
+  /** The last db.batch in flight that carries an accepted write of this fence (cleared when it lands). */
+  writing: Promise<unknown> | undefined
+}
 
 /** Internal keyspace of fence generations ('\0' never starts a user key). */
 const FENCE = '\0fence\0'
@@ -52,6 +68,8 @@ const FENCE_CACHE_SIZE = 100_000
 const CHUNK_OPS = 1000
 /** …about this many value bytes; a bigger call is split into several batches (each write stays whole). */
 const CHUNK_BYTES = 1 << 20
+/** One eviction pass visits at most this many entries more than it must evict (a bound on its pause). */
+const TRIM_SLACK = 1024
 
 const loadClassicLevel = () => import('classic-level')
 let classicLevel: ReturnType<typeof loadClassicLevel> | undefined
@@ -64,8 +82,11 @@ export class LevelStorage extends AbstractStorage {
   readonly #readSync: boolean
   readonly #fenceCacheSize: number
   #db: Db | undefined
-  /** fence → current generation, least recently used first (at most about fenceCacheSize). */
-  #gens = new Map<string, number>()
+  /** fence → its cached generation, least recently claimed first (at most about fenceCacheSize). */
+  #gens = new Map<string, Fence>()
+  /** The cached fences by handle (a hole where one was evicted), and the holes to reuse. */
+  #slots: (Fence | undefined)[] = []
+  #freeSlots: number[] = []
   /** Fences whose cached generation the next generation batch must write. */
   #dirty = new Set<string>()
   /** Fences whose generation the generation batch in flight writes (not evictable until it lands). */
@@ -73,12 +94,6 @@ export class LevelStorage extends AbstractStorage {
   /** The generation batch in flight, and the one that will carry the current #dirty. */
   #genWrite: Promise<void> | undefined
   #genNext: Promise<void> | undefined
-  /**
-   * fence → the last db.batch that carries an accepted write of that fence, while it is in flight
-   * (#landed removes it).
-   */
-  #writing = new Map<string, Promise<unknown>>()
-  /** The db.batch calls of fenced writes in flight. */
   /**
    * The last call (claim, acquire, writeFenced) waiting for generation reads. While one waits,
    * every call of those three joins the queue, so they take and check generations in call order
@@ -134,9 +149,10 @@ export class LevelStorage extends AbstractStorage {
     } finally {
       this.#db = undefined
       this.#gens.clear()
+      this.#slots = []
+      this.#freeSlots = []
       this.#dirty.clear()
       this.#saving.clear()
-      this.#writing.clear()
     }
   }
 
@@ -163,12 +179,12 @@ export class LevelStorage extends AbstractStorage {
 
   protected async _acquire(fence: string): Promise<number> {
     let generation: number
-    if (this.#gate === undefined && this.#gens.has(fence)) generation = this.#bump(fence)
+    if (this.#gate === undefined && this.#gens.has(fence)) generation = this.#bump(fence).gen
     else {
       const load = this.#gens.has(fence) ? undefined : this.#readGens([fence])
       generation = await this.#inOrder(load, (got) => {
         if (got !== undefined && !this.#gens.has(fence)) this.#cache(fence, got.gens[0]!)
-        return this.#bump(fence)
+        return this.#bump(fence).gen
       })
     }
     await this.#persistGens()
@@ -186,7 +202,8 @@ export class LevelStorage extends AbstractStorage {
         // One read for the generation and the values. No write of this fence can have been
         // accepted since the read started (the fence was not cached), so the values are current.
         this.#cache(fence, got.gens[0]!)
-        return { generation: this.#bump(fence), values: got.values }
+        const e = this.#bump(fence)
+        return { generation: e.gen, values: got.values, handle: e.slot }
       }
       return this.#claimCached(db, fence, keys)
     })
@@ -197,27 +214,53 @@ export class LevelStorage extends AbstractStorage {
 
   /** claim of a cached fence: bump now; read the values after the writes accepted before the bump land. */
   async #claimCached(db: Db, fence: string, keys: readonly string[]): Promise<ClaimResult> {
-    const generation = this.#bump(fence)
-    const inflight = this.#writing.get(fence)
+    const e = this.#bump(fence)
+    const generation = e.gen
+    const inflight = e.writing
     const [, values] = await Promise.all([
       this.#persistGens(),
       keys.length === 0 ? [] : inflight === undefined ? this.#read(db, keys) : inflight.then(noop, noop).then(() => this.#read(db, keys)),
     ])
-    return { generation, values }
+    return { generation, values, handle: e.slot }
   }
 
   protected async _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult> {
     const db = this.#open()
+    if (this.#gate === undefined) {
+      const cached = this.#cached(writes, true)
+      if (cached !== undefined) return this.#checkAndLaunch(db, writes, cached)
+    }
     const gens = this.#gens
     let missing: Set<string> | undefined
     for (const w of writes) if (!gens.has(w.fence)) (missing ??= new Set()).add(w.fence)
-    if (missing === undefined && this.#gate === undefined) return this.#checkAndLaunch(db, writes)
     const fences = missing === undefined ? [] : [...missing]
     const load = fences.length === 0 ? undefined : this.#readGens(fences)
     return this.#inOrder(load, (got) => {
       if (got !== undefined) for (let i = 0; i < fences.length; i++) if (!gens.has(fences[i]!)) this.#cache(fences[i]!, got.gens[i]!)
-      return this.#checkAndLaunch(db, writes)
+      return this.#checkAndLaunch(db, writes, this.#cached(writes, false)!)
     })
+  }
+
+  /**
+   * The cache entry of each write's fence: through the write's handle when it still names the
+   * fence (no hashing of the key, no map lookup), else from the map. With `all`, undefined as soon
+   * as one fence is not cached; without, that write's entry is undefined (it is refused).
+   */
+  #cached(writes: readonly FencedWrite[], all: boolean): (Fence | undefined)[] | undefined {
+    const slots = this.#slots
+    const gens = this.#gens
+    const out = new Array<Fence | undefined>(writes.length)
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i]!
+      const h = w.handle
+      let e = h === undefined ? undefined : slots[h]
+      if (e === undefined || e.fence !== w.fence) {
+        e = gens.get(w.fence)
+        if (e === undefined && all) return undefined
+      }
+      out[i] = e
+    }
+    return out
   }
 
   /**
@@ -247,34 +290,30 @@ export class LevelStorage extends AbstractStorage {
 
   /**
    * Checks every write and launches the batches in one synchronous pass: an acquire cannot slip
-   * between a write's check and its batch, and claim() finds the batch in #writing.
+   * between a write's check and its batch, and claim() finds the batch in its fence's `writing`.
    */
-  async #checkAndLaunch(db: Db, writes: readonly FencedWrite[]): Promise<FencedResult> {
-    const gens = this.#gens
-    // Writing keeps a fence recently used, once the cache is big enough for eviction to matter.
-    const touch = gens.size * 2 > this.#fenceCacheSize
+  async #checkAndLaunch(db: Db, writes: readonly FencedWrite[], cached: readonly (Fence | undefined)[]): Promise<FencedResult> {
     const refused: number[] = []
     let batches: Promise<void> | Promise<void>[] | undefined
     let chunk: BatchOp[] = []
-    let fences: string[] = []
+    let fences: Fence[] = []
     let bytes = 0
     for (let i = 0; i < writes.length; i++) {
       const w = writes[i]!
-      if (gens.get(w.fence) !== w.generation) {
+      const e = cached[i]
+      if (e === undefined || e.gen !== w.generation) {
         refused.push(i)
         continue
       }
-      if (touch) {
-        gens.delete(w.fence)
-        gens.set(w.fence, w.generation)
-      }
+      // Writing keeps a fence in the cache (a second chance at the next eviction pass).
+      e.used = true
       const ops = w.ops
       for (let k = 0; k < ops.length; k++) {
         const op = ops[k]!
         chunk.push(op)
         if (op.type === 'put') bytes += op.value.byteLength
       }
-      fences.push(w.fence)
+      fences.push(e)
       if (chunk.length >= CHUNK_OPS || bytes >= CHUNK_BYTES) {
         const p = this.#launch(db, chunk, fences)
         batches = batches === undefined ? p : Array.isArray(batches) ? (batches.push(p), batches) : [batches, p]
@@ -295,33 +334,22 @@ export class LevelStorage extends AbstractStorage {
   /**
    * Starts `db.batch(ops)` (the ops of accepted writes of `fences`) once the batches in flight
    * that carry writes of the same fences have landed, so writes of one fence land in call order.
-   * #writing maps each fence to the last batch in flight that carries a write of it.
+   * Each fence's `writing` is the last batch in flight that carries a write of it.
    */
-  #launch(db: Db, ops: BatchOp[], fences: string[]): Promise<void> {
-    const writing = this.#writing
+  #launch(db: Db, ops: BatchOp[], fences: Fence[]): Promise<void> {
     let before: Promise<unknown>[] | undefined
-    if (writing.size > 0) {
-      for (let i = 0; i < fences.length; i++) {
-        const w = writing.get(fences[i]!)
-        if (w !== undefined && before?.includes(w) !== true) (before ??= []).push(w)
-      }
+    for (let i = 0; i < fences.length; i++) {
+      const w = fences[i]!.writing
+      if (w !== undefined && before?.includes(w) !== true) (before ??= []).push(w)
     }
     const p = before === undefined ? writeBatch(db, ops) : Promise.all(before.map((b) => b.catch(noop))).then(() => writeBatch(db, ops))
-    for (let i = 0; i < fences.length; i++) writing.set(fences[i]!, p)
-    p.then(
-      () => this.#landed(p, fences),
-      () => this.#landed(p, fences),
-    )
+    for (let i = 0; i < fences.length; i++) fences[i]!.writing = p
+    // Landed or failed: the fences whose last batch in flight it was have none now.
+    const landed = (): void => {
+      for (let i = 0; i < fences.length; i++) if (fences[i]!.writing === p) fences[i]!.writing = undefined
+    }
+    p.then(landed, landed)
     return p
-  }
-
-  /**
-   * Batch `p` (writes of `fences`) has landed or failed. Its entries go at once (those a later
-   * batch took over stay), so #writing holds only the fences of the batches in flight.
-   */
-  #landed(p: Promise<void>, fences: string[]): void {
-    const writing = this.#writing
-    for (let i = 0; i < fences.length; i++) if (writing.get(fences[i]!) === p) writing.delete(fences[i]!)
   }
 
   /** getMany, or getSync per key with `readSync`. */
@@ -345,35 +373,53 @@ export class LevelStorage extends AbstractStorage {
     return { gens: got.slice(0, fences.length).map(decodeGen), values: got.slice(fences.length) }
   }
 
-  /** Caches a generation read from disk (the fence was not cached). */
+  /** Caches a generation read from disk (the fence was not cached), in a free slot. */
   #cache(fence: string, g: number): void {
-    this.#gens.set(fence, g)
+    const slot = this.#freeSlots.pop() ?? this.#slots.length
+    const e: Fence = { fence, gen: g, slot, used: false, writing: undefined }
+    this.#slots[slot] = e
+    this.#gens.set(fence, e)
   }
 
-  /** Increments a cached generation (now the most recently used) and marks it for the next generation batch. */
-  #bump(fence: string): number {
+  /** Increments a cached generation (now the most recently claimed) and marks it for the next generation batch. */
+  #bump(fence: string): Fence {
     const gens = this.#gens
-    const g = gens.get(fence)! + 1
+    const e = gens.get(fence)!
+    e.gen++
+    e.used = true
     gens.delete(fence)
-    gens.set(fence, g)
+    gens.set(fence, e)
     this.#dirty.add(fence)
-    return g
+    return e
   }
 
   /**
-   * Evicts the least recently used generations above fenceCacheSize. Never one not yet on disk
-   * (#dirty, #saving), nor one with a fenced write in flight (a claim of an uncached fence reads
-   * its values at once), nor while calls wait in #inOrder's queue (every generation read is the
-   * load of a queued call, so none is in flight either: a read that started before an eviction
-   * could otherwise cache an older generation).
+   * Evicts the least recently claimed generations above fenceCacheSize; one claimed or written
+   * since the last pass gets a second chance (it goes to the recent end, unmarked). Never one not yet on
+   * disk (#dirty, #saving), nor one with a fenced write in flight (a claim of an uncached fence
+   * reads its values at once), nor while calls wait in #inOrder's queue (every generation read is
+   * the load of a queued call, so none is in flight either: a read that started before an
+   * eviction could otherwise cache an older generation). A pass visits at most TRIM_SLACK entries
+   * more than it evicts (after a flush every entry may be marked): what it leaves over the bound
+   * goes at the next one, each write costing at most one move.
    */
   #trim(): void {
     const gens = this.#gens
     let over = gens.size - this.#fenceCacheSize
     if (over <= 0 || this.#gate !== undefined) return
-    for (const f of gens.keys()) {
-      if (this.#dirty.has(f) || this.#saving.has(f) || this.#writing.has(f)) continue
+    let visits = over + TRIM_SLACK
+    // An entry moved to the end comes round again in this same loop, unmarked.
+    for (const [f, e] of gens) {
+      if (--visits < 0) break
+      if (e.writing !== undefined || this.#dirty.has(f) || this.#saving.has(f)) continue
       gens.delete(f)
+      if (e.used) {
+        e.used = false
+        gens.set(f, e)
+        continue
+      }
+      this.#slots[e.slot] = undefined
+      this.#freeSlots.push(e.slot)
       if (--over === 0) break
     }
   }
@@ -392,7 +438,7 @@ export class LevelStorage extends AbstractStorage {
       const ops: BatchOp[] = []
       const saving = this.#saving
       for (const f of this.#dirty) {
-        ops.push({ type: 'put', key: FENCE + f, value: encodeGen(this.#gens.get(f)!) })
+        ops.push({ type: 'put', key: FENCE + f, value: encodeGen(this.#gens.get(f)!.gen) })
         saving.add(f)
       }
       this.#dirty.clear()

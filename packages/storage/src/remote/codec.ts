@@ -28,13 +28,14 @@ export interface PackedOps extends PackedValues {
 }
 
 /**
- * A writeFenced call: the fences, each write's generation and op count, and all the ops. An op
- * whose key is its write's fence (a session's record) goes as '' (no key is empty), so the host
- * uses the fence's string for it.
+ * A writeFenced call: the fences, each write's generation, handle (-1: none) and op count, and all
+ * the ops. An op whose key is its write's fence (a session's record) goes as '' (no key is empty),
+ * so the host uses the fence's string for it.
  */
 export interface PackedWrites {
   fences: PackedKeys
   gens: Float64Array
+  handles: Float64Array
   counts: Uint32Array
   ops: PackedOps
 }
@@ -143,16 +144,18 @@ export function packWrites(writes: readonly FencedWrite[], spare?: ArrayBuffer[]
   const n = writes.length
   const fences = new Array<string>(n)
   const gens = new Float64Array(n)
+  const handles = new Float64Array(n)
   const counts = new Uint32Array(n)
   const lists = new Array<readonly BatchOp[]>(n)
   for (let i = 0; i < n; i++) {
     const w = writes[i]!
     fences[i] = w.fence
     gens[i] = w.generation
+    handles[i] = w.handle ?? -1
     counts[i] = w.ops.length
     lists[i] = w.ops
   }
-  return { fences: fences.join('\0'), gens, counts, ops: packOpLists(lists, fences, spare) }
+  return { fences: fences.join('\0'), gens, handles, counts, ops: packOpLists(lists, fences, spare) }
 }
 
 /**
@@ -218,7 +221,8 @@ export function unpackWrites(p: PackedWrites): FencedWrite[] {
     const fence = fences[w]!
     const mine = ops.slice(o, (o += p.counts[w]!))
     for (const op of mine) if (op.key === '') op.key = fence
-    writes[w] = { fence, generation: p.gens[w]!, ops: mine }
+    const h = p.handles[w]!
+    writes[w] = { fence, generation: p.gens[w]!, ops: mine, handle: h < 0 ? undefined : h }
   }
   return writes
 }

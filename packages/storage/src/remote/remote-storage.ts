@@ -115,13 +115,13 @@ export class RemoteStorage extends AbstractStorage {
   }
 
   protected override async _claim(fence: string, keys: readonly string[]): Promise<ClaimResult> {
-    const r = (await this.#call({ op: 'claim', fence, keys: packKeys(keys) })) as { generation: number; values: PackedValues }
-    return { generation: r.generation, values: unpackValues(r.values) }
+    const r = (await this.#call({ op: 'claim', fence, keys: packKeys(keys) })) as { generation: number; values: PackedValues; handle?: number }
+    return { generation: r.generation, values: unpackValues(r.values), handle: r.handle }
   }
 
   protected async _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult> {
     const p = packWrites(writes, this.#spare)
-    return (await this.#call({ op: 'writeFenced', ...p }, [p.gens.buffer as ArrayBuffer, p.counts.buffer as ArrayBuffer, ...transferOf(p.ops)])) as FencedResult
+    return (await this.#call({ op: 'writeFenced', ...p }, [p.gens.buffer as ArrayBuffer, p.handles.buffer as ArrayBuffer, p.counts.buffer as ArrayBuffer, ...transferOf(p.ops)])) as FencedResult
   }
 
   #call(req: Call, transfer: ArrayBuffer[] = []): Promise<unknown> {

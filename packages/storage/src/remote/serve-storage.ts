@@ -87,9 +87,9 @@ async function handle(storage: AbstractStorage, calls: UncheckedCalls, m: Reques
     case 'acquire':
       return [await calls.acquire(m.fence)]
     case 'claim': {
-      const { generation, values } = await calls.claim(m.fence, unpackKeys(m.keys))
+      const { generation, values, handle } = await calls.claim(m.fence, unpackKeys(m.keys))
       const p = packValues(values)
-      return [{ generation, values: p }, transferOf(p)]
+      return [handle === undefined ? { generation, values: p } : { generation, values: p, handle }, transferOf(p)]
     }
     case 'writeFenced':
       return [await calls.writeFenced(unpackWrites(m)), undefined, m.ops.data]

@@ -50,7 +50,7 @@ export function errorTests(ctx: SuiteContext): void {
       expect(await s.getMany(['k', 'f'])).toEqual([undefined, undefined])
     })
 
-    it('malformed arguments are TypeErrors: not arrays, unknown op types, generations that are not positive integers', async () => {
+    it('malformed arguments are TypeErrors: not arrays, unknown op types, generations that are not positive integers, handles that are not non-negative integers', async () => {
       const s = await ctx.open()
       await expect(s.getMany('k' as never)).rejects.toBeInstanceOf(TypeError)
       await expect(s.batch({} as never)).rejects.toBeInstanceOf(TypeError)
@@ -60,6 +60,9 @@ export function errorTests(ctx: SuiteContext): void {
       await expect(s.writeFenced([{ fence: 'f', generation: 1, ops: {} as never }])).rejects.toBeInstanceOf(TypeError)
       for (const generation of [0, -1, 1.5, Number.NaN, Infinity, '1', undefined, 2 ** 53]) {
         await expect(s.writeFenced([{ fence: 'f', generation: generation as number, ops: [] }])).rejects.toBeInstanceOf(TypeError)
+      }
+      for (const handle of [-1, 1.5, Number.NaN, '1', null]) {
+        await expect(s.writeFenced([{ fence: 'f', generation: 1, ops: [], handle: handle as number }])).rejects.toBeInstanceOf(TypeError)
       }
     })
   })

@@ -267,6 +267,25 @@ export function fencingTests(ctx: SuiteContext): void {
       }
     })
 
+    it("a claim's handle, passed back with writes, changes no verdict: right, stale, another fence's, unknown", async () => {
+      const s = await ctx.open()
+      const a = await s.claim('h1', ['h1'])
+      const other = await s.claim('h2', ['h2'])
+      expect(a.handle === undefined || (Number.isSafeInteger(a.handle) && a.handle >= 0)).toBe(true)
+      const w = (generation: number, value: string, handle: number | undefined) => ({ fence: 'h1', generation, ops: [put('h1', value)], handle })
+      expect((await s.writeFenced([w(a.generation, 'own', a.handle)])).refused).toEqual([])
+      expectBytes(await s.get('h1'), 'own')
+      // Another fence's handle, an unknown one: still h1's generation that decides.
+      expect((await s.writeFenced([w(a.generation, 'theirs', other.handle), w(a.generation, 'far', 1_000_000), w(a.generation + 1, 'ahead', a.handle)])).refused).toEqual([2])
+      expectBytes(await s.get('h1'), 'far')
+      const b2 = await s.claim('h1', ['h1'])
+      // The new owner's handle with the old owner's generation, and the other way round: refused / accepted by generation.
+      expect((await s.writeFenced([w(a.generation, 'stale', b2.handle), w(b2.generation, 'new', a.handle), w(a.generation, 'stale2', other.handle)])).refused).toEqual([0, 2])
+      expectBytes(await s.get('h1'), 'new')
+      expect((await s.writeFenced([{ fence: 'h2', generation: other.generation, ops: [put('h2', 'x')], handle: b2.handle }])).refused).toEqual([])
+      expectBytes(await s.get('h2'), 'x')
+    })
+
     it('two owners alternating claims: only the latest owner ever lands a write', async () => {
       const s = await ctx.open()
       let last = 'none'

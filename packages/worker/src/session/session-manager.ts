@@ -506,6 +506,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         size = bytes.length
       }
       const s = new Session(this, lane, uid, key, state, res.generation, b.clock.now(), 0)
+      s._handle = res.handle
       if (timers !== undefined && timers.length > 0) {
         s._timers = new SessionTimers(this, s, timers)
       }
@@ -916,6 +917,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       const since: number[] = []
       const versions: number[] = []
       const ends: number[] = []
+      const hashes: number[] = []
       const w = this.#writers.pop() ?? new MsgpackWriter(64 * 1024)
       for (; i < list.length && batch.length < size; i++) {
         const s = list[i] as Session
@@ -939,6 +941,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         s._flags = (s._flags & ~DIRTY) | FLUSHING
         batch.push(s)
         ends.push(w.pos)
+        // Hashed now, while the record's bytes are in the cache; it becomes the stored hash once written.
+        hashes.push(hashRange(w.view, start, w.pos))
       }
       if (batch.length === 0) {
         this.#freeWriter(w)
@@ -955,7 +959,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         const newSize = this.#sizeOf(s, value.length)
         this.#bytes += newSize - s._size
         s._size = newSize
-        writes[k] = { fence: s.key, generation: s._generation, ops: [{ type: 'put', key: s.key, value }] }
+        writes[k] = { fence: s.key, generation: s._generation, ops: [{ type: 'put', key: s.key, value }], handle: s._handle }
       }
       if (failed) {
         this.#writeFailed(batch, since)
@@ -963,7 +967,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         continue
       }
       inFlight.push(
-        this.#write(storage, writes, batch, since, versions).then((ok) => {
+        this.#write(storage, writes, batch, since, versions, hashes).then((ok) => {
           if (ok) this.#freeWriter(w)
           return ok
         }),
@@ -982,7 +986,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   }
 
   /** One writeFenced call; false when it failed (its sessions went to the retry set). */
-  async #write(storage: AbstractStorage, writes: FencedWrite[], batch: Session[], since: number[], versions: number[]): Promise<boolean> {
+  async #write(storage: AbstractStorage, writes: FencedWrite[], batch: Session[], since: number[], versions: number[], hashes: number[]): Promise<boolean> {
     let refused: number[]
     try {
       refused = (await storage.writeFenced(writes)).refused
@@ -1019,7 +1023,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         continue
       }
       this.#c.flushedSessions++
-      s._storedHash = hashBytes(((writes[i] as FencedWrite).ops[0] as { value: Uint8Array }).value)
+      s._storedHash = hashes[i] as number
       if (s._held !== undefined || s._storedVersion < (versions[i] as number)) this.#gate.stored(s, versions[i] as number)
       if ((s._flags & (EVICTING | DIRTY)) === EVICTING) {
         // The eviction's write landed: drop the session, unless its lane is busy now (a session
@@ -1157,25 +1161,59 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   }
 }
 
-/** A 30-bit hash of `b` (murmur3's mixing, 4 bytes a step): about 1 ns per byte. */
+const P1 = 0x9e3779b1 | 0
+const P2 = 0x85ebca77 | 0
+const P3 = 0xc2b2ae3d | 0
+const P4 = 0x27d4eb2f | 0
+const P5 = 0x165667b1 | 0
+
+/** A 30-bit hash of `b` (hashRange). */
 function hashBytes(b: Uint8Array): number {
-  const len = b.length
-  const n = len & ~3
-  let h = 0x9747b28c ^ len
-  let i = 0
-  for (; i < n; i += 4) {
-    let k = (b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24)
-    k = Math.imul(k, 0xcc9e2d51)
-    k = (k << 15) | (k >>> 17)
-    h ^= Math.imul(k, 0x1b873593)
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+  return hashRange(new DataView(b.buffer, b.byteOffset, b.length), 0, b.length)
+}
+
+/**
+ * A 30-bit hash of the bytes [start, end) of `dv`: xxHash32 (seed 0) of them, its top 2 bits
+ * dropped. Four independent lanes of 4-byte words read through the DataView (the same result at
+ * any offset, as the bytes loaded and the bytes written must hash alike): ~0.3 ns per byte, a
+ * third of the murmur3 loop it replaced (one word at a time, assembled from single bytes).
+ */
+function hashRange(dv: DataView, start: number, end: number): number {
+  const len = end - start
+  let i = start
+  let h: number
+  if (len >= 16) {
+    let v1 = (P1 + P2) | 0
+    let v2 = P2
+    let v3 = 0
+    let v4 = -P1 | 0
+    for (const n = end - 16; i <= n; i += 16) {
+      v1 = (v1 + Math.imul(dv.getInt32(i, true), P2)) | 0
+      v1 = Math.imul((v1 << 13) | (v1 >>> 19), P1)
+      v2 = (v2 + Math.imul(dv.getInt32(i + 4, true), P2)) | 0
+      v2 = Math.imul((v2 << 13) | (v2 >>> 19), P1)
+      v3 = (v3 + Math.imul(dv.getInt32(i + 8, true), P2)) | 0
+      v3 = Math.imul((v3 << 13) | (v3 >>> 19), P1)
+      v4 = (v4 + Math.imul(dv.getInt32(i + 12, true), P2)) | 0
+      v4 = Math.imul((v4 << 13) | (v4 >>> 19), P1)
+    }
+    h = (((v1 << 1) | (v1 >>> 31)) + ((v2 << 7) | (v2 >>> 25)) + ((v3 << 12) | (v3 >>> 20)) + ((v4 << 18) | (v4 >>> 14))) | 0
+  } else {
+    h = P5
   }
-  for (; i < len; i++) h = Math.imul(h ^ (b[i] as number), 0x01000193)
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
+  h = (h + len) | 0
+  for (; i + 4 <= end; i += 4) {
+    h = (h + Math.imul(dv.getInt32(i, true), P3)) | 0
+    h = Math.imul((h << 17) | (h >>> 15), P4)
+  }
+  for (; i < end; i++) {
+    h = (h + Math.imul(dv.getUint8(i), P5)) | 0
+    h = Math.imul((h << 11) | (h >>> 21), P1)
+  }
+  h ^= h >>> 15
+  h = Math.imul(h, P2)
   h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
+  h = Math.imul(h, P3)
   h ^= h >>> 16
   // 30 bits: a small integer (Smi) to V8, so storing it in a Session never boxes a number.
   return h & 0x3fffffff

@@ -135,6 +135,7 @@ export class Session<S = unknown> {
   /** @internal */ _state: S
   /** @internal */ readonly _owner: SessionOwner
   /** @internal Fencing generation from the load. */ _generation: number
+  /** @internal The storage's handle of the fence from the load (FencedWrite.handle); undefined when it gave none. */ _handle: number | undefined = undefined
   /** @internal Clock ms of the last task of the player (timers do not count). */ _lastActive: number
   /** @internal Clock ms of the oldest unflushed change (meaningful while DIRTY is set). */ _dirtySince = 0
   /** @internal Bumped on every change; a flush remembers it. */ _version = 0
