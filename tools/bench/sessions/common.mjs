@@ -222,7 +222,7 @@ export function recordOf(state) {
  * length patched afterwards: recordOf's bytes), and returns them as views of its buffer. What the
  * encode-inside raw baselines (`<driver>-raw-enc-<chunk>`) do in their timed span: the work any
  * write-back of these states must do before handing bytes to the library.
- * @param {import('@peony/broker-client/codec').MsgpackWriter} w
+ * @param {import('@peony/protocol').MsgpackWriter} w
  * @param {Uint8Array[]} states
  * @param {number} from
  * @param {number} to
