@@ -18,7 +18,19 @@ import { parseArgs, runInterleaved, summarize, summarizeRecords, verdict, writeR
 import { baseRatioLine, baseReceiver, recordedOptions, throughputRun } from './lib/throughput.mjs'
 import { median } from './lib/stats.mjs'
 
-const o = parseArgs({ runs: 5, batch: 1, seconds: 6, warmupMs: 1000, rate: 0, satRuns: 3, window: 8_000, peony: 'source', satTasks: 200_000, out: 'latency', base: '' })
+const o = parseArgs({
+  runs: 5,
+  batch: 1,
+  seconds: 6,
+  warmupMs: 1000,
+  rate: 0,
+  satRuns: 3,
+  window: 8_000,
+  peony: 'source',
+  satTasks: 200_000,
+  out: 'latency',
+  base: '',
+})
 const env = environment()
 const peonyReceiver = o.peony === 'dist' ? 'peony-dist' : 'peony'
 
@@ -28,7 +40,13 @@ if (rate === 0) {
   const sat = await runInterleaved({
     name: 'latency-saturation',
     runs: o.satRuns,
-    variants: [{ name: 'peony', run: (ctx) => throughputRun({ receiver: peonyReceiver, tasks: o.satTasks, batch: o.batch, window: o.window, logDir: ctx.logDir, label: `sat-${ctx.run}` }) }],
+    variants: [
+      {
+        name: 'peony',
+        run: (ctx) =>
+          throughputRun({ receiver: peonyReceiver, tasks: o.satTasks, batch: o.batch, window: o.window, logDir: ctx.logDir, label: `sat-${ctx.run}` }),
+      },
+    ],
   })
   saturation = { ...summarize(sat.peony.map((r) => r.value)), records: sat.peony }
   if (!Number.isFinite(saturation.median)) throw new Error('saturation could not be measured: every saturation run failed')
@@ -43,9 +61,19 @@ const records = await runInterleaved({
   name: 'latency',
   runs: o.runs,
   variants: [
-    { name: 'bare-pipeline', run: async (ctx) => asP99(await throughputRun({ ...common, receiver: 'bare-pipeline', logDir: ctx.logDir, label: `bare-${ctx.run}` })) },
+    {
+      name: 'bare-pipeline',
+      run: async (ctx) => asP99(await throughputRun({ ...common, receiver: 'bare-pipeline', logDir: ctx.logDir, label: `bare-${ctx.run}` })),
+    },
     { name: 'peony', run: async (ctx) => asP99(await throughputRun({ ...common, receiver: peonyReceiver, logDir: ctx.logDir, label: `peony-${ctx.run}` })) },
-    ...(o.base ? [{ name: 'peony-base', run: async (ctx) => asP99(await throughputRun({ ...common, receiver: baseReceiver(o.base), logDir: ctx.logDir, label: `peony-base-${ctx.run}` })) }] : []),
+    ...(o.base
+      ? [
+          {
+            name: 'peony-base',
+            run: async (ctx) => asP99(await throughputRun({ ...common, receiver: baseReceiver(o.base), logDir: ctx.logDir, label: `peony-base-${ctx.run}` })),
+          },
+        ]
+      : []),
   ],
 })
 
@@ -61,6 +89,17 @@ for (const k of ['p50', 'p90', 'p99', 'p999', 'max']) {
 }
 const title = `p99 latency intake → handler, ${o.batch === 1 ? '1 task per message' : `${o.batch}-task frames`}, paced at ${rate.toLocaleString('en-US')} tasks/s (half of Peony's saturation ${saturation ? fmtNum(saturation.median) : '(given)'})`
 const table = markdownTable({ title, unit: 'ms', summary, target, digits: 3 }) + '\n\n' + detail.join('\n') + baseRatioLine(records, summarizeRecords, fmtNum)
-const file = writeResults(String(o.out), { bench: 'latency', options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, rate, saturation, summary, target, table, records })
+const file = writeResults(String(o.out), {
+  bench: 'latency',
+  options: recordedOptions(o),
+  env,
+  envAfter: { loadavg: environment().loadavg },
+  rate,
+  saturation,
+  summary,
+  target,
+  table,
+  records,
+})
 console.log(table)
 console.error(`results: ${file}`)

@@ -23,7 +23,15 @@ const records = await runInterleaved({
   variants: [
     { name: 'bare-spawn', run: (ctx) => bareSpawnRun({ logDir: ctx.logDir, label: `spawn-${ctx.run}` }) },
     { name: 'peony', run: (ctx) => peonyRespawnRun({ logDir: ctx.logDir, label: `peony-${ctx.run}`, fromSource: o.peony === 'source', kills: o.kills }) },
-    ...(o.base ? [{ name: 'peony-base', run: (ctx) => peonyRespawnRun({ root: o.base, logDir: ctx.logDir, label: `peony-base-${ctx.run}`, fromSource: o.peony === 'source', kills: o.kills }) }] : []),
+    ...(o.base
+      ? [
+          {
+            name: 'peony-base',
+            run: (ctx) =>
+              peonyRespawnRun({ root: o.base, logDir: ctx.logDir, label: `peony-base-${ctx.run}`, fromSource: o.peony === 'source', kills: o.kills }),
+          },
+        ]
+      : []),
   ],
 })
 const summary = summarizeRecords(records, { numerator: 'peony', denominator: 'bare-spawn' })
@@ -33,17 +41,32 @@ const target = { text: `peony ≤ bare spawn + 50 ms (undisturbed pairs: median 
 const secondKills = records.peony.filter((r) => r.ok && Number.isFinite(r.secondKillMs)).map((r) => r.secondKillMs)
 const secondKill = median(secondKills)
 const exitToFirst = median(records['bare-spawn'].filter((r) => r.ok).map((r) => r.exitToFirstMs))
-const table = markdownTable({
-  title: 'respawn: worker exit → first task handled by the new worker',
-  unit: 'ms',
+const table =
+  markdownTable({
+    title: 'respawn: worker exit → first task handled by the new worker',
+    unit: 'ms',
+    summary,
+    target,
+    digits: 0,
+    notes: [
+      `bare-spawn measures new Worker → first message; its exit → first message (the span Peony is timed on) had a median of ${fmtNum(exitToFirst, 0)} ms.`,
+      ...(o.kills > 1
+        ? [
+            `Peony's new worker killed again as soon as it handled a task (second death in a row): median ${fmtNum(secondKill, 0)} ms [${fmtNum(Math.min(...secondKills), 0)}–${fmtNum(Math.max(...secondKills), 0)}] (${secondKills.length} runs).`,
+          ]
+        : []),
+    ],
+  }) + baseRatioLine(records, summarizeRecords, fmtNum)
+const file = writeResults('respawn', {
+  bench: 'respawn',
+  options: recordedOptions(o),
+  env,
+  envAfter: { loadavg: environment().loadavg },
   summary,
+  perRunDifferenceMs: diffs,
   target,
-  digits: 0,
-  notes: [
-    `bare-spawn measures new Worker → first message; its exit → first message (the span Peony is timed on) had a median of ${fmtNum(exitToFirst, 0)} ms.`,
-    ...(o.kills > 1 ? [`Peony's new worker killed again as soon as it handled a task (second death in a row): median ${fmtNum(secondKill, 0)} ms [${fmtNum(Math.min(...secondKills), 0)}–${fmtNum(Math.max(...secondKills), 0)}] (${secondKills.length} runs).`] : []),
-  ],
-}) + baseRatioLine(records, summarizeRecords, fmtNum)
-const file = writeResults('respawn', { bench: 'respawn', options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, summary, perRunDifferenceMs: diffs, target, table, records })
+  table,
+  records,
+})
 console.log(table)
 console.error(`results: ${file}`)

@@ -32,8 +32,23 @@ const summary = summarizeRecords(records, { numerator: 'peony', denominator: 'ba
 const diffs = pairDifferences(records, 'peony', 'bare-skeleton')
 const cleanPeony = records.peony.filter((r) => r.ok && !r.disturbed).map((r) => r.value)
 const holds = verdict(diffs.clean, (d) => d <= 150 && median(cleanPeony) < 493)
-const target = { text: `peony ≤ skeleton + 150 ms and < 493 ms (undisturbed pairs: median difference ${fmtNum(diffs.clean.median, 0)} ms, peony median ${fmtNum(median(cleanPeony), 0)} ms)`, holds }
-const table = markdownTable({ title: 'start: spawn → each of 2 workers handled a task', unit: 'ms', summary, target, digits: 0 }) + baseRatioLine(records, summarizeRecords, fmtNum)
-const file = writeResults('start', { bench: 'start', options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, summary, perRunDifferenceMs: diffs, target, table, records })
+const target = {
+  text: `peony ≤ skeleton + 150 ms and < 493 ms (undisturbed pairs: median difference ${fmtNum(diffs.clean.median, 0)} ms, peony median ${fmtNum(median(cleanPeony), 0)} ms)`,
+  holds,
+}
+const table =
+  markdownTable({ title: 'start: spawn → each of 2 workers handled a task', unit: 'ms', summary, target, digits: 0 }) +
+  baseRatioLine(records, summarizeRecords, fmtNum)
+const file = writeResults('start', {
+  bench: 'start',
+  options: recordedOptions(o),
+  env,
+  envAfter: { loadavg: environment().loadavg },
+  summary,
+  perRunDifferenceMs: diffs,
+  target,
+  table,
+  records,
+})
 console.log(table)
 console.error(`results: ${file}`)

@@ -73,6 +73,15 @@ const holds = summary.cleanRatio ? verdict(summary.cleanRatio, (m) => m >= TARGE
 const target = { text: `storm ≥ ${TARGET} × calm (judged on the undisturbed pairs)`, holds }
 const title = `64-task frames, ${o.tasks.toLocaleString('en-US')} tasks, window ${o.window}, storm ${o.stormRate} malformed frames/s`
 const table = markdownTable({ title, unit: 'tasks/s', summary, target })
-const file = writeResults('storm', { bench: 'storm', options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, summary, target, table, records })
+const file = writeResults('storm', {
+  bench: 'storm',
+  options: recordedOptions(o),
+  env,
+  envAfter: { loadavg: environment().loadavg },
+  summary,
+  target,
+  table,
+  records,
+})
 console.log(table)
 console.error(`results: ${file}`)

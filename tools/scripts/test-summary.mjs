@@ -1,9 +1,10 @@
 // Sums vitest's per-package "Tests  N failed | M passed" lines from a turbo log and prints the
 // plain summary "N passed, N failed" as the last line. Exits non-zero if anything failed, if the
-// test command itself failed, or if the typecheck failed.
+// test command itself failed, or if the typecheck or the lint failed.
 import { readFileSync } from 'node:fs'
 
-const [file, rcArg = '0', tcArg = '0'] = process.argv.slice(2)
+const [file, rcArg = '0', tcArg = '0', lcArg = '0'] = process.argv.slice(2)
+// biome-ignore lint/suspicious/noControlCharactersInRegex: strips the ANSI colour codes of the test log
 const text = readFileSync(file, 'utf8').replace(/\x1b\[[0-9;]*m/g, '')
 let passed = 0
 let failed = 0
@@ -24,6 +25,9 @@ const rc = Number(rcArg)
 const tc = Number(tcArg)
 if (tc !== 0) console.log('typecheck failed (counted as one failure)')
 if (tc !== 0) failed += 1
+const lc = Number(lcArg)
+if (lc !== 0) console.log('lint failed: run `pnpm lint` (counted as one failure)')
+if (lc !== 0) failed += 1
 if (rc !== 0 && failed === 0) {
   console.log(`the test command exited ${rc} without a failing test line (counted as one failure)`)
   failed = 1

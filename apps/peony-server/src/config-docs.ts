@@ -29,11 +29,11 @@ export function generatedConfigFiles(packageDir: string): { path: string; conten
   const docs = join('..', '..', 'docs', 'configuration.md')
   const withTable = (rel: string, linkBase?: string): { path: string; content: string } => ({
     path: rel,
-    content: replaceBetweenMarkers(readFileSync(join(packageDir, rel), 'utf8'), KEYS_MARKER, serverSchema.markdownTable(linkBase === undefined ? {} : { linkBase })),
+    content: replaceBetweenMarkers(
+      readFileSync(join(packageDir, rel), 'utf8'),
+      KEYS_MARKER,
+      serverSchema.markdownTable(linkBase === undefined ? {} : { linkBase }),
+    ),
   })
-  return [
-    withTable(docs),
-    withTable('README.md', '../../docs/'),
-    { path: JSON_SCHEMA_FILE, content: JSON.stringify(configJsonSchema(), null, 2) + '\n' },
-  ]
+  return [withTable(docs), withTable('README.md', '../../docs/'), { path: JSON_SCHEMA_FILE, content: JSON.stringify(configJsonSchema(), null, 2) + '\n' }]
 }

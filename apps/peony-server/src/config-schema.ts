@@ -104,7 +104,8 @@ function checkRedisUrl(v: unknown): string {
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Bad(`${redisUrlExpected}; the scheme ${url.protocol}// is not supported`, { received })
   if (url.hostname === '') throw new Bad(`${redisUrlExpected}; the host is missing`, { received })
-  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d+$/.test(url.pathname)) throw new Bad(`${redisUrlExpected}; the path is a database number`, { received })
+  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d+$/.test(url.pathname))
+    throw new Bad(`${redisUrlExpected}; the path is a database number`, { received })
   return v
 }
 
@@ -116,13 +117,18 @@ function checkResourceLimits(v: unknown): WorkerResourceLimits {
       throw new Bad(`only the keys ${resourceLimitKeys.join(', ')}`, { path: `.${k}`, suggestion: closest(k, resourceLimitKeys), received: n })
     }
     if (n === undefined) continue
-    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0 || n > 1_048_576) throw new Bad('a number of MB, > 0 and ≤ 1048576', { path: `.${k}`, received: n })
+    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0 || n > 1_048_576)
+      throw new Bad('a number of MB, > 0 and ≤ 1048576', { path: `.${k}`, received: n })
     out[k as (typeof resourceLimitKeys)[number]] = n
   }
   return out
 }
 
-const ms = (help: string, docs: { default?: string; valuesNote?: string; meaning: string }): { arg: string; help: string; docs: typeof docs } => ({ arg: '<ms>', help, docs })
+const ms = (help: string, docs: { default?: string; valuesNote?: string; meaning: string }): { arg: string; help: string; docs: typeof docs } => ({
+  arg: '<ms>',
+  help,
+  docs,
+})
 const m = masterOptionKeys
 
 // ───────────────────────────── the keys, in help order ─────────────────────────────
@@ -239,7 +245,8 @@ export const serverConfigKeys = {
       docs: {
         default: 'every task to the first group',
         values: 'a function `(task) => group id`, config module only',
-        meaning: 'Picks a task\'s group; runs in the master thread for every task (keep it cheap and pure). An unknown id, or a throw, is "no route" (−10007 for task cmd 10).',
+        meaning:
+          'Picks a task\'s group; runs in the master thread for every task (keep it cheap and pure). An unknown id, or a throw, is "no route" (−10007 for task cmd 10).',
       },
     }),
   ),
@@ -274,14 +281,17 @@ export const serverConfigKeys = {
     help: 'Idle lanes (players with nothing queued or running) the master keeps per worker for reuse, ~100 B each; past it the one idle longest is deleted. Bounds what the master keeps for players who have left. 0: none.',
     docs: {
       meaning:
-        'Idle lanes (routing keys with nothing queued or running) the master keeps per worker for reuse, about 100 bytes each; past it the lane idle longest is deleted, and 0 deletes a lane as soon as it goes idle. A deleted lane is created again at the key\'s next task, so order is kept. This bounds all the master keeps for players who have left (stats: `lanes`).',
+        "Idle lanes (routing keys with nothing queued or running) the master keeps per worker for reuse, about 100 bytes each; past it the lane idle longest is deleted, and 0 deletes a lane as soon as it goes idle. A deleted lane is created again at the key's next task, so order is kept. This bounds all the master keeps for players who have left (stats: `lanes`).",
     },
   }),
   shards: custom<number>({
     ...m.shards,
     arg: '<n>',
     help: 'Fixed number of shards between routing keys and workers; ≥ the number of workers. Changing it moves players between workers.',
-    docs: { valuesNote: ', ≥ the number of workers', meaning: 'Fixed shards between routing keys and workers. Changing it (or a group\'s `count`) moves players between workers.' },
+    docs: {
+      valuesNote: ', ≥ the number of workers',
+      meaning: "Fixed shards between routing keys and workers. Changing it (or a group's `count`) moves players between workers.",
+    },
   }),
   maxFrameBytes: custom<number>({
     ...m.maxFrameBytes,
@@ -305,21 +315,28 @@ export const serverConfigKeys = {
   stopTimeoutMs: custom<number>({
     ...m.stopTimeoutMs,
     ...ms("Whole graceful-stop budget after SIGTERM/SIGINT (was STOP_TIMEOUT, in seconds). Keep the orchestrator's grace period above it.", {
-      meaning: "The whole graceful-stop budget ([lifecycle.md](lifecycle.md#graceful-stop)). The process is forced out 5 s after it. Keep the orchestrator's grace period above `stopTimeoutMs` + 5 s.",
+      meaning:
+        "The whole graceful-stop budget ([lifecycle.md](lifecycle.md#graceful-stop)). The process is forced out 5 s after it. Keep the orchestrator's grace period above `stopTimeoutMs` + 5 s.",
     }),
   }),
   workerCloseTimeoutMs: custom<number>({
     ...m.workerCloseTimeoutMs,
-    ...ms('Part of the stop budget given to workers to run their stop hooks and flush; ≤ stopTimeoutMs (the master uses at most half the stop budget for it).', {
-      valuesNote: ', ≤ `stopTimeoutMs`',
-      meaning: 'The part of the stop budget for workers to run their stop hooks and flush (at most half of `stopTimeoutMs` is used).',
-    }),
+    ...ms(
+      'Part of the stop budget given to workers to run their stop hooks and flush; ≤ stopTimeoutMs (the master uses at most half the stop budget for it).',
+      {
+        valuesNote: ', ≤ `stopTimeoutMs`',
+        meaning: 'The part of the stop budget for workers to run their stop hooks and flush (at most half of `stopTimeoutMs` is used).',
+      },
+    ),
   }),
   spareWorkers: custom<number>({
     ...m.spareWorkers,
     arg: '<0|1>',
     help: 'Loaded spare worker threads kept to replace a worker that dies at once (a respawn then costs no thread start); 0 turns it off.',
-    docs: { values: '0 or 1', meaning: 'Loaded spare worker threads kept to replace a worker that dies at once (a respawn then costs no thread start); 0 turns it off.' },
+    docs: {
+      values: '0 or 1',
+      meaning: 'Loaded spare worker threads kept to replace a worker that dies at once (a respawn then costs no thread start); 0 turns it off.',
+    },
   }),
   respawnMinDelayMs: custom<number>({
     ...m.respawnMinDelayMs,
@@ -334,10 +351,9 @@ export const serverConfigKeys = {
   }),
   workerResourceLimits: optional(
     custom<WorkerResourceLimits>({
-      schema: Type.Object(
-        Object.fromEntries(resourceLimitKeys.map((k) => [k, Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_048_576 }))])),
-        { additionalProperties: false },
-      ),
+      schema: Type.Object(Object.fromEntries(resourceLimitKeys.map((k) => [k, Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_048_576 }))])), {
+        additionalProperties: false,
+      }),
       expected: resourceLimitsExpected,
       text: (raw) => jsonFromText(raw, resourceLimitsExpected),
       check: checkResourceLimits,
@@ -346,7 +362,8 @@ export const serverConfigKeys = {
       help: 'resourceLimits of each worker thread, e.g. {"maxOldGenerationSizeMb":512}.',
       docs: {
         default: "Node's defaults",
-        values: 'object with any of `maxOldGenerationSizeMb`, `maxYoungGenerationSizeMb`, `codeRangeSizeMb`, `stackSizeMb` (numbers > 0, ≤ 1048576); JSON in env/flags',
+        values:
+          'object with any of `maxOldGenerationSizeMb`, `maxYoungGenerationSizeMb`, `codeRangeSizeMb`, `stackSizeMb` (numbers > 0, ≤ 1048576); JSON in env/flags',
         meaning: '`resourceLimits` of each worker thread. A worker past its heap limit dies (`deaths.out_of_memory`) and is respawned.',
       },
     }),
@@ -357,7 +374,8 @@ export const serverConfigKeys = {
     help: `Where the players' sessions are stored: ${storageDrivers.join(', ')} (memory is lost when the server stops). The master's storage thread opens it; a failure to open stops the start.`,
     docs: {
       values: '`leveldb`, `redis`, `memory` (case-insensitive in env/flags)',
-      meaning: "Where the players' sessions are stored; the master's storage thread opens it before intake is bound. `memory` loses everything at stop (a warning is logged).",
+      meaning:
+        "Where the players' sessions are stored; the master's storage thread opens it before intake is bound. `memory` loses everything at stop (a warning is logged).",
     },
   }),
   storagePath: custom<string>({
@@ -395,19 +413,27 @@ export const serverConfigKeys = {
     default: 'redis://127.0.0.1:6379',
     arg: '<url>',
     help: 'The Redis server (storage redis): redis://[user:password@]host[:port][/db], or rediss:// for TLS.',
-    docs: { values: '`redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS)', meaning: 'The Redis server (`storage: redis`). The password is replaced by `***` in problems, logs and the ready line.' },
+    docs: {
+      values: '`redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS)',
+      meaning: 'The Redis server (`storage: redis`). The password is replaced by `***` in problems, logs and the ready line.',
+    },
   }),
   redisPrefix: string(Type.String({ maxLength: 256, pattern: '^[^\\u0000]*$' }), {
     expected: redisPrefixExpected,
     default: 'peony:',
     arg: '<prefix>',
     help: "Prefix of every Redis key (storage redis); servers that must not see each other's players use different prefixes.",
-    docs: { values: 'at most 256 characters, no NUL; may be empty in a file', meaning: 'Prepended to every Redis key (`storage: redis`); deployments sharing a Redis use different prefixes.' },
+    docs: {
+      values: 'at most 256 characters, no NUL; may be empty in a file',
+      meaning: 'Prepended to every Redis key (`storage: redis`); deployments sharing a Redis use different prefixes.',
+    },
   }),
   flushIntervalMs: integer(1, MAX_TIMER_MS, {
     unit: 'ms',
     default: 1000,
-    ...ms("Period of the sessions' write-behind tick, which also checks evictions.", { meaning: "Period of each worker's write-behind tick, which also checks evictions." }),
+    ...ms("Period of the sessions' write-behind tick, which also checks evictions.", {
+      meaning: "Period of each worker's write-behind tick, which also checks evictions.",
+    }),
   }),
   gateIntervalMs: integer(0, 1_000, {
     unit: 'ms',
@@ -465,7 +491,10 @@ export const serverConfigKeys = {
     default: 256,
     arg: '<MiB>',
     help: 'Estimated session state per worker above which the least recently used sessions are written and dropped. 0: no limit.',
-    docs: { valuesNote: '; `0`: no limit', meaning: 'Estimated session state per worker above which the least recently used sessions are written and dropped.' },
+    docs: {
+      valuesNote: '; `0`: no limit',
+      meaning: 'Estimated session state per worker above which the least recently used sessions are written and dropped.',
+    },
   }),
   maxSessions: integer(0, Number.MAX_SAFE_INTEGER, {
     unit: 'sessions',

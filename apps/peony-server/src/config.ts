@@ -21,8 +21,20 @@
  */
 import { extname } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { load, parseEndpoint, redactUrl, show, wantsHelp, type ConfigKeyInfo as KeyInfo, type ConfigSource, type Entry, type Layer, type LoadInput, type Reporter } from '@peony/config'
-import { CONFIG_ENV, CONFIG_FILE_NAMES, serverConfigKeys, serverSchema, type GroupConfig, type ServerConfigValues } from './config-schema.ts'
+import {
+  load,
+  parseEndpoint,
+  redactUrl,
+  show,
+  wantsHelp,
+  type ConfigKeyInfo as KeyInfo,
+  type ConfigSource,
+  type Entry,
+  type Layer,
+  type LoadInput,
+  type Reporter,
+} from '@peony/config'
+import { CONFIG_ENV, CONFIG_FILE_NAMES, type serverConfigKeys, serverSchema, type GroupConfig, type ServerConfigValues } from './config-schema.ts'
 import { ConfigError } from './errors.ts'
 
 export { LogLevel, StorageDriver, CONFIG_ENV, CONFIG_FILE_NAMES, serverSchema } from './config-schema.ts'
@@ -102,7 +114,13 @@ function crossCheck(r: Reporter, values: ReadonlyMap<string, Entry>): void {
     if (age.source !== 'default') {
       r.add({ key: 'maxUnflushedAgeMs', source: age.source, origin: age.origin, expected: `at least ${label('flushIntervalMs')}`, received: show(age.value) })
     } else {
-      r.add({ key: 'flushIntervalMs', source: interval.source, origin: interval.origin, expected: `at most ${label('maxUnflushedAgeMs')} (raise maxUnflushedAgeMs too)`, received: show(interval.value) })
+      r.add({
+        key: 'flushIntervalMs',
+        source: interval.source,
+        origin: interval.origin,
+        expected: `at most ${label('maxUnflushedAgeMs')} (raise maxUnflushedAgeMs too)`,
+        received: show(interval.value),
+      })
     }
   }
 
@@ -111,7 +129,13 @@ function crossCheck(r: Reporter, values: ReadonlyMap<string, Entry>): void {
   if (groups !== undefined && shards !== undefined) {
     const total = (groups.value as GroupConfig[]).reduce((n, g) => n + g.count, 0)
     if (total > (shards.value as number)) {
-      r.add({ key: 'shards', source: shards.source, origin: shards.origin, expected: `at least the number of workers (${total}, from ${groups.origin}); a worker without a shard gets no tasks`, received: show(shards.value) })
+      r.add({
+        key: 'shards',
+        source: shards.source,
+        origin: shards.origin,
+        expected: `at least the number of workers (${total}, from ${groups.origin}); a worker without a shard gets no tasks`,
+        received: show(shards.value),
+      })
     }
   }
 
@@ -141,7 +165,12 @@ export async function loadConfig(input: LoadConfigInput = {}): Promise<ServerCon
   const { workers: _w, ...values } = r.values
   const warnings = r.warnings
   if (values.groups.length > 1 && values.router === undefined) {
-    warnings.push(`groups ${values.groups.slice(1).map((g) => String(g.id)).join(', ')} get no tasks: without a router every task goes to group ${String(values.groups[0]!.id)}`)
+    warnings.push(
+      `groups ${values.groups
+        .slice(1)
+        .map((g) => String(g.id))
+        .join(', ')} get no tasks: without a router every task goes to group ${String(values.groups[0]!.id)}`,
+    )
   }
   return { ...values, configFile: r.configFile, sources: r.sources as Record<ResolvedKey, ConfigSource>, warnings }
 }
@@ -164,7 +193,9 @@ export function helpText(): string {
       `                               function returning it). Env ${CONFIG_ENV}. Default: ${CONFIG_FILE_NAMES.join(', ')} in the working directory.`,
       '  -h, --help                   Print this help and exit.',
     ],
-    footer: ['Every value is validated; problems exit with code 2 and PEONY_CONFIG_INVALID. Signals: SIGTERM/SIGINT stop gracefully (a second one forces exit 1), SIGHUP is ignored.'],
+    footer: [
+      'Every value is validated; problems exit with code 2 and PEONY_CONFIG_INVALID. Signals: SIGTERM/SIGINT stop gracefully (a second one forces exit 1), SIGHUP is ignored.',
+    ],
   })
 }
 

@@ -4,7 +4,19 @@
  */
 
 // Configuration
-export { loadConfig, describeConfigKeys, describeConfig, helpText, wantsHelp, workerCount, LogLevel, StorageDriver, CONFIG_ENV, CONFIG_FILE_NAMES, serverSchema } from './config.ts'
+export {
+  loadConfig,
+  describeConfigKeys,
+  describeConfig,
+  helpText,
+  wantsHelp,
+  workerCount,
+  LogLevel,
+  StorageDriver,
+  CONFIG_ENV,
+  CONFIG_FILE_NAMES,
+  serverSchema,
+} from './config.ts'
 export type {
   ServerConfig,
   LoadConfigInput,

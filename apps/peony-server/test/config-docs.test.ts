@@ -35,7 +35,7 @@ describe('files generated from the configuration schema', () => {
     const schema = JSON.parse(readFileSync(join(dir, JSON_SCHEMA_FILE), 'utf8')) as Record<string, unknown>
     expect(schema).toEqual(configJsonSchema())
     const example = JSON.parse(readFileSync(join(dir, 'peony.config.json'), 'utf8')) as Record<string, unknown>
-    expect(example['$schema']).toBe(`./${JSON_SCHEMA_FILE}`)
+    expect(example.$schema).toBe(`./${JSON_SCHEMA_FILE}`)
     expect(matchesJsonSchema(schema, example)).toBe(true)
     expect(matchesJsonSchema(schema, { ...example, maxFrameBytes: 100 })).toBe(false)
     expect(matchesJsonSchema(schema, { ...example, queue_max_size: 5 })).toBe(false)

@@ -9,16 +9,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { isPeonyError } from '@peony/protocol'
-import {
-  describeConfig,
-  describeConfigKeys,
-  helpText,
-  loadConfig,
-  wantsHelp,
-  workerCount,
-  type LoadConfigInput,
-  type ServerConfig,
-} from '../src/config.ts'
+import { describeConfig, describeConfigKeys, helpText, loadConfig, wantsHelp, workerCount, type LoadConfigInput, type ServerConfig } from '../src/config.ts'
 import type { ConfigError, ConfigIssue } from '../src/errors.ts'
 import { toMasterInput } from '../src/master-input.ts'
 import { formatReadyLine } from '../src/ready-line.ts'
@@ -164,11 +155,20 @@ describe('precedence: defaults ← file ← env ← flags', () => {
     expect(c.sources.serverId).toBe('default')
   })
 
-  it('--workers N is one group of N, and a later source\'s workers replaces an earlier source\'s groups', async () => {
+  it("--workers N is one group of N, and a later source's workers replaces an earlier source's groups", async () => {
     const f = folder()
-    write(f.dir, 'peony.config.json', { app: './app.ts', groups: [{ id: 1, count: 1 }, { id: 2, count: 1 }] })
+    write(f.dir, 'peony.config.json', {
+      app: './app.ts',
+      groups: [
+        { id: 1, count: 1 },
+        { id: 2, count: 1 },
+      ],
+    })
     const fromFile = await loadConfig({ argv: [], env: {}, cwd: f.dir })
-    expect(fromFile.groups).toEqual([{ id: 1, count: 1 }, { id: 2, count: 1 }])
+    expect(fromFile.groups).toEqual([
+      { id: 1, count: 1 },
+      { id: 2, count: 1 },
+    ])
     expect(fromFile.warnings.some((w) => w.includes('no tasks'))).toBe(true) // two groups, no router
     const c = await loadConfig({ argv: ['--workers', '3'], env: {}, cwd: f.dir })
     expect(c.groups).toEqual([{ id: 1, count: 3 }])
@@ -178,9 +178,15 @@ describe('precedence: defaults ← file ← env ← flags', () => {
   })
 
   it('reads groups from env as JSON or id:count pairs', async () => {
-    expect((await load({ env: { PEONY_GROUPS: '1:2,lobby:1' } })).groups).toEqual([{ id: 1, count: 2 }, { id: 'lobby', count: 1 }])
+    expect((await load({ env: { PEONY_GROUPS: '1:2,lobby:1' } })).groups).toEqual([
+      { id: 1, count: 2 },
+      { id: 'lobby', count: 1 },
+    ])
     expect((await load({ env: { PEONY_GROUPS: '[{"id":7,"count":3}]' } })).groups).toEqual([{ id: 7, count: 3 }])
-    expect((await load({ argv: ['--groups', '1:1,2:4'] })).groups).toEqual([{ id: 1, count: 1 }, { id: 2, count: 4 }])
+    expect((await load({ argv: ['--groups', '1:1,2:4'] })).groups).toEqual([
+      { id: 1, count: 1 },
+      { id: 2, count: 4 },
+    ])
   })
 
   it('collects a repeated --intake and splits PEONY_INTAKE_ENDPOINTS on commas', async () => {
@@ -208,7 +214,18 @@ describe('precedence: defaults ← file ← env ← flags', () => {
         PEONY_WORKER_RESOURCE_LIMITS: '{"maxOldGenerationSizeMb":256}',
         PEONY_LOG_LEVEL: 'WARN',
       },
-      argv: ['--work-timeout-ms', '0', '--blocked-timeout-ms', '7000', '--stop-timeout-ms', '5000', '--worker-close-timeout-ms', '2000', '--lane-max-in-flight', '2'],
+      argv: [
+        '--work-timeout-ms',
+        '0',
+        '--blocked-timeout-ms',
+        '7000',
+        '--stop-timeout-ms',
+        '5000',
+        '--worker-close-timeout-ms',
+        '2000',
+        '--lane-max-in-flight',
+        '2',
+      ],
     })
     expect(c).toMatchObject({
       serverId: 'peony-a',
@@ -228,7 +245,11 @@ describe('precedence: defaults ← file ← env ← flags', () => {
 describe('config modules', () => {
   it('reads a .mjs default object with a router function', async () => {
     const f = folder()
-    write(f.dir, 'peony.config.mjs', `export default { app: './app.ts', groups: [{ id: 1, count: 1 }, { id: 'chat', count: 1 }], router: (t) => (t.cmd === 100 ? 'chat' : 1) }\n`)
+    write(
+      f.dir,
+      'peony.config.mjs',
+      `export default { app: './app.ts', groups: [{ id: 1, count: 1 }, { id: 'chat', count: 1 }], router: (t) => (t.cmd === 100 ? 'chat' : 1) }\n`,
+    )
     const c = await loadConfig({ argv: [], env: {}, cwd: f.dir })
     expect(c.router?.({ cmd: 100 })).toBe('chat')
     expect(c.router?.({ cmd: 10 })).toBe(1)
@@ -296,7 +317,7 @@ describe('validation errors', () => {
     expect(only(await problems(load({ argv: ['--log-level', 'warning'] })))).toMatchObject({ key: 'logLevel', suggestion: 'warn' })
   })
 
-  it('rejects unknown file keys with a suggestion, also for the original\'s names', async () => {
+  it("rejects unknown file keys with a suggestion, also for the original's names", async () => {
     const f = folder()
     write(f.dir, 'peony.config.json', { app: './app.ts', queue_max_size: 5, TASK_CLAIMED_MAX_SIZE: 5, wokers: 2, frobnicate: true })
     const issues = await problems(loadConfig({ argv: [], env: {}, cwd: f.dir }))
@@ -338,7 +359,18 @@ describe('validation errors', () => {
   })
 
   it('rejects bad endpoint schemes, hosts and ports', async () => {
-    for (const e of ['udp://127.0.0.1:9250', 'inproc://intake', 'http://127.0.0.1:80', '127.0.0.1:9250', 'tcp://127.0.0.1', 'tcp://127.0.0.1:0', 'tcp://127.0.0.1:70000', 'tcp://300.1.1.1:9250', 'tcp://bad_host:1', 'ipc://']) {
+    for (const e of [
+      'udp://127.0.0.1:9250',
+      'inproc://intake',
+      'http://127.0.0.1:80',
+      '127.0.0.1:9250',
+      'tcp://127.0.0.1',
+      'tcp://127.0.0.1:0',
+      'tcp://127.0.0.1:70000',
+      'tcp://300.1.1.1:9250',
+      'tcp://bad_host:1',
+      'ipc://',
+    ]) {
       const i = only(await problems(load({ argv: ['--intake', e] })))
       expect(i, e).toMatchObject({ key: 'intakeEndpoints', source: 'flag' })
     }
@@ -347,7 +379,9 @@ describe('validation errors', () => {
       const i = only(await problems(load({ env: { PEONY_FORWARDER_ENDPOINT: e } })))
       expect(i, e).toMatchObject({ key: 'forwarderEndpoint', source: 'env' })
     }
-    expect(only(await problems(load({ argv: ['--intake', 'tcp://127.0.0.1:9001', '--intake', 'tcp://127.0.0.1:9001'] })))).toMatchObject({ key: 'intakeEndpoints' })
+    expect(only(await problems(load({ argv: ['--intake', 'tcp://127.0.0.1:9001', '--intake', 'tcp://127.0.0.1:9001'] })))).toMatchObject({
+      key: 'intakeEndpoints',
+    })
   })
 
   it('accepts ipc and loopback intake, and binding non-loopback interfaces only when explicitly allowed', async () => {
@@ -407,13 +441,13 @@ describe('validation errors', () => {
     expect(only(await problems(load({ env: { PEONY_WORKER_RESOURCE_LIMITS: '512' } })))).toMatchObject({ key: 'workerResourceLimits' })
   })
 
-  it('takes fenceCacheSize (the LevelDB storage\'s bound on cached fence generations) from env and flags', async () => {
+  it("takes fenceCacheSize (the LevelDB storage's bound on cached fence generations) from env and flags", async () => {
     expect((await load({ env: { PEONY_FENCE_CACHE_SIZE: '5000' } })).fenceCacheSize).toBe(5000)
     expect(only(await problems(load({ argv: ['--fence-cache-size', '0'] })))).toMatchObject({ key: 'fenceCacheSize', source: 'flag' })
     expect(toMasterInput(await load({ argv: ['--fence-cache-size', '7'] })).storage).toMatchObject({ driver: 'leveldb', fenceCacheSize: 7 })
   })
 
-  it('takes laneKeepIdle (the master\'s bound on idle lanes per worker) from env and flags, 0 included', async () => {
+  it("takes laneKeepIdle (the master's bound on idle lanes per worker) from env and flags, 0 included", async () => {
     expect((await load({ env: { PEONY_LANE_KEEP_IDLE: '1_000' } })).laneKeepIdle).toBe(1000)
     expect((await load({ argv: ['--lane-keep-idle', '0'], env: { PEONY_LANE_KEEP_IDLE: '1000' } })).laneKeepIdle).toBe(0)
     expect(only(await problems(load({ argv: ['--lane-keep-idle', '-1'] })))).toMatchObject({ key: 'laneKeepIdle', source: 'flag' })
@@ -426,7 +460,9 @@ describe('validation errors', () => {
     expect(lane).toMatchObject({ key: 'laneMaxInFlight', source: 'flag' })
     expect(lane.expected).toContain('env PEONY_CLAIMED_MAX_SIZE')
     expect(only(await problems(load({ argv: ['--workers', '9', '--shards', '8'] })))).toMatchObject({ key: 'shards', source: 'flag' })
-    expect(only(await problems(load({ argv: ['--worker-close-timeout-ms', '20000', '--stop-timeout-ms', '10000'] })))).toMatchObject({ key: 'workerCloseTimeoutMs' })
+    expect(only(await problems(load({ argv: ['--worker-close-timeout-ms', '20000', '--stop-timeout-ms', '10000'] })))).toMatchObject({
+      key: 'workerCloseTimeoutMs',
+    })
     expect(only(await problems(load({ argv: ['--respawn-min-delay-ms', '500', '--respawn-max-delay-ms', '100'] })))).toMatchObject({ key: 'respawnMinDelayMs' })
   })
 
@@ -506,11 +542,15 @@ describe('storage and sessions', () => {
       memoryBudgetBytes: 3 * 1024 * 1024,
       maxSessions: 0,
     })
-    expect(toMasterInput({ ...c, storage: 'redis', redisUrl: 'redis://h:1', redisPrefix: 'p:' }).storage).toEqual({ driver: 'redis', url: 'redis://h:1', prefix: 'p:' })
+    expect(toMasterInput({ ...c, storage: 'redis', redisUrl: 'redis://h:1', redisPrefix: 'p:' }).storage).toEqual({
+      driver: 'redis',
+      url: 'redis://h:1',
+      prefix: 'p:',
+    })
     expect(toMasterInput({ ...c, storage: 'memory' }).storage).toEqual({ driver: 'memory' })
   })
 
-  it('resolves storagePath against the config file\'s folder, else the working directory; file: URLs too', async () => {
+  it("resolves storagePath against the config file's folder, else the working directory; file: URLs too", async () => {
     const f = folder()
     mkdirSync(join(f.dir, 'conf'))
     write(join(f.dir, 'conf'), 'peony.json', { app: '../app.ts', storagePath: './state/db' })
@@ -558,7 +598,10 @@ describe('storage and sessions', () => {
     expect(only(await problems(load({ argv: ['--session-close-grace-ms', '1.5'] })))).toMatchObject({ key: 'sessionCloseGraceMs', source: 'flag' })
     expect(only(await problems(load({ env: { PEONY_SESSION_MEMORY_BUDGET_MB: '256MiB' } })))).toMatchObject({ key: 'sessionMemoryBudgetMb', source: 'env' })
     expect(only(await problems(load({ argv: ['--max-sessions', '-5'] })))).toMatchObject({ key: 'maxSessions', source: 'flag' })
-    expect(only(await problems(load({ env: { PEONY_MAX_UNFLUSHED_AGE: '5000' } })))).toMatchObject({ key: 'PEONY_MAX_UNFLUSHED_AGE', suggestion: 'PEONY_MAX_UNFLUSHED_AGE_MS' })
+    expect(only(await problems(load({ env: { PEONY_MAX_UNFLUSHED_AGE: '5000' } })))).toMatchObject({
+      key: 'PEONY_MAX_UNFLUSHED_AGE',
+      suggestion: 'PEONY_MAX_UNFLUSHED_AGE_MS',
+    })
   })
 
   it('requires maxUnflushedAgeMs ≥ flushIntervalMs, naming the key that was set', async () => {
@@ -573,7 +616,7 @@ describe('storage and sessions', () => {
 })
 
 describe('relative paths', () => {
-  it('resolve against the config file\'s folder for file values', async () => {
+  it("resolve against the config file's folder for file values", async () => {
     const f = folder()
     const sub = join(f.dir, 'conf')
     mkdirSync(sub)
@@ -590,7 +633,11 @@ describe('relative paths', () => {
     mkdirSync(join(f.dir, 'conf'))
     writeFileSync(join(f.dir, 'conf', 'game.ts'), 'export default {}\n')
     write(join(f.dir, 'conf'), 'peony.json', { app: './game.ts' })
-    const fromEnv = await loadConfig({ argv: [], env: { PEONY_CONFIG: 'conf/peony.json', PEONY_APP: 'app.ts', PEONY_INTAKE_ENDPOINTS: 'ipc://x.sock' }, cwd: f.dir })
+    const fromEnv = await loadConfig({
+      argv: [],
+      env: { PEONY_CONFIG: 'conf/peony.json', PEONY_APP: 'app.ts', PEONY_INTAKE_ENDPOINTS: 'ipc://x.sock' },
+      cwd: f.dir,
+    })
     expect([fromEnv.app, fromEnv.sources.app]).toEqual([f.app, 'env'])
     expect(fromEnv.intakeEndpoints).toEqual([`ipc://${join(f.dir, 'x.sock')}`])
     const fromFlag = await loadConfig({ argv: ['--config', 'conf/peony.json', '--app', './conf/../app.ts'], env: {}, cwd: f.dir })
@@ -629,7 +676,15 @@ describe('help and documentation', () => {
   })
 
   it('formats the ready line, with the storage (a Redis password hidden)', () => {
-    const base = { serverId: 'peony-a', forwarderEndpoint: 'tcp://127.0.0.1:9260', groups: [{ id: 1, count: 2 }, { id: 'chat', count: 1 }], app: '/srv/app.ts' }
+    const base = {
+      serverId: 'peony-a',
+      forwarderEndpoint: 'tcp://127.0.0.1:9260',
+      groups: [
+        { id: 1, count: 2 },
+        { id: 'chat', count: 1 },
+      ],
+      app: '/srv/app.ts',
+    }
     const storage = { storage: 'leveldb', storagePath: '/var/lib/peony', redisUrl: 'redis://:s3cret@10.0.0.7:6379/2' } as const
     const ready = { intakeEndpoints: ['tcp://127.0.0.1:9250', 'ipc:///run/p.sock'], workers: 3 }
     expect(formatReadyLine({ ...base, ...storage }, ready)).toBe(

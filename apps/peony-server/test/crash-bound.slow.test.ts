@@ -59,10 +59,28 @@ describe('crash loss bound: a worker blocked under load, then killed by the mast
     writeFileSync(marks, '')
     const server = run(
       [
-        '--app', APP, '--intake', intake, '--forwarder', fwd.endpoint, '--workers', '2', '--log-level', 'info',
-        '--storage', 'leveldb', '--storage-path', db, '--session-idle-timeout-ms', '0',
-        '--flush-interval-ms', String(FLUSH_INTERVAL_MS), '--max-unflushed-age-ms', String(MAX_UNFLUSHED_AGE_MS),
-        '--blocked-timeout-ms', String(BLOCKED_TIMEOUT_MS),
+        '--app',
+        APP,
+        '--intake',
+        intake,
+        '--forwarder',
+        fwd.endpoint,
+        '--workers',
+        '2',
+        '--log-level',
+        'info',
+        '--storage',
+        'leveldb',
+        '--storage-path',
+        db,
+        '--session-idle-timeout-ms',
+        '0',
+        '--flush-interval-ms',
+        String(FLUSH_INTERVAL_MS),
+        '--max-unflushed-age-ms',
+        String(MAX_UNFLUSHED_AGE_MS),
+        '--blocked-timeout-ms',
+        String(BLOCKED_TIMEOUT_MS),
       ],
       { PEONY_TEST_MARKS: marks },
     )
@@ -101,7 +119,10 @@ describe('crash loss bound: a worker blocked under load, then killed by the mast
     const logs = logLines<{ msg?: string; cause?: string }>(server.stdout())
     const died = logs.filter((l) => l.msg === 'worker died')
 
-    const stored = await storedCounters(new LevelStorage({ location: db }), players.map((p) => p.uid))
+    const stored = await storedCounters(
+      new LevelStorage({ location: db }),
+      players.map((p) => p.uid),
+    )
 
     const byUid = new Map<number, Answer[]>()
     for (const a of ledger.all) {

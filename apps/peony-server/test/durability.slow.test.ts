@@ -28,7 +28,23 @@ afterEach(async () => {
 })
 
 async function start(db: string, intake: string, extra: string[]): Promise<Run> {
-  const r = run(['--app', COUNTER_APP, '--intake', intake, '--forwarder', fwd!.endpoint, '--workers', '2', '--log-level', 'info', '--storage', 'leveldb', '--storage-path', db, ...extra])
+  const r = run([
+    '--app',
+    COUNTER_APP,
+    '--intake',
+    intake,
+    '--forwarder',
+    fwd!.endpoint,
+    '--workers',
+    '2',
+    '--log-level',
+    'info',
+    '--storage',
+    'leveldb',
+    '--storage-path',
+    db,
+    ...extra,
+  ])
   await r.line(/^peony ready: /)
   return r
 }

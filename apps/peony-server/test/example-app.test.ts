@@ -73,7 +73,9 @@ describe('idle-rpg routes', () => {
     expect((await h.inject({ cmd: 'cultivate.meditate', uid })).replies).toMatchObject([{ ret: 0, data: { meditating: true, circuits: 0 } }])
     await h.advance(3 * CIRCUIT_MS)
     // Each circuit banks 60 s at 1 qi/s plus a bonus of 10 s.
-    expect((await h.inject({ cmd: 'cultivate.status', uid })).replies).toMatchObject([{ ret: 0, data: { circuits: 3, qi: 3 * (60 + CIRCUIT_BONUS_SECONDS), pendingQi: 0 } }])
+    expect((await h.inject({ cmd: 'cultivate.status', uid })).replies).toMatchObject([
+      { ret: 0, data: { circuits: 3, qi: 3 * (60 + CIRCUIT_BONUS_SECONDS), pendingQi: 0 } },
+    ])
     expect((await h.inject({ cmd: 'cultivate.meditate', uid, data: { on: false } })).replies).toMatchObject([{ ret: 0, data: { meditating: false } }])
     await h.advance(2 * CIRCUIT_MS)
     expect((await h.inject({ cmd: 'cultivate.status', uid })).replies).toMatchObject([{ ret: 0, data: { circuits: 3, pendingQi: 120 } }])

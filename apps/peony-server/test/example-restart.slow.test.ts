@@ -51,7 +51,8 @@ async function startServer(storageArgs: string[], intake: string, forwarder: str
 }
 
 const storages: [string, () => string[]][] = [['leveldb', () => ['--storage', 'leveldb', '--storage-path', join(tempDir(), 'db')]]]
-if (redis !== undefined) storages.push(['redis', () => ['--storage', 'redis', '--redis-url', redis.url, '--redis-prefix', `${redisPrefix}${Math.random().toString(36).slice(2)}:`]])
+if (redis !== undefined)
+  storages.push(['redis', () => ['--storage', 'redis', '--redis-url', redis.url, '--redis-prefix', `${redisPrefix}${Math.random().toString(36).slice(2)}:`]])
 
 describe.each(storages)('idle-rpg on a real server across a restart (%s)', (_name, storageArgs) => {
   it('keeps every cultivator, and fires the circuits that fell due while the server was down', async () => {

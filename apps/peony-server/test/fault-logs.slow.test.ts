@@ -69,7 +69,8 @@ describe('log lines during a 10 s Redis outage under load (real server process)'
     const round = async (): Promise<void> => {
       const tasks: Task[] = []
       for (let u = 1; u <= RESIDENT; u++) tasks.push({ cmd: 10, uid: u, nodeId: 1, connId: u, body: packValue({ cmd: 'count', sn: ++sn, data: null }) })
-      for (let i = 0; i < 20; i++, fresh++) tasks.push({ cmd: 10, uid: fresh, nodeId: 1, connId: fresh, body: packValue({ cmd: 'count', sn: ++sn, data: null }) })
+      for (let i = 0; i < 20; i++, fresh++)
+        tasks.push({ cmd: 10, uid: fresh, nodeId: 1, connId: fresh, body: packValue({ cmd: 'count', sn: ++sn, data: null }) })
       for (const f of encodeTaskFrames(tasks)) await dealer!.send(f)
       sent += tasks.length
       await sleep(50)
@@ -113,7 +114,10 @@ describe('log lines during a 10 s Redis outage under load (real server process)'
     // busy cores a thread can be descheduled between the two for tens of ms, and a worker's line
     // crosses to the master's logger: seen 371 ms late with a benchmark running alongside. A
     // limiter that let lines through would put them ms apart, so 1 s of slack still catches it.)
-    expect([...byKind.values()].some((ls) => ls.length >= 2), 'some kind logged twice: the spacing below is checked').toBe(true)
+    expect(
+      [...byKind.values()].some((ls) => ls.length >= 2),
+      'some kind logged twice: the spacing below is checked',
+    ).toBe(true)
     for (const [kind, ls] of byKind) {
       for (let i = 1; i < ls.length; i++) {
         expect(ls[i]!.time - ls[i - 1]!.time, `${kind}: lines ${i - 1} and ${i} closer than ${WINDOW_MS} ms`).toBeGreaterThanOrEqual(WINDOW_MS - 1000)

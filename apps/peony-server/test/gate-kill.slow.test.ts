@@ -58,9 +58,24 @@ async function killUnderLoad(kind: 'leveldb' | 'redis'): Promise<void> {
     openStorage = () => new RedisStorage({ url, prefix })
   }
   const server = run([
-    '--app', APP, '--intake', intake, '--forwarder', fwd.endpoint, '--workers', '2', '--log-level', 'info', ...storageArgs,
+    '--app',
+    APP,
+    '--intake',
+    intake,
+    '--forwarder',
+    fwd.endpoint,
+    '--workers',
+    '2',
+    '--log-level',
+    'info',
+    ...storageArgs,
     // Write-behind would not write anything for an hour: what is stored, the gate wrote.
-    '--max-unflushed-age-ms', '3600000', '--session-idle-timeout-ms', '0', '--max-queue-wait-ms', '0',
+    '--max-unflushed-age-ms',
+    '3600000',
+    '--session-idle-timeout-ms',
+    '0',
+    '--max-queue-wait-ms',
+    '0',
   ])
   await server.line(/^peony ready: /)
   for (let c = 0; c < CONNS; c++) conns.push(new Conn(intake))
@@ -78,7 +93,10 @@ async function killUnderLoad(kind: 'leveldb' | 'redis'): Promise<void> {
   await sleep(300)
   ledger.collect()
 
-  const stored = await storedCounters(openStorage(), players.map((p) => p.uid))
+  const stored = await storedCounters(
+    openStorage(),
+    players.map((p) => p.uid),
+  )
   const acked = ledger.highest()
   const lost: { uid: number; answered: number; stored: number | undefined }[] = []
   let lostChanges = 0

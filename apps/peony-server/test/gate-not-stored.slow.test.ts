@@ -56,9 +56,26 @@ async function scenario(outage: 'killed' | 'paused', redis: RedisServer, fwd: Fa
   const ledger = new Ledger(fwd)
   const prefix = `peony-gatetest:${process.pid}:${outage}:`
   const server = run([
-    '--app', APP, '--intake', intake, '--forwarder', fwd.endpoint, '--workers', '2', '--log-level', 'info',
-    '--storage', 'redis', '--redis-url', redis.url, '--redis-prefix', prefix,
-    '--max-unflushed-age-ms', '3600000', '--max-queue-wait-ms', '0',
+    '--app',
+    APP,
+    '--intake',
+    intake,
+    '--forwarder',
+    fwd.endpoint,
+    '--workers',
+    '2',
+    '--log-level',
+    'info',
+    '--storage',
+    'redis',
+    '--redis-url',
+    redis.url,
+    '--redis-prefix',
+    prefix,
+    '--max-unflushed-age-ms',
+    '3600000',
+    '--max-queue-wait-ms',
+    '0',
   ])
   await server.line(/^peony ready: /)
   const players: Player[] = Array.from({ length: PLAYERS }, (_, i) => ledger.player(i + 1))
@@ -118,10 +135,15 @@ async function scenario(outage: 'killed' | 'paused', redis: RedisServer, fwd: Fa
 
   server.child.kill('SIGTERM')
   const exit = await server.exit
-  const stoppedLine = logLines<{ msg?: string; stats?: { sessions?: Pick<SessionStats, 'gate' | 'flushErrors'> } }>(server.stdout()).find((l) => l.msg === 'stopped')
+  const stoppedLine = logLines<{ msg?: string; stats?: { sessions?: Pick<SessionStats, 'gate' | 'flushErrors'> } }>(server.stdout()).find(
+    (l) => l.msg === 'stopped',
+  )
   const gate = stoppedLine?.stats?.sessions?.gate
 
-  const stored = await storedCounters(new RedisStorage({ url: redis.url, prefix }), players.map((p) => p.uid))
+  const stored = await storedCounters(
+    new RedisStorage({ url: redis.url, prefix }),
+    players.map((p) => p.uid),
+  )
 
   // Per player: the buys answered 0, over the whole test.
   const okBuys = new Map<number, number>()
@@ -163,7 +185,18 @@ async function scenario(outage: 'killed' | 'paused', redis: RedisServer, fwd: Fa
       exit,
     }),
   )
-  return { failedRets, landed: landed.size, failedLatencyMaxMs: failedLatency.at(-1)!, todo: todo.length, answeredTwice: ledger.answeredTwice(), twice, short, exit, gate, notStoredAnswers }
+  return {
+    failedRets,
+    landed: landed.size,
+    failedLatencyMaxMs: failedLatency.at(-1)!,
+    todo: todo.length,
+    answeredTwice: ledger.answeredTwice(),
+    twice,
+    short,
+    exit,
+    gate,
+    notStoredAnswers,
+  }
 }
 
 type Result = Awaited<ReturnType<typeof scenario>>

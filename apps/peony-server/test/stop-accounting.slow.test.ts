@@ -247,8 +247,28 @@ async function stopRuns(kill: boolean): Promise<void> {
     const marks = join(tempDir(), 'marks.txt')
     writeFileSync(marks, '')
     const intake = `tcp://127.0.0.1:${await freePort()}`
-    const args = ['--app', APP, '--intake', intake, '--forwarder', fwd.endpoint, '--workers', String(WORKERS), '--shards', String(SHARDS),
-      '--storage', 'leveldb', '--storage-path', db, '--log-level', 'info', '--stop-timeout-ms', '10000', '--worker-close-timeout-ms', '4000']
+    const args = [
+      '--app',
+      APP,
+      '--intake',
+      intake,
+      '--forwarder',
+      fwd.endpoint,
+      '--workers',
+      String(WORKERS),
+      '--shards',
+      String(SHARDS),
+      '--storage',
+      'leveldb',
+      '--storage-path',
+      db,
+      '--log-level',
+      'info',
+      '--stop-timeout-ms',
+      '10000',
+      '--worker-close-timeout-ms',
+      '4000',
+    ]
     if (kill) args.push('--blocked-timeout-ms', String(BLOCKED_MS))
     const server = run(args, { PEONY_TEST_MARKS: marks })
     await server.line(/^peony ready: /)
@@ -362,7 +382,10 @@ async function stopRuns(kill: boolean): Promise<void> {
       if (!ok) failures.push(`run ${runNo}: ${what}`)
     }
     check(exit.code === 0 && exit.signal === null, `exit ${JSON.stringify(exit)}`)
-    check(violations.length === 0, `${violations.length} requests accepted after an earlier request of their player on their connection was refused -10003 (e.g. ${JSON.stringify(violations[0])})`)
+    check(
+      violations.length === 0,
+      `${violations.length} requests accepted after an earlier request of their player on their connection was refused -10003 (e.g. ${JSON.stringify(violations[0])})`,
+    )
     check(answered + overflow === stats.client_req, `read ${stats.client_req} = answered ${answered} + egress overflow ${overflow}`)
     check(twice === 0, `${twice} requests answered twice`)
     check(workerErrors.length === 0, `worker error lines: ${JSON.stringify(workerErrors.map((l) => l.err?.message))}`)
@@ -370,7 +393,10 @@ async function stopRuns(kill: boolean): Promise<void> {
       // The burst began after the "stopping" line: every request of it the server read is refused.
       const burstAnswers = burstKeys.flatMap((k) => ledger.answers.get(k) ?? [])
       check(burstAnswers.length > 0, 'no request of the burst sent after "stopping" was answered')
-      check(burstAnswers.every((a) => a.ret === ReplyCode.SHUTTING_DOWN), `burst requests answered ${JSON.stringify([...new Set(burstAnswers.map((a) => a.ret))])}, expected only -10003`)
+      check(
+        burstAnswers.every((a) => a.ret === ReplyCode.SHUTTING_DOWN),
+        `burst requests answered ${JSON.stringify([...new Set(burstAnswers.map((a) => a.ret))])}, expected only -10003`,
+      )
       check(Object.keys(stats.deaths).length === 0, `deaths ${JSON.stringify(stats.deaths)}`)
       check(stats.lost_in_flight.all === 0, `lost_in_flight ${stats.lost_in_flight.all}`)
       check(died.length === 0, `worker died lines: ${JSON.stringify(died)}`)
@@ -388,14 +414,24 @@ async function stopRuns(kill: boolean): Promise<void> {
   }
 
   // After the runs: each player's stored counter is the value of its last answered request.
-  const stored = await storedCounts(db, allPlayers.map((p) => p.uid))
+  const stored = await storedCounts(
+    db,
+    allPlayers.map((p) => p.uid),
+  )
   const mismatched: string[] = []
   for (const p of allPlayers) {
     let last: number | undefined
     for (let sn = p.sn; sn >= 1 && last === undefined; sn--) last = ledger.answersOf(p, sn).find((a) => a.ret === 0)?.count
     if ((stored.get(p.uid) ?? 0) !== (last ?? 0)) mismatched.push(`uid ${p.uid}: stored ${stored.get(p.uid)}, last answered ${last}`)
   }
-  console.log(JSON.stringify({ test: kill ? 'stop with a worker killed' : 'stop', players: allPlayers.length, storedCounterMismatches: mismatched.length, example: mismatched[0] }))
+  console.log(
+    JSON.stringify({
+      test: kill ? 'stop with a worker killed' : 'stop',
+      players: allPlayers.length,
+      storedCounterMismatches: mismatched.length,
+      example: mismatched[0],
+    }),
+  )
   if (mismatched.length > 0) failures.push(`${mismatched.length} stored counters differ from the last answered value: ${mismatched.slice(0, 5).join('; ')}`)
   expect(failures).toEqual([])
 }

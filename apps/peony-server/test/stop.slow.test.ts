@@ -33,9 +33,25 @@ async function stopUnderLoad(withForwarder: boolean): Promise<void> {
     forwarder = fwd.endpoint
   }
   const r = run(
-    ['--app', 'test/fixtures/stop-app.ts', '--intake', intake, '--forwarder', forwarder, '--workers', '2',
+    [
+      '--app',
+      'test/fixtures/stop-app.ts',
+      '--intake',
+      intake,
+      '--forwarder',
+      forwarder,
+      '--workers',
+      '2',
       // 6,000 tasks queued at once may wait past the default queue-wait bound on a busy machine: off here.
-      '--queue-max-size', '100000', '--max-queue-wait-ms', '0', '--stop-timeout-ms', '8000', '--log-level', 'info'],
+      '--queue-max-size',
+      '100000',
+      '--max-queue-wait-ms',
+      '0',
+      '--stop-timeout-ms',
+      '8000',
+      '--log-level',
+      'info',
+    ],
     { PEONY_TEST_HANDLED: handledFile },
   )
   await r.line(/^peony ready: /)
@@ -62,9 +78,21 @@ async function stopUnderLoad(withForwarder: boolean): Promise<void> {
 
   const handled = readFileSync(handledFile, 'utf8').split('\n').filter(Boolean).map(Number)
   expect(new Set(handled).size).toBe(handled.length) // none twice
-  const stopped = r.stdout().split('\n').find((l) => l.includes('"msg":"stopped"'))
+  const stopped = r
+    .stdout()
+    .split('\n')
+    .find((l) => l.includes('"msg":"stopped"'))
   expect(stopped).toBeDefined()
-  const stats = (JSON.parse(stopped!) as { stats: { client_req: number; refused: Record<string, number>; discard_tasks: { all: number; reasons: Record<string, number> }; lost_in_flight: { all: number } } }).stats
+  const stats = (
+    JSON.parse(stopped!) as {
+      stats: {
+        client_req: number
+        refused: Record<string, number>
+        discard_tasks: { all: number; reasons: Record<string, number> }
+        lost_in_flight: { all: number }
+      }
+    }
+  ).stats
   const refused = stats.refused[String(ReplyCode.SHUTTING_DOWN)] ?? 0
   // Everything the server read is accounted for: handled or refused with -10003; nothing lost.
   expect(stats.client_req).toBe(A + B)

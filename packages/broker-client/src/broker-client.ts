@@ -17,16 +17,7 @@
  * buffers to drain, then closes the sockets with the remaining time as ZeroMQ linger.
  */
 import * as zmq from 'zeromq'
-import {
-  BrokerErrorCode,
-  chooseServer,
-  Defaults,
-  encodeTaskFrames,
-  encodeTasks,
-  PeonyError,
-  type Task,
-  toPeonyError,
-} from '@peony/protocol'
+import { BrokerErrorCode, chooseServer, Defaults, encodeTaskFrames, encodeTasks, PeonyError, type Task, toPeonyError } from '@peony/protocol'
 import { assertEndpoint } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
 import { lingerOf, positiveInt } from './internal/options.ts'
@@ -135,7 +126,6 @@ interface FlushWaiter {
   resolve: () => void
   reject: (err: unknown) => void
 }
-
 
 class BrokerClientImpl implements BrokerClient {
   readonly #servers: ServerState[]
@@ -373,5 +363,4 @@ class BrokerClientImpl implements BrokerClient {
     }
     this.#waiters = still
   }
-
 }

@@ -33,16 +33,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import * as zmq from 'zeromq'
-import {
-  BrokerErrorCode,
-  decodeAck,
-  decodeEgress,
-  Defaults,
-  type EgressMessage,
-  encodeEgress,
-  PeonyError,
-  toPeonyError,
-} from '@peony/protocol'
+import { BrokerErrorCode, decodeAck, decodeEgress, Defaults, type EgressMessage, encodeEgress, PeonyError, toPeonyError } from '@peony/protocol'
 import { Deque } from './internal/deque.ts'
 import { assertEndpoint, errCode } from './internal/endpoints.ts'
 import { createReporter } from './internal/report.ts'
@@ -145,7 +136,6 @@ interface Entry {
   seq: number
   sent: boolean
 }
-
 
 /** Frames sent per event-loop turn before yielding, so a big backlog cannot starve the loop. */
 const FRAMES_PER_TURN = 64

@@ -86,7 +86,6 @@ export function createIntakeServer(options: IntakeServerOptions): IntakeServer {
   return new IntakeServerImpl(options)
 }
 
-
 class IntakeServerImpl implements IntakeServer {
   readonly #configured: readonly string[]
   readonly #maxFrameBytes: number
@@ -222,10 +221,7 @@ class IntakeServerImpl implements IntakeServer {
     this.#messages++
     const brokerId = msg[0] ?? EMPTY
     if (msg.length !== 2) {
-      this.#reject(
-        { code: BrokerErrorCode.MULTIPART, message: `message has ${msg.length - 1} payload frames, expected 1`, index: -1 },
-        brokerId,
-      )
+      this.#reject({ code: BrokerErrorCode.MULTIPART, message: `message has ${msg.length - 1} payload frames, expected 1`, index: -1 }, brokerId)
       return
     }
     const frame = msg[1] as Buffer

@@ -143,7 +143,12 @@ describe('egress sender with a forwarder', () => {
     expect(ids(f)).toEqual(range(1, 300))
     expect(f.messages[1]).toEqual(msg(2))
     const dropped: number[] = []
-    const full = createEgressSender({ endpoint: await uniqAddress('tcp'), ack: false, bufferMax: 1, onOverflow: (m) => dropped.push(Number((m as { connId: number }).connId)) })
+    const full = createEgressSender({
+      endpoint: await uniqAddress('tcp'),
+      ack: false,
+      bufferMax: 1,
+      onOverflow: (m) => dropped.push(Number((m as { connId: number }).connId)),
+    })
     cleanup.push(() => full.close({ lingerMs: 0 }))
     full.sendEncoded(encodeEgress(msg(1)))
     expect(full.sendEncoded(encodeEgress(msg(2)))).toBe(false)

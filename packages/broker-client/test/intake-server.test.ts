@@ -4,15 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as zmq from 'zeromq'
 import { tempDir, uniqAddress, waitFor } from '@peony/test-utils'
-import {
-  BrokerErrorCode,
-  encodeTask,
-  encodeTasks,
-  isPeonyError,
-  type PeonyError,
-  type Rejection,
-  type Task,
-} from '@peony/protocol'
+import { BrokerErrorCode, encodeTask, encodeTasks, isPeonyError, type PeonyError, type Rejection, type Task } from '@peony/protocol'
 import { createIntakeServer } from '../src/intake-server.ts'
 import type { IntakeServer, IntakeServerOptions } from '../src/intake-server.ts'
 
@@ -68,7 +60,12 @@ describe('intake server', () => {
 
     const a = dealer(tcp as string)
     const b = dealer(ipc)
-    await a.send(encodeTasks([{ cmd: 10, uid: 1 }, { cmd: 10, uid: 2n ** 40n }]))
+    await a.send(
+      encodeTasks([
+        { cmd: 10, uid: 1 },
+        { cmd: 10, uid: 2n ** 40n },
+      ]),
+    )
     await b.send(encodeTask({ cmd: 15, nodeId: 3, connId: 9 }))
     await waitFor(() => allTasks(got).length === 3)
     const byBroker = new Map<string, Task[]>()
@@ -195,10 +192,7 @@ describe('intake server', () => {
     const dir = tempDir()
     const path = join(dir, 'stale.sock')
     // A process that listens on the path and dies without cleaning up.
-    const r = spawnSync(process.execPath, [
-      '-e',
-      `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`,
-    ])
+    const r = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`])
     expect(r.signal).toBe('SIGKILL')
     expect(existsSync(path)).toBe(true)
     const { srv, got } = server({ endpoints: [`ipc://${path}`] })

@@ -11,15 +11,37 @@ import * as limiter from '@peony/log-limiter'
 import * as protocol from '@peony/protocol'
 
 const CORE = [
-  'TaskCmd', 'EgressCmd', 'SpecialUid', 'ReplyCode', 'Defaults', 'Limits',
-  'PeonyError', 'BrokerErrorCode', 'isPeonyError', 'toPeonyError',
-  'routingKey', 'routingHash', 'shardOf', 'hasUid',
+  'TaskCmd',
+  'EgressCmd',
+  'SpecialUid',
+  'ReplyCode',
+  'Defaults',
+  'Limits',
+  'PeonyError',
+  'BrokerErrorCode',
+  'isPeonyError',
+  'toPeonyError',
+  'routingKey',
+  'routingHash',
+  'shardOf',
+  'hasUid',
 ] as const
 const SERVER_CHOICE = ['chooseServer', 'serverScore', 'routingKeyBytes'] as const
 const CODEC = [
-  'decodeTasks', 'encodeTask', 'encodeTasks', 'encodeTaskFrames', 'decodeEgress', 'decodeAck',
-  'encodeEgress', 'encodeEgressBatch', 'encodeAck', 'writeEgress', 'msgpackBodyCodec',
-  'packValue', 'unpackValue', 'MsgpackWriter',
+  'decodeTasks',
+  'encodeTask',
+  'encodeTasks',
+  'encodeTaskFrames',
+  'decodeEgress',
+  'decodeAck',
+  'encodeEgress',
+  'encodeEgressBatch',
+  'encodeAck',
+  'writeEgress',
+  'msgpackBodyCodec',
+  'packValue',
+  'unpackValue',
+  'MsgpackWriter',
 ] as const
 const LIMITER = ['LogLimiter', 'SUPPRESSED_MSG'] as const
 
@@ -27,9 +49,7 @@ describe('re-exports kept for compatibility', () => {
   it('the main entry: the protocol, server choice, LogLimiter, and the sockets', () => {
     for (const k of [...CORE, ...SERVER_CHOICE]) expect(main[k], k).toBe(protocol[k])
     for (const k of LIMITER) expect(main[k], k).toBe(limiter[k])
-    expect(Object.keys(main).sort()).toEqual(
-      [...CORE, ...SERVER_CHOICE, ...LIMITER, 'createIntakeServer', 'createBrokerClient', 'createEgressSender'].sort(),
-    )
+    expect(Object.keys(main).sort()).toEqual([...CORE, ...SERVER_CHOICE, ...LIMITER, 'createIntakeServer', 'createBrokerClient', 'createEgressSender'].sort())
   })
 
   it('./core: the protocol without server choice, and LogLimiter', () => {

@@ -108,7 +108,15 @@ export class Reporter {
 
   bad(err: unknown, key: string, source: ConfigSource, origin: string, value: unknown): void {
     if (!(err instanceof Bad)) throw err
-    this.add({ key, path: err.path, source, origin, expected: err.expected, received: show(err.hasReceived ? err.received : value), suggestion: err.suggestion })
+    this.add({
+      key,
+      path: err.path,
+      source,
+      origin,
+      expected: err.expected,
+      received: show(err.hasReceived ? err.received : value),
+      suggestion: err.suggestion,
+    })
   }
 }
 
@@ -134,7 +142,12 @@ function apply(r: Reporter, layer: Layer, spec: KeySpec, value: unknown, source:
 const toKebab = (k: string): string => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 const toSnake = (k: string): string => k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
 
-function parseArgv(schema: ConfigSchema<KeyDefs>, r: Reporter, argv: readonly string[], ctx: Ctx): { flags: Layer; config: { path: string; origin: string } | undefined } {
+function parseArgv(
+  schema: ConfigSchema<KeyDefs>,
+  r: Reporter,
+  argv: readonly string[],
+  ctx: Ctx,
+): { flags: Layer; config: { path: string; origin: string } | undefined } {
   const raw = new Map<KeySpec, { values: string[]; origin: string }>()
   let config: { path: string; origin: string } | undefined
   const knownFlags = ['config', 'help', ...schema.byFlag.keys()]
@@ -157,7 +170,13 @@ function parseArgv(schema: ConfigSchema<KeyDefs>, r: Reporter, argv: readonly st
     let spec = schema.byFlag.get(name)
     if (spec === undefined && name.startsWith('no-') && schema.byFlag.get(name.slice(3))?.boolean === true) {
       if (inline !== undefined) {
-        r.add({ key: schema.byFlag.get(name.slice(3))!.key, source: 'flag', origin: `flag --${name}`, expected: 'no value after a --no- flag', received: show(inline) })
+        r.add({
+          key: schema.byFlag.get(name.slice(3))!.key,
+          source: 'flag',
+          origin: `flag --${name}`,
+          expected: 'no value after a --no- flag',
+          received: show(inline),
+        })
         continue
       }
       name = name.slice(3)
@@ -231,7 +250,14 @@ function readEnv(schema: ConfigSchema<KeyDefs>, r: Reporter, env: Readonly<Recor
 
 const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']
 
-async function readFile(r: Reporter, file: string, origin: string, env: LoadInput['env'], cwd: string, importModule: LoadHooks['importModule']): Promise<unknown> {
+async function readFile(
+  r: Reporter,
+  file: string,
+  origin: string,
+  env: LoadInput['env'],
+  cwd: string,
+  importModule: LoadHooks['importModule'],
+): Promise<unknown> {
   const ext = extname(file).toLowerCase()
   const fail = (expected: string, received?: string): undefined => {
     r.add({ key: 'config', source: 'file', origin, expected, received })
@@ -288,7 +314,13 @@ function readFileLayer(schema: ConfigSchema<KeyDefs>, r: Reporter, obj: unknown,
 function findConfigFile(schema: ConfigSchema<KeyDefs>, r: Reporter, cwd: string): string | undefined {
   const found = schema.options.configFileNames.map((n) => resolve(cwd, n)).filter((p) => existsSync(p))
   if (found.length > 1) {
-    r.add({ key: 'config', source: 'file', origin: `folder ${cwd}`, expected: `at most one of ${schema.options.configFileNames.join(', ')}`, received: found.map((p) => basename(p)).join(', ') })
+    r.add({
+      key: 'config',
+      source: 'file',
+      origin: `folder ${cwd}`,
+      expected: `at most one of ${schema.options.configFileNames.join(', ')}`,
+      received: found.map((p) => basename(p)).join(', '),
+    })
     return undefined
   }
   return found[0]
@@ -344,7 +376,9 @@ export async function load<D extends KeyDefs>(schema: ConfigSchema<D>, input: Lo
     } else if (spec.optional !== true) {
       // Required and absent. Skip when the source that should have set it (or the config file) already failed.
       if (!r.issues.some((i) => i.key === key || i.key === 'config')) {
-        const where = [`set "${key}" in the config file`, spec.envName, spec.flagNames[0] === undefined ? undefined : `--${spec.flagNames[0]}`].filter((x) => x !== undefined)
+        const where = [`set "${key}" in the config file`, spec.envName, spec.flagNames[0] === undefined ? undefined : `--${spec.flagNames[0]}`].filter(
+          (x) => x !== undefined,
+        )
         r.add({ key, source: 'default', origin: 'not set', expected: `a value: ${where.slice(0, -1).join(', ')} or ${where.at(-1)!} (${spec.expected})` })
       }
     }

@@ -30,7 +30,8 @@ export interface ConfigIssue {
 }
 
 /** Keys of a schema by name. */
-export type KeyDefs = Record<string, KeyDef<any>> // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a key's value type varies per key; each KeyDef keeps its own
+export type KeyDefs = Record<string, KeyDef<any>>
 
 /** The resolved values of a schema's keys. */
 export type ConfigValues<D extends KeyDefs> = { [K in keyof D]: ValueOf<D[K]> }
@@ -134,7 +135,12 @@ export class ConfigSchema<D extends KeyDefs> {
       const head = flag === undefined ? `  (config file) ${s.key}` : `  --${flag}${s.arg === undefined ? '' : ` ${s.arg}`}`
       const pad = head.length < col ? ' '.repeat(col - head.length) : '\n' + ' '.repeat(col)
       const extra = [
-        s.flagNames.length > 1 ? `alias ${s.flagNames.slice(1).map((f) => `--${f}`).join(', ')}` : '',
+        s.flagNames.length > 1
+          ? `alias ${s.flagNames
+              .slice(1)
+              .map((f) => `--${f}`)
+              .join(', ')}`
+          : '',
         s.boolean === true && flag !== undefined ? `--no-${flag} sets false` : '',
         s.envName !== undefined ? `env ${s.envName}` : '',
         `default ${s.defaultText}`,
@@ -154,22 +160,26 @@ export class ConfigSchema<D extends KeyDefs> {
     const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ')
     const code = (s: string): string => `\`${s}\``
     const link = (s: string): string =>
-      opts.linkBase === undefined ? s : s.replace(/\]\(([a-z][a-z0-9-]*\.md)(#[^)]*)?\)/g, (_m, file: string, hash: string | undefined) => `](${opts.linkBase}${file}${hash ?? ''})`)
+      opts.linkBase === undefined
+        ? s
+        : s.replace(/\]\(([a-z][a-z0-9-]*\.md)(#[^)]*)?\)/g, (_m, file: string, hash: string | undefined) => `](${opts.linkBase}${file}${hash ?? ''})`)
     const rows = [
       '| key | env | flag | default | valid values | meaning |',
       '|---|---|---|---|---|---|',
-      ...this.specs.map((s) =>
-        [
-          code(s.key),
-          s.envName === undefined ? '—' : code(s.envName),
-          s.flagNames.length === 0 ? '—' : s.flagNames.map((f) => code(`--${f}`)).join(', '),
-          s.docs?.default ?? (s.defaultText === '—' ? '—' : code(s.defaultText)),
-          (s.docs?.values ?? valuesOf(s)) + (s.docs?.valuesNote ?? ''),
-          s.docs?.meaning ?? s.help ?? '',
-        ]
-          .map((c) => link(cell(c)))
-          .join(' | '),
-      ).map((r) => `| ${r} |`),
+      ...this.specs
+        .map((s) =>
+          [
+            code(s.key),
+            s.envName === undefined ? '—' : code(s.envName),
+            s.flagNames.length === 0 ? '—' : s.flagNames.map((f) => code(`--${f}`)).join(', '),
+            s.docs?.default ?? (s.defaultText === '—' ? '—' : code(s.defaultText)),
+            (s.docs?.values ?? valuesOf(s)) + (s.docs?.valuesNote ?? ''),
+            s.docs?.meaning ?? s.help ?? '',
+          ]
+            .map((c) => link(cell(c)))
+            .join(' | '),
+        )
+        .map((r) => `| ${r} |`),
     ]
     return rows.join('\n')
   }
@@ -183,8 +193,8 @@ export class ConfigSchema<D extends KeyDefs> {
     for (const s of this.specs) {
       if (s.schema === undefined) continue
       const p: Record<string, unknown> = JSON.parse(JSON.stringify(s.schema)) as Record<string, unknown>
-      if (s.help !== undefined) p['description'] = s.help
-      if (s.default !== undefined && typeof s.default !== 'function') p['default'] = s.default
+      if (s.help !== undefined) p.description = s.help
+      if (s.default !== undefined && typeof s.default !== 'function') p.default = s.default
       properties[s.key] = p
     }
     return {

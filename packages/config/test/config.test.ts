@@ -22,7 +22,13 @@ const keys = {
   hosts: custom<string[]>({ schema: Type.Array(Type.String()), expected: 'hosts', text: (r) => r.split(','), default: ['a'], help: 'Hosts.' }),
   name: optional(custom<string>({ schema: Type.String({ minLength: 1 }), expected: 'a name', text: (r) => r, help: 'A name.' })),
 }
-const schema = defineSchema(keys, { program: 'demo', envPrefix: 'DEMO_', configEnv: 'DEMO_CONFIG', configFileNames: ['demo.config.json'], aliases: { PORT: 'port' } })
+const schema = defineSchema(keys, {
+  program: 'demo',
+  envPrefix: 'DEMO_',
+  configEnv: 'DEMO_CONFIG',
+  configFileNames: ['demo.config.json'],
+  aliases: { PORT: 'port' },
+})
 
 describe('suggestions', () => {
   it('weigh the whole name: --storage-pth is --storage-path, not --storage', () => {
@@ -103,7 +109,11 @@ describe('what a schema renders', () => {
 
   it('the JSON Schema accepts what the loader accepts from a file and rejects out-of-range values', () => {
     const json = schema.jsonSchema({ title: 'demo' })
-    expect(json).toMatchObject({ type: 'object', additionalProperties: false, properties: { port: { type: 'integer', minimum: 1, maximum: 65_535, default: 9000, description: 'The port.' } } })
+    expect(json).toMatchObject({
+      type: 'object',
+      additionalProperties: false,
+      properties: { port: { type: 'integer', minimum: 1, maximum: 65_535, default: 9000, description: 'The port.' } },
+    })
     expect(Value.Check(json as never, { $schema: 'x', '// c': 1, port: 80, mode: 'fast' })).toBe(true)
     expect(Value.Check(json as never, { port: 0 })).toBe(false)
     expect(Value.Check(json as never, { prot: 1 })).toBe(false)

@@ -58,7 +58,12 @@ describe('LogLimiter', () => {
     expect(lines[0]!.obj.suppressed).toBeUndefined()
     clock.advance(10_000)
     expect(lines).toHaveLength(2)
-    expect(lines[1]).toMatchObject({ level: 'error', at: 10_000, msg: SUPPRESSED_MSG, obj: { code: 'PEONY_SESSION_LOAD_FAILED', kind: 'load', suppressed: 499, windowMs: 10_000, last: 'load 499 failed' } })
+    expect(lines[1]).toMatchObject({
+      level: 'error',
+      at: 10_000,
+      msg: SUPPRESSED_MSG,
+      obj: { code: 'PEONY_SESSION_LOAD_FAILED', kind: 'load', suppressed: 499, windowMs: 10_000, last: 'load 499 failed' },
+    })
     // the summary is the line of the window it opens (10 … 20 s); after it, quiet: the next line prints at once, with nothing to carry
     limiter.error('load', { code: 'PEONY_SESSION_LOAD_FAILED' }, 'held')
     expect(lines).toHaveLength(2)
@@ -83,7 +88,9 @@ describe('LogLimiter', () => {
     for (let i = 1; i < lines.length; i++) expect(lines[i]!.at - lines[i - 1]!.at).toBeGreaterThanOrEqual(10_000)
     expect(lines.length).toBeLessThanOrEqual(7)
     expect(lines.every((l) => l.obj.code === 'PEONY_SESSION_FLUSH_FAILED')).toBe(true)
-    expect(lines.reduce((n, l) => n + (l.msg === SUPPRESSED_MSG ? (l.obj.suppressed as number) : 1 + ((l.obj.suppressed as number | undefined) ?? 0)), 0)).toBe(events)
+    expect(lines.reduce((n, l) => n + (l.msg === SUPPRESSED_MSG ? (l.obj.suppressed as number) : 1 + ((l.obj.suppressed as number | undefined) ?? 0)), 0)).toBe(
+      events,
+    )
   })
 
   it('kinds are independent; levels are kept', () => {

@@ -63,9 +63,13 @@ export class IoThreads {
         } else if (m.t === 'fatal') {
           this.storageState = 'failed'
           reject(
-            new PeonyError(MasterErrorCode.STORAGE_OPEN_FAILED, `the ${config.driver} storage could not be opened: ${m.code ?? ''} ${m.message}`.replace('  ', ' '), {
-              cause: Object.assign(new Error(m.message, m.cause === undefined ? undefined : { cause: new Error(m.cause) }), { code: m.code }),
-            }),
+            new PeonyError(
+              MasterErrorCode.STORAGE_OPEN_FAILED,
+              `the ${config.driver} storage could not be opened: ${m.code ?? ''} ${m.message}`.replace('  ', ' '),
+              {
+                cause: Object.assign(new Error(m.message, m.cause === undefined ? undefined : { cause: new Error(m.cause) }), { code: m.code }),
+              },
+            ),
           )
         } else if (m.t === 'closed') {
           if (m.error !== undefined) this.log.error({ err: m.error }, 'storage close failed')
@@ -134,7 +138,8 @@ export class IoThreads {
     }
     const t = startThread('egress-main', boot, [], { name: 'peony-egress' }, false)
     this.egressThread = t
-    for (const { slot, port, journal } of this.pendingEgressPorts.splice(0)) handOver(() => t.postMessage({ t: 'port', slot, port, journal } satisfies ToEgress, [port]))
+    for (const { slot, port, journal } of this.pendingEgressPorts.splice(0))
+      handOver(() => t.postMessage({ t: 'port', slot, port, journal } satisfies ToEgress, [port]))
     let onExit!: () => void
     this.egressExited = new Promise((r) => (onExit = r))
     return new Promise<void>((resolve, reject) => {

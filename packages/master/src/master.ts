@@ -141,7 +141,13 @@ export class Master extends EventEmitter {
    * before `process.exit()` whenever `stop()` cannot be awaited.
    */
   async destroy(): Promise<void> {
-    if (this.run.status === 'closed' && this.io.egressThread === undefined && this.supervisor.spare === undefined && this.slots.every((s) => s.worker === undefined)) return
+    if (
+      this.run.status === 'closed' &&
+      this.io.egressThread === undefined &&
+      this.supervisor.spare === undefined &&
+      this.slots.every((s) => s.worker === undefined)
+    )
+      return
     this.run.status = 'closing'
     this.supervisor.stopMonitor()
     await this.supervisor.dropSpare()

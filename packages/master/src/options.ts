@@ -132,7 +132,8 @@ const groups = custom<GroupOptions[]>({
       const path = `[${i}]`
       if (!isPlainObject(g)) throw new Bad('an object { id, count }', { path, received: g })
       for (const k of Object.keys(g)) {
-        if (k !== 'id' && k !== 'count') throw new Bad('only the keys id and count', { path: `${path}.${k}`, suggestion: closest(k, ['id', 'count']), received: g[k] })
+        if (k !== 'id' && k !== 'count')
+          throw new Bad('only the keys id and count', { path: `${path}.${k}`, suggestion: closest(k, ['id', 'count']), received: g[k] })
       }
       const { id, count } = g
       const idOk = (typeof id === 'number' && Number.isSafeInteger(id)) || (typeof id === 'string' && GROUP_ID_STR_RE.test(id))
@@ -142,7 +143,8 @@ const groups = custom<GroupOptions[]>({
       }
       const key = String(id)
       const prev = seen.get(key)
-      if (prev !== undefined) throw new Bad(`distinct ids (a duplicate of groups[${prev}].id; 1 and "1" are the same group)`, { path: `${path}.id`, received: id })
+      if (prev !== undefined)
+        throw new Bad(`distinct ids (a duplicate of groups[${prev}].id; 1 and "1" are the same group)`, { path: `${path}.id`, received: id })
       seen.set(key, i)
       total += count
       out.push({ id: id as number | string, count })
@@ -190,7 +192,12 @@ export const masterOptionKeys = {
 }
 
 /** The master's shared options as a schema (for `checkOptions`). */
-export const masterOptionSchema = defineSchema(masterOptionKeys, { program: '@peony/master', envPrefix: 'PEONY_', configEnv: 'PEONY_CONFIG', configFileNames: [] })
+export const masterOptionSchema = defineSchema(masterOptionKeys, {
+  program: '@peony/master',
+  envPrefix: 'PEONY_',
+  configEnv: 'PEONY_CONFIG',
+  configFileNames: [],
+})
 
 type Defaulted = Exclude<keyof typeof masterOptionKeys, 'blockedTimeoutMs'>
 

@@ -176,7 +176,8 @@ function sessionCounts(slots: Slot[]): SessionCounts | undefined {
   const add = (into: Record<string, unknown>, from: Record<string, unknown>, maxKeys: boolean): void => {
     for (const [k, v] of Object.entries(from)) {
       if (typeof v === 'number') into[k] = maxKeys ? Math.max((into[k] as number | undefined) ?? 0, v) : ((into[k] as number | undefined) ?? 0) + v
-      else if (typeof v === 'object' && v !== null) add((into[k] ??= {}) as Record<string, unknown>, v as Record<string, unknown>, maxKeys || k === 'loadLatency')
+      else if (typeof v === 'object' && v !== null)
+        add((into[k] ??= {}) as Record<string, unknown>, v as Record<string, unknown>, maxKeys || k === 'loadLatency')
     }
   }
   for (const w of workers) if (w !== undefined) add(sum, w, false)

@@ -128,7 +128,7 @@ export class Supervisor {
     slot.killReason = undefined
     slot.live = false
     let t = this.spare
-    if (t !== undefined && t.loaded) {
+    if (t?.loaded) {
       this.spare = undefined
       this.spareUsed++
     } else t = this.newThread()
@@ -177,8 +177,7 @@ export class Supervisor {
     else if (w.initial) {
       slot.firstStartFailed = true
       w.reject(err)
-    }
-    else w.resolve() // a respawn that fails is handled by onExit (back-off), not by a caller
+    } else w.resolve() // a respawn that fails is handled by onExit (back-off), not by a caller
   }
 
   // ───────────────────────────── what threads report ─────────────────────────────
@@ -382,11 +381,14 @@ export class Supervisor {
         if (w === undefined) return
         const msg: ToWorker = { t: 'stop' }
         w.postMessage(msg)
-        const timer = setTimeout(() => {
-          this.log.warn({ slot: slot.index }, 'stop: worker did not close in time; terminating')
-          slot.killReason ??= 'stop_timeout'
-          void w.terminate()
-        }, Math.max(0, deadline - Date.now()))
+        const timer = setTimeout(
+          () => {
+            this.log.warn({ slot: slot.index }, 'stop: worker did not close in time; terminating')
+            slot.killReason ??= 'stop_timeout'
+            void w.terminate()
+          },
+          Math.max(0, deadline - Date.now()),
+        )
         await slot.exited
         clearTimeout(timer)
       }),

@@ -119,7 +119,11 @@ async function lastTurn(kind: Kind): Promise<void> {
 }
 
 describe('a worker that dies answers every request of its last turn', () => {
-  it.each<Kind>(['exit', 'throw', 'block', 'oom'])(`${N} requests in one frame, then one that kills the worker by %s: ${N} handler replies, one −10001, none twice`, async (kind) => {
-    await lastTurn(kind)
-  }, 60_000)
+  it.each<Kind>(['exit', 'throw', 'block', 'oom'])(
+    `${N} requests in one frame, then one that kills the worker by %s: ${N} handler replies, one −10001, none twice`,
+    async (kind) => {
+      await lastTurn(kind)
+    },
+    60_000,
+  )
 })

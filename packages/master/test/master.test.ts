@@ -140,7 +140,11 @@ describe('master', () => {
     const { master, fwd, broker } = await boot({ router: (t) => (t.uid === 13 ? 99 : 1), groups: [{ id: 1, count: 1 }] })
     await broker.send([req(13, 'echo', {}), req(14, 'echo', {})])
     await fwd.until(2)
-    expect(replies(fwd.messages).map((r) => r.ret).sort()).toEqual([ReplyCode.NO_ROUTE, 0].sort())
+    expect(
+      replies(fwd.messages)
+        .map((r) => r.ret)
+        .sort(),
+    ).toEqual([ReplyCode.NO_ROUTE, 0].sort())
     expect(master.stats().discard_tasks.reasons.no_route).toBe(1)
   })
 
@@ -201,12 +205,23 @@ describe('master', () => {
   it('rejects bad options with clear errors', () => {
     expect(() => createMaster({ serverId: '', appModule: TEST_APP })).toThrow(/serverId/)
     expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 0 }] })).toThrow(/count/)
-    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, groups: [{ id: 1, count: 1 }, { id: 1, count: 1 }] })).toThrow(/duplicate/)
+    expect(() =>
+      createMaster({
+        serverId: 'x',
+        appModule: TEST_APP,
+        groups: [
+          { id: 1, count: 1 },
+          { id: 1, count: 1 },
+        ],
+      }),
+    ).toThrow(/duplicate/)
   })
 
   it('checks the options it shares with the server against the same definitions (one range each), every problem at once', () => {
     // maxFrameBytes: 1 KiB–256 MiB, the server's documented range (the master alone took ≥ 64 before).
-    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, maxFrameBytes: 512 })).toThrow(/maxFrameBytes must be an integer from 1024 to 268435456 \(bytes\) \(got 512\)/)
+    expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, maxFrameBytes: 512 })).toThrow(
+      /maxFrameBytes must be an integer from 1024 to 268435456 \(bytes\) \(got 512\)/,
+    )
     expect(() => createMaster({ serverId: 'x', appModule: TEST_APP, shards: 70_000 })).toThrow(/shards must be an integer from 1 to 65536/)
     let err: unknown
     try {
@@ -216,7 +231,12 @@ describe('master', () => {
     }
     expect(err).toBeInstanceOf(RangeError)
     expect((err as Error).message.split('; ').map((m) => m.split(' ')[2])).toEqual(['queueMaxSize', 'spareWorkers', 'respawnMaxDelayMs'])
-    expect(masterDefaults).toMatchObject({ maxFrameBytes: 1024 * 1024, laneKeepIdle: 8192, intakeEndpoints: ['tcp://127.0.0.1:9250'], groups: [{ id: 1, count: 2 }] })
+    expect(masterDefaults).toMatchObject({
+      maxFrameBytes: 1024 * 1024,
+      laneKeepIdle: 8192,
+      intakeEndpoints: ['tcp://127.0.0.1:9250'],
+      groups: [{ id: 1, count: 2 }],
+    })
   })
 })
 

@@ -124,7 +124,11 @@ function peakRate(xs: readonly number[], from: number, to: number): number {
 describe('overload', () => {
   it('at 3× capacity (measured in the run): every request answered once, the p99 wait of the served ones bounded by maxQueueWaitMs + one dispatch batch, goodput kept', async () => {
     // The fixture's own broker only lends its endpoint; requests come from the broker process.
-    const { master, fwd, broker: { endpoint } } = await boot()
+    const {
+      master,
+      fwd,
+      broker: { endpoint },
+    } = await boot()
 
     // Dispatch times by sn, from an observer on each worker's postMessage: it copies the batch
     // (the buffer is transferred) and decodes the copy after the real post, so the worker gets
@@ -135,7 +139,10 @@ describe('overload', () => {
       const post = w.postMessage.bind(w)
       w.postMessage = (msg: unknown, transfer?: readonly TransferListItem[]): void => {
         const m = msg as { t?: string; buf?: ArrayBuffer }
-        if (m.t !== 'tasks' || m.buf === undefined) return post(msg, transfer)
+        if (m.t !== 'tasks' || m.buf === undefined) {
+          post(msg, transfer)
+          return
+        }
         const at = clock()
         const copy = new Uint8Array(m.buf).slice()
         post(msg, transfer)
@@ -202,7 +209,11 @@ describe('overload', () => {
       const s1 = master.stats()
       collect()
       const starts = answers.filter((a) => a.sn >= snCap && a.ret === 0).map((a) => a.s)
-      const capacity = peakRate(starts.sort((a, b) => a - b), p1 + SETTLE_MS, p1end)
+      const capacity = peakRate(
+        starts.sort((a, b) => a - b),
+        p1 + SETTLE_MS,
+        p1end,
+      )
       const capacityMean = rateIn(starts, p1 + SETTLE_MS, p1end)
       // ── overload: open loop at 3 × capacity ──
       const rate = Math.round(3 * capacity)
@@ -316,7 +327,12 @@ describe('overload', () => {
         offered: rate,
         offeredAchieved: Math.round(over.sent / (over.ms / 1000)),
         senderLagMs: { p99: r1(over.lagP99), max: r1(over.lagMax) },
-        capacityPhase: { sent: cap.sent, ...capKinds, queueWait: reasons(1).queue_wait - reasons(0).queue_wait, queueFull: reasons(1).queue_full - reasons(0).queue_full },
+        capacityPhase: {
+          sent: cap.sent,
+          ...capKinds,
+          queueWait: reasons(1).queue_wait - reasons(0).queue_wait,
+          queueFull: reasons(1).queue_full - reasons(0).queue_full,
+        },
         sent: over.sent,
         answeredOk: overKinds.ok,
         answeredShed: overKinds.shed,

@@ -15,7 +15,11 @@ describe('stickiness and per-uid order', () => {
     const PER_BROKER = 100_000
     const UIDS = 1000
     // the fixture's broker is the first of the two
-    const { master, fwd, broker: first } = await boot({
+    const {
+      master,
+      fwd,
+      broker: first,
+    } = await boot({
       queueMaxSize: 2 * PER_BROKER,
       // 200k tasks queued at once wait longer than the default queue-wait bound: this test is about order
       maxQueueWaitMs: 0,

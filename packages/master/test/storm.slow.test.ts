@@ -75,7 +75,14 @@ describe('malformed-frame storm', () => {
     expect(rejected).toBeGreaterThan(1000)
     // the niced sender does not always reach its pace on 2 busy cores; the storm must still be one
     expect(Math.max(...stormRates)).toBeGreaterThan(1000)
-    for (const code of ['PEONY_BROKER_MALFORMED', 'PEONY_BROKER_FRAME_TOO_LARGE', 'PEONY_BROKER_MULTIPART', 'PEONY_BROKER_NOT_A_MAP', 'PEONY_BROKER_WRONG_TYPE', 'PEONY_BROKER_MISSING_FIELD']) {
+    for (const code of [
+      'PEONY_BROKER_MALFORMED',
+      'PEONY_BROKER_FRAME_TOO_LARGE',
+      'PEONY_BROKER_MULTIPART',
+      'PEONY_BROKER_NOT_A_MAP',
+      'PEONY_BROKER_WRONG_TYPE',
+      'PEONY_BROKER_MISSING_FIELD',
+    ]) {
       expect(s.rejects[code] ?? 0).toBeGreaterThan(0)
     }
     expect(s.client_req).toBe(2 * ROUNDS * N)

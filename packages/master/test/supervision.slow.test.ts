@@ -27,7 +27,15 @@ async function killUnderLoad(kill: Kill): Promise<void> {
   writeFileSync(marksFile, '')
   process.env.PEONY_TEST_MARKS = marksFile
   // 3,000 tasks at once through a respawn wait past the default queue-wait bound: off here.
-  const { master, fwd, broker } = await boot({ serverId: 'sup', maxQueueWaitMs: 0, queueMaxSize: 100_000, workTimeoutMs: 2_000, blockedTimeoutMs: 3_000, resourceLimits: { maxOldGenerationSizeMb: 64 }, stopTimeoutMs: 10_000 })
+  const { master, fwd, broker } = await boot({
+    serverId: 'sup',
+    maxQueueWaitMs: 0,
+    queueMaxSize: 100_000,
+    workTimeoutMs: 2_000,
+    blockedTimeoutMs: 3_000,
+    resourceLimits: { maxOldGenerationSizeMb: 64 },
+    stopTimeoutMs: 10_000,
+  })
   const victimUid = 1
   const victimSlot = master.slotOf({ cmd: 10, uid: victimUid })!
   const tasks: Task[] = []
@@ -96,9 +104,13 @@ async function killUnderLoad(kill: Kill): Promise<void> {
 }
 
 describe('supervision: a worker killed under load', () => {
-  it.each<Kill>(['exit', 'throw', 'terminate', 'oom', 'block'])('by %s: sent = handled + refused + lost, lost ≤ running', async (kill) => {
-    await killUnderLoad(kill)
-  }, 60_000)
+  it.each<Kill>(['exit', 'throw', 'terminate', 'oom', 'block'])(
+    'by %s: sent = handled + refused + lost, lost ≤ running',
+    async (kill) => {
+      await killUnderLoad(kill)
+    },
+    60_000,
+  )
 
   it('backs off a crash loop instead of respawning in a tight loop', async () => {
     // The back-off delays (up to 1.6 s) keep the later crash tasks queued past the default queue-wait bound: off here.

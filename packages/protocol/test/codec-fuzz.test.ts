@@ -50,7 +50,11 @@ const int64 = fc
   )
   .map(norm)
 const uidInt = fc
-  .oneof(fc.integer({ min: 1, max: 2 ** 31 }), fc.bigInt({ min: 1n, max: INT64_MAX }), fc.constantFrom<bigint | number>(1, 2 ** 40, 2 ** 53 - 1, 2n ** 53n + 1n, INT64_MAX))
+  .oneof(
+    fc.integer({ min: 1, max: 2 ** 31 }),
+    fc.bigInt({ min: 1n, max: INT64_MAX }),
+    fc.constantFrom<bigint | number>(1, 2 ** 40, 2 ** 53 - 1, 2n ** 53n + 1n, INT64_MAX),
+  )
   .map(norm)
 /** Strings of min…maxBytes UTF-8 bytes: short Unicode ones, and ASCII ones up to the limit. */
 const str = (min: number, maxBytes: number): fc.Arbitrary<string> =>
@@ -87,11 +91,23 @@ const row: fc.Arbitrary<UsersRow> = fc.record(
 )
 const seqd = { sender: fc.string({ maxLength: 20 }), seq: fc.oneof(fc.nat(), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })).map(norm) }
 const egress: fc.Arbitrary<EgressMessage & Sequenced> = fc.oneof(
-  fc.record({ cmd: fc.constant(220 as const), nodeId: int32, connId: int64, body: bin, tag: int32, ret: int32, ...seqd }, { requiredKeys: ['cmd', 'nodeId', 'connId', 'body'] }),
+  fc.record(
+    { cmd: fc.constant(220 as const), nodeId: int32, connId: int64, body: bin, tag: int32, ret: int32, ...seqd },
+    { requiredKeys: ['cmd', 'nodeId', 'connId', 'body'] },
+  ),
   fc.record({ cmd: fc.constant(230 as const), rows: fc.array(row, { maxLength: 3 }), ...seqd }, { requiredKeys: ['cmd', 'rows'] }),
-  fc.record({ cmd: fc.constantFrom(240 as const, 270 as const, 280 as const), nodeId: int32, connId: int64, ...seqd }, { requiredKeys: ['cmd', 'nodeId', 'connId'] }),
-  fc.record({ cmd: fc.constant(250 as const), uids: fc.array(listUid, { maxLength: 6 }), userdata: int64, exclude: fc.array(listUid, { maxLength: 3 }), ...seqd }, { requiredKeys: ['cmd', 'uids'] }),
-  fc.record({ cmd: fc.constant(260 as const), nodeId: int32, connId: int64, uid, userdata: int64, ...seqd }, { requiredKeys: ['cmd', 'nodeId', 'connId', 'uid'] }),
+  fc.record(
+    { cmd: fc.constantFrom(240 as const, 270 as const, 280 as const), nodeId: int32, connId: int64, ...seqd },
+    { requiredKeys: ['cmd', 'nodeId', 'connId'] },
+  ),
+  fc.record(
+    { cmd: fc.constant(250 as const), uids: fc.array(listUid, { maxLength: 6 }), userdata: int64, exclude: fc.array(listUid, { maxLength: 3 }), ...seqd },
+    { requiredKeys: ['cmd', 'uids'] },
+  ),
+  fc.record(
+    { cmd: fc.constant(260 as const), nodeId: int32, connId: int64, uid, userdata: int64, ...seqd },
+    { requiredKeys: ['cmd', 'nodeId', 'connId', 'uid'] },
+  ),
   fc.record({ cmd: fc.constant(100 as const), uid, body: bin, ...seqd }, { requiredKeys: ['cmd', 'uid', 'body'] }),
   fc.record({ cmd: fc.constant(100 as const), nodeId: int32, connId: int64, body: bin, ...seqd }, { requiredKeys: ['cmd', 'nodeId', 'connId', 'body'] }),
 )
@@ -178,10 +194,21 @@ const notInt = fc.oneof(
   fc.constant(packValue({ a: 1 })),
   fc.tuple(fc.integer({ min: -128, max: 127 }), fc.uint8Array({ maxLength: 20 })).map(([t, d]) => ext(t, d)),
 )
-const notStr = fc.oneof(notInt.filter((b) => !((b[0]! >= 0xa0 && b[0]! <= 0xbf) || b[0] === 0xd9 || b[0] === 0xda)), int64.map((v) => packValue(v)))
-const notBin = fc.oneof(notInt.filter((b) => !(b[0] === 0xc4 || b[0] === 0xc5)), int64.map((v) => packValue(v)))
+const notStr = fc.oneof(
+  notInt.filter((b) => !((b[0]! >= 0xa0 && b[0]! <= 0xbf) || b[0] === 0xd9 || b[0] === 0xda)),
+  int64.map((v) => packValue(v)),
+)
+const notBin = fc.oneof(
+  notInt.filter((b) => !(b[0] === 0xc4 || b[0] === 0xc5)),
+  int64.map((v) => packValue(v)),
+)
 const outsideInt32 = fc
-  .oneof(fc.integer({ min: 2 ** 31, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -(2 ** 31) - 1 }), fc.bigInt({ min: 2n ** 53n, max: 2n ** 64n - 1n }), fc.bigInt({ min: INT64_MIN, max: -(2n ** 53n) }))
+  .oneof(
+    fc.integer({ min: 2 ** 31, max: Number.MAX_SAFE_INTEGER }),
+    fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -(2 ** 31) - 1 }),
+    fc.bigInt({ min: 2n ** 53n, max: 2n ** 64n - 1n }),
+    fc.bigInt({ min: INT64_MIN, max: -(2n ** 53n) }),
+  )
   .map((v) => packValue(v))
 const aboveInt64 = fc.bigInt({ min: 2n ** 63n, max: 2n ** 64n - 1n }).map((v) => packValue(v))
 /** Huge strings (str16 / str32), packed once. */
@@ -202,18 +229,46 @@ const int64Field = (f: string): fc.Arbitrary<Mutation>[] => [mut(f, W, notInt), 
 const taskMutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.constant<Mutation>({ field: 'cmd', value: null, code: BrokerErrorCode.MISSING_FIELD }),
   ...int32Field('cmd'),
-  mut('uid', W, notInt.filter((b) => !((b[0]! >= 0xa0 && b[0]! <= 0xbf) || b[0] === 0xd9))),
-  mut('uid', O, fc.oneof(fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }), fc.bigInt({ min: INT64_MIN, max: -1n }), fc.bigInt({ min: 2n ** 63n, max: 2n ** 64n - 1n })).map((v) => packValue(v))),
-  mut('uid', O, fc.oneof(fc.integer({ min: 129, max: 400 }).map((n) => packValue('u'.repeat(n))), fc.constant(HUGE_UID))),
+  mut(
+    'uid',
+    W,
+    notInt.filter((b) => !((b[0]! >= 0xa0 && b[0]! <= 0xbf) || b[0] === 0xd9)),
+  ),
+  mut(
+    'uid',
+    O,
+    fc
+      .oneof(fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }), fc.bigInt({ min: INT64_MIN, max: -1n }), fc.bigInt({ min: 2n ** 63n, max: 2n ** 64n - 1n }))
+      .map((v) => packValue(v)),
+  ),
+  mut(
+    'uid',
+    O,
+    fc.oneof(
+      fc.integer({ min: 129, max: 400 }).map((n) => packValue('u'.repeat(n))),
+      fc.constant(HUGE_UID),
+    ),
+  ),
   ...int32Field('nodeId'),
   ...int64Field('connId'),
   ...int32Field('tag'),
   ...int64Field('userdata'),
   ...int64Field('custom'),
   mut('flags', W, notInt),
-  mut('flags', O, fc.oneof(fc.integer({ min: 0x10000, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 })).map((v) => packValue(v))),
+  mut(
+    'flags',
+    O,
+    fc.oneof(fc.integer({ min: 0x10000, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 })).map((v) => packValue(v)),
+  ),
   mut('clientIp', W, notStr),
-  mut('clientIp', O, fc.oneof(fc.integer({ min: 65, max: 300 }).map((n) => packValue('9'.repeat(n))), fc.constant(HUGE_IP))),
+  mut(
+    'clientIp',
+    O,
+    fc.oneof(
+      fc.integer({ min: 65, max: 300 }).map((n) => packValue('9'.repeat(n))),
+      fc.constant(HUGE_IP),
+    ),
+  ),
   ...int32Field('ret'),
   mut('body', W, notBin),
   ...int64Field('ts'),
@@ -264,7 +319,26 @@ function checkRejects(rejects: { code: string; index: number }[]): void {
 
 // ---- arbitrary frames ---------------------------------------------------------------------------
 
-const KEYS = ['cmd', 'uid', 'node_id', 'conn_id', 'tag', 'userdata', 'custom', 'flags', 'client_ip', 'ret', 'body', 'ts', 'uids', 'exclude', 'rows', 'sender', 'seq', 'ack']
+const KEYS = [
+  'cmd',
+  'uid',
+  'node_id',
+  'conn_id',
+  'tag',
+  'userdata',
+  'custom',
+  'flags',
+  'client_ip',
+  'ret',
+  'body',
+  'ts',
+  'uids',
+  'exclude',
+  'rows',
+  'sender',
+  'seq',
+  'ack',
+]
 /** Any single msgpack value, valid or not for the envelope (well-formed msgpack). */
 const anyValue: fc.Arbitrary<Uint8Array> = fc.oneof(
   notInt,
@@ -275,21 +349,32 @@ const anyValue: fc.Arbitrary<Uint8Array> = fc.oneof(
   fc.array(fc.oneof(int64, fc.constantFrom(-1, -2, -3)), { maxLength: 4 }).map((a) => packValue(a)),
   fc.jsonValue({ maxDepth: 1 }).map((v) => packValue(v)),
 )
-const anyKey = fc.oneof(fc.constantFrom(...KEYS).map((k) => packValue(k)), fc.string({ maxLength: 12 }).map((k) => packValue(k)), anyValue)
-const anyMap = fc
-  .array(fc.tuple(anyKey, anyValue), { maxLength: 14 })
-  .map((es) => cat(mapHeader(es.length), ...es.flatMap(([k, v]) => [k, v])))
+const anyKey = fc.oneof(
+  fc.constantFrom(...KEYS).map((k) => packValue(k)),
+  fc.string({ maxLength: 12 }).map((k) => packValue(k)),
+  anyValue,
+)
+const anyMap = fc.array(fc.tuple(anyKey, anyValue), { maxLength: 14 }).map((es) => cat(mapHeader(es.length), ...es.flat()))
 const rowsValue = fc.array(anyMap, { maxLength: 3 }).map((ms) => cat(packValue('rows'), arrayHeader(ms.length), ...ms))
 const anyMapWithRows = fc.tuple(anyMap, rowsValue).map(([m, r]) => {
   const n = m[0]! & 0x0f
   return n < 15 ? cat(new Uint8Array([0x80 | (n + 1)]), m.subarray(1), r) : m
 })
 /** Well-formed frames: a map, or an array of maps and other values. */
-const wellFormed = fc.oneof(anyMap, anyMapWithRows, fc.array(fc.oneof(anyMap, anyMapWithRows, anyValue), { maxLength: 8 }).map((xs) => cat(arrayHeader(xs.length), ...xs)), anyValue)
+const wellFormed = fc.oneof(
+  anyMap,
+  anyMapWithRows,
+  fc.array(fc.oneof(anyMap, anyMapWithRows, anyValue), { maxLength: 8 }).map((xs) => cat(arrayHeader(xs.length), ...xs)),
+  anyValue,
+)
 /** Bytes: random, or a valid frame damaged (bytes overwritten, cut, grown). */
 const damaged = fc
   .tuple(
-    fc.oneof(fc.array(task, { maxLength: 4 }).map((ts) => encodeTasks(ts)), fc.array(egress, { maxLength: 3 }).map((ms) => encodeEgressBatch(ms)), wellFormed),
+    fc.oneof(
+      fc.array(task, { maxLength: 4 }).map((ts) => encodeTasks(ts)),
+      fc.array(egress, { maxLength: 3 }).map((ms) => encodeEgressBatch(ms)),
+      wellFormed,
+    ),
     fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
     fc.option(fc.nat(), { nil: undefined }),
     fc.uint8Array({ maxLength: 4 }),
@@ -346,7 +431,10 @@ describe('(a) arbitrary bytes', () => {
     fc.assert(
       fc.property(fc.oneof(anyBytes, wellFormed), (bytes) => {
         const peek = msgpackBodyCodec.peekRequest(bytes)
-        ok(Object.keys(peek).every((k) => k === 'cmd' || k === 'sn'), () => JSON.stringify(peek))
+        ok(
+          Object.keys(peek).every((k) => k === 'cmd' || k === 'sn'),
+          () => JSON.stringify(peek),
+        )
         if (peek.cmd !== undefined) ok(typeof peek.cmd === 'string' || Number.isInteger(peek.cmd), () => peek.cmd)
         try {
           const req = msgpackBodyCodec.decodeRequest(bytes)
@@ -370,7 +458,10 @@ describe('(b) one mutated field rejects that element only', () => {
         const elements = tasks.map((t, j) => (j === i ? taskWith(t, m.field, m.value, first) : encodeTask(t)))
         const frame = cat(arrayHeader(elements.length), ...elements)
         const res = decodeTasks(frame)
-        same(res.tasks, tasks.filter((_, j) => j !== i))
+        same(
+          res.tasks,
+          tasks.filter((_, j) => j !== i),
+        )
         same(res.rejects.length, 1)
         const r = res.rejects[0]!
         same({ code: r.code, index: r.index, key: r.key }, { code: m.code, index: i, key: wireKey(m.field) })
@@ -390,17 +481,27 @@ describe('(b) one mutated field rejects that element only', () => {
       return fc.constantFrom(...fields).chain((f): fc.Arbitrary<Mutation> => {
         if (f === 'body') return mut(f, W, notBin)
         if (f === 'sender') return mut(f, W, notStr)
-        if (f === 'uid') return mut(f, O, fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }).map((v) => packValue(v)))
+        if (f === 'uid')
+          return mut(
+            f,
+            O,
+            fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }).map((v) => packValue(v)),
+          )
         if (f === 'uids' || f === 'exclude') return mut(f, W, fc.constantFrom(packValue('x'), packValue(['x']), packValue([1.5]), f64(1)))
         if (f === 'rows') return mut(f, W, fc.constantFrom(packValue(1), packValue([1]), packValue([{ uids: 'x', body: new Uint8Array(0) }])))
-        if (f === 'seq') return mut(f, O, fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }).map((v) => packValue(v)))
+        if (f === 'seq')
+          return mut(
+            f,
+            O,
+            fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -1 }).map((v) => packValue(v)),
+          )
         if (f === 'nodeId' || f === 'tag' || f === 'ret') return fc.oneof(...int32Field(f))
         return fc.oneof(...int64Field(f))
       })
     }
-    const arb = fc.array(egress, { minLength: 1, maxLength: 4 }).chain((msgs) =>
-      fc.nat({ max: msgs.length - 1 }).chain((i) => fc.tuple(fc.constant(msgs), fc.constant(i), egressMutation(msgs[i]!))),
-    )
+    const arb = fc
+      .array(egress, { minLength: 1, maxLength: 4 })
+      .chain((msgs) => fc.nat({ max: msgs.length - 1 }).chain((i) => fc.tuple(fc.constant(msgs), fc.constant(i), egressMutation(msgs[i]!))))
     fc.assert(
       fc.property(arb, ([msgs, i, m]) => {
         const elements = msgs.map((x, j) => {
@@ -408,13 +509,21 @@ describe('(b) one mutated field rejects that element only', () => {
           const entries: Uint8Array[] = []
           for (const [k, v] of Object.entries(x)) {
             if (v === undefined) continue
-            const value = k === m.field ? m.value! : k === 'rows' ? packValue((v as UsersRow[]).map((r) => Object.fromEntries(Object.entries(r).filter(([, y]) => y !== undefined)))) : packValue(v)
+            const value =
+              k === m.field
+                ? m.value!
+                : k === 'rows'
+                  ? packValue((v as UsersRow[]).map((r) => Object.fromEntries(Object.entries(r).filter(([, y]) => y !== undefined))))
+                  : packValue(v)
             entries.push(cat(packValue(wireKey(k)), value))
           }
           return cat(mapHeader(entries.length), ...entries)
         })
         const res = decodeEgress(cat(arrayHeader(elements.length), ...elements))
-        same(res.messages, msgs.filter((_, j) => j !== i))
+        same(
+          res.messages,
+          msgs.filter((_, j) => j !== i),
+        )
         same(res.rejects.length, 1)
         const r = res.rejects[0]!
         same({ code: r.code, index: r.index }, { code: m.code, index: i })

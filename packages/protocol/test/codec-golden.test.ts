@@ -225,7 +225,20 @@ describe.skipIf(!pythonMsgpack)('Python decodes our frames', () => {
     { cmd: 100, nodeId: 5, connId: 6, body: new Uint8Array(70000) },
   ]
   const tasks: Task[] = [
-    { cmd: 10, uid: 2 ** 40, nodeId: 1, connId: 2n ** 53n + 1n, tag: -1, userdata: 2 ** 32, custom: -(2 ** 40), flags: 3, clientIp: '::1', ret: 0, body: new Uint8Array(5), ts: 1_764_000_000_000 },
+    {
+      cmd: 10,
+      uid: 2 ** 40,
+      nodeId: 1,
+      connId: 2n ** 53n + 1n,
+      tag: -1,
+      userdata: 2 ** 32,
+      custom: -(2 ** 40),
+      flags: 3,
+      clientIp: '::1',
+      ret: 0,
+      body: new Uint8Array(5),
+      ts: 1_764_000_000_000,
+    },
     { cmd: -2147483648, uid: 'é'.repeat(64) },
   ]
 

@@ -190,7 +190,11 @@ describe('decodeTasks edges', () => {
     const deep = cat(bytes('82 a3636d64 0a a178'), new Uint8Array(500_000).fill(0x91), bytes('c0'))
     expect(decodeTasks(deep).tasks).toEqual([expect.objectContaining({ cmd: 10 })])
     expect(decodeTasks(deep.subarray(0, deep.length - 1)).rejects[0]!.code).toBe(BrokerErrorCode.MALFORMED)
-    const deepMaps = cat(bytes('82 a3636d64 0a a178'), new Uint8Array(300_000).fill(0x81).map((_, i) => (i % 2 ? 0xa0 : 0x81)), bytes('c0'))
+    const deepMaps = cat(
+      bytes('82 a3636d64 0a a178'),
+      new Uint8Array(300_000).fill(0x81).map((_, i) => (i % 2 ? 0xa0 : 0x81)),
+      bytes('c0'),
+    )
     expect(decodeTasks(deepMaps).rejects).toEqual([])
     expect(decodeTasks(bytes('df ffffffff a3636d64 0a')).rejects[0]!.code).toBe(BrokerErrorCode.MALFORMED)
     expect(decodeTasks(bytes('81 a3636d64 c6 ffffffff 00')).rejects[0]!.code).toBe(BrokerErrorCode.MALFORMED)
@@ -198,11 +202,29 @@ describe('decodeTasks edges', () => {
   })
 
   it('a rejected element carries what could be read, so the master can answer it', () => {
-    const frame = cat(bytes('85'), packValue('cmd'), packValue(10), packValue('node_id'), packValue(3), packValue('conn_id'), packValue(2n ** 60n), packValue('tag'), packValue(5), packValue('uid'), packValue(-1))
+    const frame = cat(
+      bytes('85'),
+      packValue('cmd'),
+      packValue(10),
+      packValue('node_id'),
+      packValue(3),
+      packValue('conn_id'),
+      packValue(2n ** 60n),
+      packValue('tag'),
+      packValue(5),
+      packValue('uid'),
+      packValue(-1),
+    )
     const { tasks, rejects } = decodeTasks(frame)
     expect(tasks).toEqual([])
     expect(rejects).toEqual([
-      { code: BrokerErrorCode.OUT_OF_RANGE, index: 0, key: 'uid', message: expect.any(String), partial: expect.objectContaining({ cmd: 10, nodeId: 3, connId: 2n ** 60n, tag: 5, uid: undefined }) },
+      {
+        code: BrokerErrorCode.OUT_OF_RANGE,
+        index: 0,
+        key: 'uid',
+        message: expect.any(String),
+        partial: expect.objectContaining({ cmd: 10, nodeId: 3, connId: 2n ** 60n, tag: 5, uid: undefined }),
+      },
     ])
   })
 
@@ -226,13 +248,26 @@ describe('decodeTasks edges', () => {
 
 describe('decodeEgress edges', () => {
   it('keys a cmd does not use are ignored, even when ill-typed', () => {
-    const frame = cat(bytes('84'), packValue('cmd'), packValue(240), packValue('node_id'), packValue(1), packValue('conn_id'), packValue(2), packValue('body'), packValue('not bin'))
+    const frame = cat(
+      bytes('84'),
+      packValue('cmd'),
+      packValue(240),
+      packValue('node_id'),
+      packValue(1),
+      packValue('conn_id'),
+      packValue(2),
+      packValue('body'),
+      packValue('not bin'),
+    )
     expect(decodeEgress(frame)).toEqual({ messages: [{ cmd: 240, nodeId: 1, connId: 2 }], rejects: [] })
   })
 
   it('a bad 230 row is reported with its index; an ill-typed rows key followed by a good one: last wins', () => {
     const bad = encodeEgress({ cmd: 230, rows: [{ uids: [1], body: new Uint8Array(0) }] })
-    const rows = packValue([{ uids: [1], body: new Uint8Array(0) }, { uids: [2], body: new Uint8Array(0), userdata: 1.5 }])
+    const rows = packValue([
+      { uids: [1], body: new Uint8Array(0) },
+      { uids: [2], body: new Uint8Array(0), userdata: 1.5 },
+    ])
     const frame = cat(bytes('82'), packValue('cmd'), packValue(230), packValue('rows'), rows)
     expect(decodeEgress(frame).rejects[0]).toMatchObject({ code: BrokerErrorCode.WRONG_TYPE, key: 'rows[1].userdata' })
     // bad = 82 | a3 'cmd' | cc e6 | a4 'rows' [...]: its rows entry starts at byte 7
@@ -257,7 +292,21 @@ describe('generic reader', () => {
   })
 
   it('maps: non-str keys give a Map; __proto__ is an own key, never the prototype', () => {
-    expect(unpackValue(packValue(new Map<unknown, unknown>([['a', 1], [2, 'b']])))).toEqual(new Map<unknown, unknown>([['a', 1], [2, 'b']]))
+    expect(
+      unpackValue(
+        packValue(
+          new Map<unknown, unknown>([
+            ['a', 1],
+            [2, 'b'],
+          ]),
+        ),
+      ),
+    ).toEqual(
+      new Map<unknown, unknown>([
+        ['a', 1],
+        [2, 'b'],
+      ]),
+    )
     const o = unpackValue(cat(bytes('81'), packValue('__proto__'), packValue({ polluted: true }))) as Record<string, unknown>
     expect(Object.getPrototypeOf(o)).toBe(Object.prototype)
     expect(Object.keys(o)).toEqual(['__proto__'])
@@ -369,7 +418,8 @@ describe('msgpack body codec', () => {
     expect(() => codec.encodeReply({ cmd: 'a', ret: 1.5 })).toThrow(expect.objectContaining(ENCODE_FAILED))
     expect(() => codec.encodeReply({ cmd: 1.5, ret: 0 })).toThrow(expect.objectContaining(ENCODE_FAILED))
     // every sn a request can carry is echoed exactly: int64 and uint64 (protocol §4)
-    for (const sn of [2n ** 64n - 1n, 2n ** 63n, -(2n ** 63n)]) expect(codec.decodeReply(codec.encodeReply({ cmd: 'a', sn, ret: 0 }))).toEqual({ cmd: 'a', sn, ret: 0 })
+    for (const sn of [2n ** 64n - 1n, 2n ** 63n, -(2n ** 63n)])
+      expect(codec.decodeReply(codec.encodeReply({ cmd: 'a', sn, ret: 0 }))).toEqual({ cmd: 'a', sn, ret: 0 })
     expect(() => codec.encodeReply({ cmd: 'a', sn: 2n ** 64n, ret: 0 })).toThrow(expect.objectContaining(ENCODE_FAILED))
     expect(() => codec.encodePush({ cmd: 'a', data: () => 1 })).toThrow(expect.objectContaining(ENCODE_FAILED))
     expect(() => codec.decodeReply(packValue({ data: 1 }))).toThrow(expect.objectContaining(UNDECODABLE))

@@ -20,7 +20,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const ERRORS_MD = join(ROOT, 'docs', 'errors.md')
 const PROTOCOL_MD = join(ROOT, 'docs', 'protocol.md')
 
-const CODE = String.raw`PEONY_[A-Z0-9]+(?:_[A-Z0-9]+)+`
+const CODE = 'PEONY_[A-Z0-9]+(?:_[A-Z0-9]+)+'
 const CODE_PATTERNS: readonly RegExp[] = [
   // A property value: `KEY: 'PEONY_…'` in an `as const` code table, `code: 'PEONY_…'`.
   new RegExp(String.raw`[A-Za-z_$][\w$]*\s*:\s*(['"])(${CODE})\1`, 'g'),
@@ -88,8 +88,8 @@ function headings(): string[] {
 describe('docs/errors.md parity', () => {
   it('the extractor finds codes in code positions only', () => {
     const sample = [
-      '/** Codes: `PEONY_DOC_ONLY`, and in prose code: \'PEONY_IN_COMMENT\'. */',
-      "export const XErrorCode = { ONE: 'PEONY_AREA_ONE', TWO: \"PEONY_AREA_TWO\" } as const",
+      "/** Codes: `PEONY_DOC_ONLY`, and in prose code: 'PEONY_IN_COMMENT'. */",
+      'export const XErrorCode = { ONE: \'PEONY_AREA_ONE\', TWO: "PEONY_AREA_TWO" } as const',
       "// legacy: { OLD: 'PEONY_AREA_COMMENTED' }",
       "throw new PeonyError('PEONY_AREA_THREE', 'msg')",
       "throw new WorkerError<'PEONY_AREA_FOUR'>('PEONY_AREA_FOUR', 'msg')",
@@ -98,15 +98,30 @@ describe('docs/errors.md parity', () => {
       "const CONFIG_ENV = 'PEONY_CONFIG_FILE'",
       'const level = process.env.PEONY_LOG_LEVEL ?? "info"',
       "const env = { PEONY_REDIS_URL: 'redis://x' }",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: source text that the scanner must read as a template
       'const name = `PEONY_${key}`',
     ].join('\n')
-    expect([...codesIn(sample)].sort()).toEqual(['PEONY_AREA_FIVE', 'PEONY_AREA_FOUR', 'PEONY_AREA_ONE', 'PEONY_AREA_SIX', 'PEONY_AREA_THREE', 'PEONY_AREA_TWO'])
+    expect([...codesIn(sample)].sort()).toEqual([
+      'PEONY_AREA_FIVE',
+      'PEONY_AREA_FOUR',
+      'PEONY_AREA_ONE',
+      'PEONY_AREA_SIX',
+      'PEONY_AREA_THREE',
+      'PEONY_AREA_TWO',
+    ])
   })
 
   it('finds the codes of every package (the scan is not vacuous)', () => {
     const codes = codesInSources()
     expect(codes.size).toBeGreaterThanOrEqual(20)
-    for (const known of ['PEONY_BROKER_MALFORMED', 'PEONY_WORKER_APP_LOAD_FAILED', 'PEONY_HANDLER_FAILED', 'PEONY_CONFIG_INVALID', 'PEONY_STORAGE_NOT_OPEN', 'PEONY_STORAGE_CLOSED']) {
+    for (const known of [
+      'PEONY_BROKER_MALFORMED',
+      'PEONY_WORKER_APP_LOAD_FAILED',
+      'PEONY_HANDLER_FAILED',
+      'PEONY_CONFIG_INVALID',
+      'PEONY_STORAGE_NOT_OPEN',
+      'PEONY_STORAGE_CLOSED',
+    ]) {
       expect(codes.has(known), `${known} should be found in the sources`).toBe(true)
     }
     for (const envName of ['PEONY_LOG_LEVEL', 'PEONY_REDIS_URL', 'PEONY_SERVER_ID', 'PEONY_ALLOW_NON_LOOPBACK']) {
@@ -147,7 +162,10 @@ function codeRows(text: string): Map<number, string[]> {
   for (const m of text.matchAll(/^[ \t]*\|[ \t]*[−-](1\d{4})[ \t]*\|(.*)\|[ \t]*$/gm)) {
     const code = -Number(m[1])
     expect(rows.has(code), `row ${code} twice`).toBe(false)
-    rows.set(code, (m[2] as string).split('|').map((c) => c.trim()))
+    rows.set(
+      code,
+      (m[2] as string).split('|').map((c) => c.trim()),
+    )
   }
   return rows
 }

@@ -28,7 +28,10 @@ function taskOf(key: Vector['key']): Task[] {
   switch (key.kind) {
     case 'int':
       // Both in-memory forms of an int uid must give the same bytes.
-      return [{ cmd: 10, uid: int64(key.uid) }, { cmd: 10, uid: BigInt(key.uid) }]
+      return [
+        { cmd: 10, uid: int64(key.uid) },
+        { cmd: 10, uid: BigInt(key.uid) },
+      ]
     case 'str':
       return [{ cmd: 10, uid: key.uid }]
     case 'conn':

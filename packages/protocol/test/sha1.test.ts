@@ -10,7 +10,12 @@ import { sha1 } from '../src/sha1.ts'
 
 const nodeSha1 = (b: Uint8Array): Buffer => createHash('sha1').update(b).digest()
 const nodeScore = (id: string, key: Uint8Array): bigint =>
-  createHash('sha1').update(id, 'utf8').update(Buffer.from([0])).update(key).digest().readBigUInt64BE(0)
+  createHash('sha1')
+    .update(id, 'utf8')
+    .update(Buffer.from([0]))
+    .update(key)
+    .digest()
+    .readBigUInt64BE(0)
 
 describe('sha1', () => {
   it('equals node:crypto at every length across the padding boundaries (0–300 bytes)', () => {
@@ -40,8 +45,15 @@ describe('sha1', () => {
 
 describe('serverScore and chooseServer against node:crypto', () => {
   const task = fc.oneof(
-    fc.record({ cmd: fc.constant(10), uid: fc.oneof(fc.integer({ min: 1 }), fc.bigInt({ min: 1n, max: 2n ** 63n - 1n }), fc.string({ minLength: 1, maxLength: 40, unit: 'binary' })) }),
-    fc.record({ cmd: fc.constant(10), nodeId: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), connId: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }) }),
+    fc.record({
+      cmd: fc.constant(10),
+      uid: fc.oneof(fc.integer({ min: 1 }), fc.bigInt({ min: 1n, max: 2n ** 63n - 1n }), fc.string({ minLength: 1, maxLength: 40, unit: 'binary' })),
+    }),
+    fc.record({
+      cmd: fc.constant(10),
+      nodeId: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+      connId: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+    }),
   ) as fc.Arbitrary<Task>
   const ids = fc.uniqueArray(fc.string({ maxLength: 30, unit: 'binary' }), { minLength: 1, maxLength: 8 })
 
@@ -66,7 +78,11 @@ describe('serverScore and chooseServer against node:crypto', () => {
   })
 
   it('routing key bytes are a plain Uint8Array (no Buffer)', () => {
-    for (const t of [{ cmd: 10, uid: 'p' }, { cmd: 10, uid: 7 }, { cmd: 10, nodeId: 1, connId: 2 }] as Task[]) {
+    for (const t of [
+      { cmd: 10, uid: 'p' },
+      { cmd: 10, uid: 7 },
+      { cmd: 10, nodeId: 1, connId: 2 },
+    ] as Task[]) {
       const k = routingKeyBytes(t)!
       expect(Object.getPrototypeOf(k)).toBe(Uint8Array.prototype)
     }

@@ -321,7 +321,8 @@ export abstract class AbstractStorage {
     try {
       if (writes.length === 0) return { refused: [] }
       const p = this.#prefix
-      const normalized = p === '' ? writes : writes.map((w) => ({ fence: p + w.fence, generation: w.generation, ops: w.ops.map((op) => this.#prefixOp(op)), handle: w.handle }))
+      const normalized =
+        p === '' ? writes : writes.map((w) => ({ fence: p + w.fence, generation: w.generation, ops: w.ops.map((op) => this.#prefixOp(op)), handle: w.handle }))
       return await this._writeFenced(normalized)
     } catch (err) {
       throw toStorageError(err, 'writeFenced')

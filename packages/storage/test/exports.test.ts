@@ -9,11 +9,27 @@ import { describe, expect, it } from 'vitest'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/import-root.ts', import.meta.url))
 const load = (spec: string) =>
-  JSON.parse(execFileSync(process.execPath, ['--conditions=@peony/source', '--import', 'tsx', FIXTURE, spec], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8' })) as { exports: string[]; loaded: string[] }
+  JSON.parse(
+    execFileSync(process.execPath, ['--conditions=@peony/source', '--import', 'tsx', FIXTURE, spec], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+    }),
+  ) as { exports: string[]; loaded: string[] }
 
 describe('package entry points', () => {
   it('the root entry exports the contract, every driver, the remote host and the errors', () => {
-    for (const name of ['AbstractStorage', 'MemoryStorage', 'MemoryStore', 'LevelStorage', 'RedisStorage', 'RemoteStorage', 'serveStorage', 'StorageError', 'StorageErrorCode', 'isStorageError']) {
+    for (const name of [
+      'AbstractStorage',
+      'MemoryStorage',
+      'MemoryStore',
+      'LevelStorage',
+      'RedisStorage',
+      'RemoteStorage',
+      'serveStorage',
+      'StorageError',
+      'StorageErrorCode',
+      'isStorageError',
+    ]) {
       expect(root, name).toHaveProperty(name)
     }
     expect(leveldb.LevelStorage).toBe(root.LevelStorage)
@@ -23,7 +39,7 @@ describe('package entry points', () => {
     expect(typeof testing.storageSuite).toBe('function')
   })
 
-  it('the codes are the contract\'s', () => {
+  it("the codes are the contract's", () => {
     expect(root.StorageErrorCode).toEqual({
       NOT_OPEN: 'PEONY_STORAGE_NOT_OPEN',
       INVALID_KEY: 'PEONY_STORAGE_INVALID_KEY',

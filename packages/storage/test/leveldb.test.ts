@@ -128,7 +128,10 @@ describe('LevelStorage: locks and crashes', () => {
   for (const mode of ['hold', 'loop'] as const) {
     it(`a worker thread that had it open is terminated (${mode === 'loop' ? 'while writing' : 'idle'}): this thread opens it at once`, async () => {
       const dir = join(tempDir(), 'db')
-      const worker = new Worker(BOOT, { workerData: { entry: new URL('./fixtures/level-writer.ts', import.meta.url).href, dir, mode }, execArgv: ['--conditions=@peony/source'] })
+      const worker = new Worker(BOOT, {
+        workerData: { entry: new URL('./fixtures/level-writer.ts', import.meta.url).href, dir, mode },
+        execArgv: ['--conditions=@peony/source'],
+      })
       const msgs: Record<string, unknown>[] = []
       await new Promise<void>((resolve, reject) => {
         worker.on('message', (m: Record<string, unknown>) => {
@@ -171,7 +174,9 @@ describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
       const fences = Array.from({ length: 100 }, (_, i) => `p${round * 100 + i}`)
       const claims = await Promise.all(fences.map((f) => s.claim(f, [f])))
       fences.forEach((f, i) => first.set(f, claims[i]!.generation))
-      const res = await s.writeFenced(fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [{ type: 'put' as const, key: f, value: Buffer.from('1') }] })))
+      const res = await s.writeFenced(
+        fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [{ type: 'put' as const, key: f, value: Buffer.from('1') }] })),
+      )
       expect(res.refused).toEqual([])
       expect(s.cachedFences, `round ${round}`).toBeLessThanOrEqual(50)
     }
@@ -179,9 +184,13 @@ describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
     const all = [...first.keys()]
     const next = await Promise.all(all.map((f) => s.claim(f, [f])))
     next.forEach((c, i) => expect(c.generation).toBe(first.get(all[i]!)! + 1))
-    const stale = await s.writeFenced(all.map((f) => ({ fence: f, generation: first.get(f)!, ops: [{ type: 'put' as const, key: f, value: Buffer.from('stale') }] })))
+    const stale = await s.writeFenced(
+      all.map((f) => ({ fence: f, generation: first.get(f)!, ops: [{ type: 'put' as const, key: f, value: Buffer.from('stale') }] })),
+    )
     expect(stale.refused).toHaveLength(all.length)
-    const fresh = await s.writeFenced(all.map((f, i) => ({ fence: f, generation: next[i]!.generation, ops: [{ type: 'put' as const, key: f, value: Buffer.from('2') }] })))
+    const fresh = await s.writeFenced(
+      all.map((f, i) => ({ fence: f, generation: next[i]!.generation, ops: [{ type: 'put' as const, key: f, value: Buffer.from('2') }] })),
+    )
     expect(fresh.refused).toEqual([])
     expect((await s.getMany(all)).every((v) => v !== undefined && Buffer.from(v).toString() === '2')).toBe(true)
     expect(s.cachedFences).toBeLessThanOrEqual(50)
@@ -223,17 +232,21 @@ describe('LevelStorage: the fence cache is bounded (fenceCacheSize)', () => {
     const fences = Array.from({ length: size }, (_, i) => `p${i}`)
     const claims = await Promise.all(fences.map((f) => s.claim(f, [])))
     const put = (key: string) => ({ type: 'put' as const, key, value: Buffer.from('1') })
-    expect((await s.writeFenced(fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle })))).refused).toEqual([])
+    expect(
+      (await s.writeFenced(fences.map((f, i) => ({ fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle })))).refused,
+    ).toEqual([])
     // New fences: a pass gives at most 1024 more marked entries their second chance and stops; the
     // next passes find them unmarked and evict.
     for (let i = 0; i < 4; i++) await s.claim(`new${i}`, [])
     expect(s.cachedFences).toBeLessThanOrEqual(size)
     // Evicted or not, every fence still fences: the old generations are refused, the current accepted.
     const next = await Promise.all(fences.map((f) => s.claim(f, [])))
-    const res = await s.writeFenced(fences.flatMap((f, i) => [
-      { fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
-      { fence: f, generation: next[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
-    ]))
+    const res = await s.writeFenced(
+      fences.flatMap((f, i) => [
+        { fence: f, generation: claims[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
+        { fence: f, generation: next[i]!.generation, ops: [put(f)], handle: claims[i]!.handle },
+      ]),
+    )
     expect(res.refused).toEqual(fences.map((_, i) => 2 * i))
   })
 
@@ -261,7 +274,9 @@ describe('LevelStorage: fenced write batching', () => {
     const value = (call: number) => new Uint8Array(600).fill(call)
     for (let round = 0; round < 3; round++) {
       // 2,500 writes of 600 bytes: three batches per call (1000 ops each at most), five calls at once.
-      const calls = Array.from({ length: 5 }, (_, c) => s.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: fence, value: value(round * 5 + c + 1) }] }))))
+      const calls = Array.from({ length: 5 }, (_, c) =>
+        s.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: fence, value: value(round * 5 + c + 1) }] }))),
+      )
       for (const r of await Promise.all(calls)) expect(r.refused).toEqual([])
       const got = await s.getMany(fences)
       expect(got.every((v) => v !== undefined && v.byteLength === 600 && v[0] === round * 5 + 5 && v[599] === round * 5 + 5)).toBe(true)

@@ -6,4 +6,3 @@ storageSuite({
   factory: ({ prefix }) => new MemoryStorage({ prefix }),
   reopen: (previous, { prefix }) => new MemoryStorage({ prefix, store: (previous as MemoryStorage).store }),
 })
-

@@ -170,7 +170,15 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       await s.open()
       await s.put('k', Buffer.from('v'))
       await server.stop()
-      for (const call of [() => s.get('k'), () => s.put('k', Buffer.from('w')), () => s.acquire('f'), () => s.claim('f', ['f']), () => s.writeFenced([{ fence: 'f', generation: 1, ops: [] }]), () => s.batch([{ type: 'del', key: 'k' }]), () => s.getMany(['k'])]) {
+      for (const call of [
+        () => s.get('k'),
+        () => s.put('k', Buffer.from('w')),
+        () => s.acquire('f'),
+        () => s.claim('f', ['f']),
+        () => s.writeFenced([{ fence: 'f', generation: 1, ops: [] }]),
+        () => s.batch([{ type: 'del', key: 'k' }]),
+        () => s.getMany(['k']),
+      ]) {
         const t = Date.now()
         const err = (await call().catch((e: unknown) => e)) as Error
         expect(err).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true })
@@ -181,7 +189,14 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
         expect((err.cause as Error).message).toMatch(/Stream isn't writeable|Connection is closed|ECONNREFUSED/)
       }
       await server.start()
-      await waitFor(async () => (await s.put('k', Buffer.from('back')).then(() => true, () => false)), { timeoutMs: 5000, message: 'the storage did not recover' })
+      await waitFor(
+        async () =>
+          await s.put('k', Buffer.from('back')).then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 5000, message: 'the storage did not recover' },
+      )
       expect(Buffer.from((await s.get('k'))!).toString()).toBe('back')
       expect(s.status).toBe('open')
     })
@@ -218,13 +233,24 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       server.pause()
       const t = Date.now()
       const err = (await s.get('k').catch((e: unknown) => e)) as Error
-      expect(err).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true, message: `the Redis storage at ${server.url} did not answer GET in time; the call may be tried again` })
+      expect(err).toMatchObject({
+        code: 'PEONY_STORAGE_UNAVAILABLE',
+        retryable: true,
+        message: `the Redis storage at ${server.url} did not answer GET in time; the call may be tried again`,
+      })
       expect((err.cause as Error).message).toMatch(/timed out/i)
       const took = Date.now() - t
       expect(took).toBeGreaterThanOrEqual(250)
       expect(took).toBeLessThan(2000)
       server.resume()
-      await waitFor(async () => (await s.get('k').then(() => true, () => false)), { timeoutMs: 5000 })
+      await waitFor(
+        async () =>
+          await s.get('k').then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 5000 },
+      )
     })
 
     it('a flushed script cache between two writes of one fence: they still land in call order (EVAL, no NOSCRIPT retry)', async () => {
@@ -285,11 +311,29 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
         ])
         await server.stop()
         await server.start() // no persistence: empty
-        await waitFor(async () => (await other.get('x').then(() => true, () => false)) && (await old.get('x').then(() => true, () => false)), { timeoutMs: 5000 })
+        await waitFor(
+          async () =>
+            (await other.get('x').then(
+              () => true,
+              () => false,
+            )) &&
+            (await old.get('x').then(
+              () => true,
+              () => false,
+            )),
+          { timeoutMs: 5000 },
+        )
         // Another server process loads 'a' after the restart.
         const a2 = await other.claim('a', ['a'])
         expect(a2.generation).toBeGreaterThan(a.generation)
-        const put = (fence: string, generation: number, v: string) => ({ fence, generation, ops: [{ type: 'put' as const, key: fence, value: Buffer.from(v) }, { type: 'put' as const, key: `${fence}/bag`, value: Buffer.from(`${v}-bag`) }] })
+        const put = (fence: string, generation: number, v: string) => ({
+          fence,
+          generation,
+          ops: [
+            { type: 'put' as const, key: fence, value: Buffer.from(v) },
+            { type: 'put' as const, key: `${fence}/bag`, value: Buffer.from(`${v}-bag`) },
+          ],
+        })
         const res = await old.writeFenced([put('a', a.generation, 'stale'), put('solo', solo.generation, 's2')])
         expect(res.refused, 'the old owner of a is refused; the sole owner of solo is not').toEqual([0])
         const direct = new Redis(server.url)
@@ -317,7 +361,12 @@ describe.skipIf(redis === undefined)('RedisStorage', () => {
       await server.stop()
       const s = storage()
       const t = Date.now()
-      await expect(s.open()).rejects.toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', retryable: true, message: `could not connect to the Redis storage at ${server.url}`, cause: { message: expect.stringMatching(/ECONNREFUSED/) } })
+      await expect(s.open()).rejects.toMatchObject({
+        code: 'PEONY_STORAGE_UNAVAILABLE',
+        retryable: true,
+        message: `could not connect to the Redis storage at ${server.url}`,
+        cause: { message: expect.stringMatching(/ECONNREFUSED/) },
+      })
       expect(Date.now() - t).toBeLessThan(1500)
       expect(s.status).toBe('closed')
       await server.start()

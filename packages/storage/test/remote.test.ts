@@ -144,7 +144,7 @@ describe('RemoteStorage and serveStorage', () => {
     return { host, server, client, port1, port2 }
   }
 
-  it('supports are the host storage\'s once open', async () => {
+  it("supports are the host storage's once open", async () => {
     const { host, client } = memoryPair()
     await host.open()
     expect(client.supports.persistent).toBe(false)
@@ -186,7 +186,7 @@ describe('RemoteStorage and serveStorage', () => {
     expect(late).toMatchObject({ code: 'PEONY_STORAGE_UNAVAILABLE', notApplied: false })
   })
 
-  it('a driver error crosses the port in Peony\'s words, with the driver\'s error (and its cause) as the cause', async () => {
+  it("a driver error crosses the port in Peony's words, with the driver's error (and its cause) as the cause", async () => {
     // A driver whose reads fail the way a client library's do: its own error, with its own cause.
     class FailingStorage extends MemoryStorage {
       protected override async _get(): Promise<Uint8Array | undefined> {
@@ -206,7 +206,12 @@ describe('RemoteStorage and serveStorage', () => {
     })
     await client.open()
     const err = (await client.get('k').catch((e: unknown) => e)) as Error
-    expect(err).toMatchObject({ name: 'StorageError', code: 'PEONY_STORAGE_FAILED', retryable: false, message: "the storage driver failed get (the driver's error is the cause)" })
+    expect(err).toMatchObject({
+      name: 'StorageError',
+      code: 'PEONY_STORAGE_FAILED',
+      retryable: false,
+      message: "the storage driver failed get (the driver's error is the cause)",
+    })
     expect(err.cause).toMatchObject({ message: 'socket hang up', code: 'ERR_DRIVER', cause: { message: 'read ECONNRESET', code: 'ECONNRESET' } })
     // the cause's own stack (where the driver threw), not the client's message handler
     expect((err.cause as Error).stack).toContain('_get')
@@ -232,7 +237,9 @@ describe('RemoteStorage and serveStorage', () => {
     await client.open()
     const g = await client.acquire('u')
     const value = new Uint8Array(1024)
-    const pending = Promise.allSettled(Array.from({ length: 50 }, (_, i) => client.writeFenced([{ fence: 'u', generation: g, ops: [{ type: 'put', key: `u/${i}`, value }] }])))
+    const pending = Promise.allSettled(
+      Array.from({ length: 50 }, (_, i) => client.writeFenced([{ fence: 'u', generation: g, ops: [{ type: 'put', key: `u/${i}`, value }] }])),
+    )
     await own.worker.terminate()
     const settled = await pending
     const rejected = settled.filter((r) => r.status === 'rejected')
@@ -262,7 +269,16 @@ describe('RemoteStorage and serveStorage', () => {
     const gens = await Promise.all(fences.map((f) => client.acquire(f)))
     const spy = vi.spyOn(port1, 'postMessage')
     const value = new Uint8Array(1024).fill(1)
-    await client.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: `${fence}/a`, value }, { type: 'del', key: `${fence}/b` }] })))
+    await client.writeFenced(
+      fences.map((fence, i) => ({
+        fence,
+        generation: gens[i]!,
+        ops: [
+          { type: 'put', key: `${fence}/a`, value },
+          { type: 'del', key: `${fence}/b` },
+        ],
+      })),
+    )
     expect(spy).toHaveBeenCalledTimes(1)
     const [msg, transfer] = spy.mock.calls[0]! as unknown as [Record<string, unknown>, ArrayBuffer[]]
     // gens, handles, counts, the ops' lengths and values.
@@ -270,13 +286,20 @@ describe('RemoteStorage and serveStorage', () => {
     // Transferred, not copied: the sender's buffers are detached now.
     for (const t of transfer) expect(t).toBeInstanceOf(ArrayBuffer)
     for (const t of transfer) expect(t.byteLength).toBe(0)
-    const countViews = (v: unknown): number => (ArrayBuffer.isView(v) ? 1 : Array.isArray(v) ? v.reduce((n: number, x) => n + countViews(x), 0) : typeof v === 'object' && v !== null ? Object.values(v).reduce((n: number, x) => n + countViews(x), 0) : 0)
+    const countViews = (v: unknown): number =>
+      ArrayBuffer.isView(v)
+        ? 1
+        : Array.isArray(v)
+          ? v.reduce((n: number, x) => n + countViews(x), 0)
+          : typeof v === 'object' && v !== null
+            ? Object.values(v).reduce((n: number, x) => n + countViews(x), 0)
+            : 0
     expect(countViews(msg)).toBeLessThanOrEqual(5)
     const got = await client.getMany(fences.map((f) => `${f}/a`))
     expect(got.every((v) => v?.byteLength === 1024 && v[0] === 1)).toBe(true)
   })
 
-  it('values that lie back to back in one buffer cross with one slice; the caller\'s buffer stays intact', async () => {
+  it("values that lie back to back in one buffer cross with one slice; the caller's buffer stays intact", async () => {
     const { host, client } = memoryPair()
     await host.open()
     await client.open()
@@ -300,7 +323,7 @@ describe('RemoteStorage and serveStorage', () => {
     expect(Array.from((await client.get('y'))!)).toEqual(Array.from(slab.subarray(0, 10)))
   })
 
-  it('a write\'s values buffer comes back with the answer and carries a later write (not after a failed write); a key equal to its fence crosses once', async () => {
+  it("a write's values buffer comes back with the answer and carries a later write (not after a failed write); a key equal to its fence crosses once", async () => {
     const { host, client, port1 } = memoryPair()
     await host.open()
     await client.open()
@@ -311,7 +334,10 @@ describe('RemoteStorage and serveStorage', () => {
       if (m.b !== undefined) back.push(m.b)
     })
     const sent = vi.spyOn(port1, 'postMessage')
-    const write = (fill: number, size: number) => client.writeFenced(fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: fence, value: new Uint8Array(size).fill(fill) }] })))
+    const write = (fill: number, size: number) =>
+      client.writeFenced(
+        fences.map((fence, i) => ({ fence, generation: gens[i]!, ops: [{ type: 'put', key: fence, value: new Uint8Array(size).fill(fill) }] })),
+      )
     expect((await write(1, 1000)).refused).toEqual([])
     expect(back).toHaveLength(1)
     expect(back[0]!.byteLength).toBeGreaterThanOrEqual(200 * 1000)
@@ -337,7 +363,11 @@ describe('RemoteStorage and serveStorage', () => {
     const results = await Promise.all(
       names.map(async (name) => {
         const port = await h.serve(location)
-        const w = new Worker(BOOT, { workerData: { entry: entry('storage-client.ts'), port, name, sessions: 200 }, transferList: [port], execArgv: ['--conditions=@peony/source'] })
+        const w = new Worker(BOOT, {
+          workerData: { entry: entry('storage-client.ts'), port, name, sessions: 200 },
+          transferList: [port],
+          execArgv: ['--conditions=@peony/source'],
+        })
         const report = new Promise<{ gens: number[]; refused: number[]; supports: unknown }>((resolve, reject) => {
           w.once('message', resolve)
           w.once('error', reject)

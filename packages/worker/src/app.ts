@@ -103,7 +103,8 @@ export class PeonyApp {
    * `PEONY_HOOK_NOT_SUPPORTED`; adding after a runtime started throws `PEONY_ALREADY_STARTED`.
    */
   addHook<K extends AppHookName>(name: K, fn: AppHooks[K]): this {
-    if (!isAppHookName(name)) throw new PeonyError(WorkerErrorCode.HOOK_NOT_SUPPORTED, `unknown hook ${JSON.stringify(name)}; hooks: ${appHookNames.join(', ')}`)
+    if (!isAppHookName(name))
+      throw new PeonyError(WorkerErrorCode.HOOK_NOT_SUPPORTED, `unknown hook ${JSON.stringify(name)}; hooks: ${appHookNames.join(', ')}`)
     if (typeof fn !== 'function') throw new TypeError(`hook ${name} must be a function`)
     const s = this[APP_STATE]
     if (s.started) throw new PeonyError(WorkerErrorCode.ALREADY_STARTED, `cannot add hook ${name}: the app already runs`)

@@ -83,7 +83,8 @@ export class Blueprint {
 
   /** Adds an app-wide hook: it runs for every request/worker event of the app the blueprint is registered in. */
   addAppHook<K extends AppHookName>(name: K, fn: AppHooks[K]): this {
-    if (!isAppHookName(name)) throw new PeonyError(WorkerErrorCode.HOOK_NOT_SUPPORTED, `unknown hook ${JSON.stringify(name)}; hooks: ${appHookNames.join(', ')}`)
+    if (!isAppHookName(name))
+      throw new PeonyError(WorkerErrorCode.HOOK_NOT_SUPPORTED, `unknown hook ${JSON.stringify(name)}; hooks: ${appHookNames.join(', ')}`)
     if (typeof fn !== 'function') throw new TypeError(`hook ${name} must be a function`)
     this.#checkNotStarted(name)
     ;(this[BP_STATE].appHooks[name] as AppHooks[K][]).push(fn)

@@ -156,5 +156,4 @@ export class ManualClock implements Clock {
     while (this.#runNext(++ran, limit, 'runAllAsync')) await settleMicrotasks()
     return ran - 1
   }
-
 }

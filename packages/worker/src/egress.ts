@@ -4,15 +4,7 @@
  * them to the host's EgressSink, which never blocks. `worker.egress` is usable anywhere (timers,
  * hooks); inside a request the `req.*` helpers fill the connection in for you.
  */
-import {
-  type BodyCodec,
-  type EgressMessage,
-  type Int64,
-  packValue,
-  type RequestBody,
-  type Uid,
-  type UsersRow,
-} from '@peony/protocol'
+import { type BodyCodec, type EgressMessage, type Int64, packValue, type RequestBody, type Uid, type UsersRow } from '@peony/protocol'
 import type { BodyCmd } from './routes.ts'
 import type { EgressSink } from './runtime/contract.ts'
 

@@ -191,7 +191,7 @@ describe('interrupt and failures', () => {
     expect(log).toEqual([`end ${WorkerErrorCode.HOOK_FAILED}`])
     expect(errors).toHaveLength(1)
     expect(errors[0]).toMatchObject({ code: WorkerErrorCode.HOOK_FAILED, hook: 'preRequest', cmd: 'x' })
-    expect((errors[0]?.cause as Error).message).toBe('auth down')
+    expect((errors[0]?.cause as Error | undefined)?.message).toBe('auth down')
     expect(h.stats()).toMatchObject({ failed: 1, hookFailed: 1 })
     await h.stop()
   })
@@ -333,12 +333,22 @@ describe('error lines are rate-limited per kind; onError sees every error', () =
     expect(first.code).toBe(WorkerErrorCode.HANDLER_FAILED)
     expect(first.err.stack).toContain('boom')
     await h.advance(10_000)
-    expect(lines().slice(2).map((e) => e.obj)).toEqual([{ code: WorkerErrorCode.HANDLER_FAILED, kind: 'PEONY_HANDLER_FAILED boom', suppressed: 49, windowMs: 10_000, last: 'handler boom failed: boom' }])
+    expect(
+      lines()
+        .slice(2)
+        .map((e) => e.obj),
+    ).toEqual([
+      { code: WorkerErrorCode.HANDLER_FAILED, kind: 'PEONY_HANDLER_FAILED boom', suppressed: 49, windowMs: 10_000, last: 'handler boom failed: boom' },
+    ])
     // the summary opened the next window: a failure now is counted, and stop() prints the count
     await h.inject({ cmd: 'boom', uid: 1 })
     expect(lines()).toHaveLength(3)
     await h.stop()
-    expect(lines().slice(3).map((e) => (e.obj as { suppressed?: number }).suppressed)).toEqual([1])
+    expect(
+      lines()
+        .slice(3)
+        .map((e) => (e.obj as { suppressed?: number }).suppressed),
+    ).toEqual([1])
   })
 })
 

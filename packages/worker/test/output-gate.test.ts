@@ -80,10 +80,14 @@ function shopApp(gateDefault?: 'stored' | 'none'): PeonyApp {
     { gate: 'stored' },
   )
   app.route('look', (req) => req.reply(def.of(req).state))
-  app.route('free', (req) => {
-    def.of(req).state.gold++
-    req.reply({ gold: def.of(req).state.gold })
-  }, { gate: 'none' })
+  app.route(
+    'free',
+    (req) => {
+      def.of(req).state.gold++
+      req.reply({ gold: def.of(req).state.gold })
+    },
+    { gate: 'none' },
+  )
   return app
 }
 

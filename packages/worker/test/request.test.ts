@@ -38,7 +38,20 @@ describe('task fields', () => {
           worker: req.worker.serverId,
         }
       },
-      { cmd: 't', sn: 5, data: [1, 2], uid: 2n ** 62n, nodeId: 3, connId: 2n ** 55n, tag: 9, userdata: 6, custom: 7, flags: 2, clientIp: '::1', ts: 1_700_000_000_000 },
+      {
+        cmd: 't',
+        sn: 5,
+        data: [1, 2],
+        uid: 2n ** 62n,
+        nodeId: 3,
+        connId: 2n ** 55n,
+        tag: 9,
+        userdata: 6,
+        custom: 7,
+        flags: 2,
+        clientIp: '::1',
+        ts: 1_700_000_000_000,
+      },
     )
     expect(seen).toEqual({
       taskCmd: 10,

@@ -80,30 +80,40 @@ describe('lanes', () => {
 
   test('property: any mix of uids and delays keeps per-key order and never overlaps a key', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.record({ key: fc.integer({ min: 1, max: 4 }), ms: fc.integer({ min: 0, max: 30 }), sync: fc.boolean() }), { maxLength: 40 }), async (tasks) => {
-        const log: { key: number; i: number; phase: 'start' | 'end' }[] = []
-        const app = createApp().route('t', (req) => {
-          const { i, ms, sync } = req.data as { i: number; ms: number; sync: boolean }
-          const key = req.uid as number
-          log.push({ key, i, phase: 'start' })
-          if (sync) {
-            log.push({ key, i, phase: 'end' })
-            return undefined
+      fc.asyncProperty(
+        fc.array(fc.record({ key: fc.integer({ min: 1, max: 4 }), ms: fc.integer({ min: 0, max: 30 }), sync: fc.boolean() }), { maxLength: 40 }),
+        async (tasks) => {
+          const log: { key: number; i: number; phase: 'start' | 'end' }[] = []
+          const app = createApp().route('t', (req) => {
+            const { i, ms, sync } = req.data as { i: number; ms: number; sync: boolean }
+            const key = req.uid as number
+            log.push({ key, i, phase: 'start' })
+            if (sync) {
+              log.push({ key, i, phase: 'end' })
+              return undefined
+            }
+            return req.worker.sleep(ms).then(() => void log.push({ key, i, phase: 'end' }))
+          })
+          const { runtime, clock, outcomes } = host(app)
+          await runtime.start()
+          tasks.forEach((t, i) => runtime.dispatch(i + 1, { cmd: 10, uid: t.key, body: body('t', { i, ms: t.ms, sync: t.sync }) }))
+          await clock.runAllAsync()
+          await runtime.stop()
+          expect(outcomes.size).toBe(tasks.length)
+          for (let key = 1; key <= 4; key++) {
+            const mine = log.filter((e) => e.key === key)
+            const expected = tasks.flatMap((t, i) =>
+              t.key === key
+                ? [
+                    { key, i, phase: 'start' },
+                    { key, i, phase: 'end' },
+                  ]
+                : [],
+            )
+            expect(mine).toEqual(expected)
           }
-          return req.worker.sleep(ms).then(() => void log.push({ key, i, phase: 'end' }))
-        })
-        const { runtime, clock, outcomes } = host(app)
-        await runtime.start()
-        tasks.forEach((t, i) => runtime.dispatch(i + 1, { cmd: 10, uid: t.key, body: body('t', { i, ms: t.ms, sync: t.sync }) }))
-        await clock.runAllAsync()
-        await runtime.stop()
-        expect(outcomes.size).toBe(tasks.length)
-        for (let key = 1; key <= 4; key++) {
-          const mine = log.filter((e) => e.key === key)
-          const expected = tasks.flatMap((t, i) => (t.key === key ? [{ key, i, phase: 'start' }, { key, i, phase: 'end' }] : []))
-          expect(mine).toEqual(expected)
-        }
-      }),
+        },
+      ),
       { numRuns: 60 },
     )
   })
@@ -132,16 +142,7 @@ describe('onTaskStart / onTaskDone', () => {
     runtime.dispatch(3, { cmd: 10, uid: 1, nodeId: 1, connId: 1, body: new Uint8Array([0xc1]) })
     runtime.dispatch(4, { cmd: 99, uid: 1 })
     await runtime.stop()
-    expect(calls).toEqual([
-      'start 1',
-      'preRequest',
-      'handler',
-      'onRequestEnd',
-      'done 1 ok',
-      'done 2 no-handler',
-      'done 3 bad-body',
-      'done 4 no-handler',
-    ])
+    expect(calls).toEqual(['start 1', 'preRequest', 'handler', 'onRequestEnd', 'done 1 ok', 'done 2 no-handler', 'done 3 bad-body', 'done 4 no-handler'])
   })
 
   test('an async task reports done only after it settled', async () => {

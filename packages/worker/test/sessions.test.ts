@@ -270,7 +270,7 @@ describe('flush buffers', () => {
     }
   }
 
-  test('a batch\'s records stay intact until storage answers, while the next batches are encoded; a failed batch\'s buffer is never reused', async () => {
+  test("a batch's records stay intact until storage answers, while the next batches are encoded; a failed batch's buffer is never reused", async () => {
     const { app } = counterApp()
     const storage = new LateReader()
     const h = harness(app, { sessions: { storage, flushBatchSize: 3, maxUnflushedAgeMs: 1000, retryBaseMs: 1000 } })
@@ -511,7 +511,13 @@ describe('session timers', () => {
     const r = await h.inject({ cmd: 'x', uid: 1 })
     expect(r.outcome).toBe('failed')
     // The handler's own error is the line's err (issue 10 item 8); the runtime's code is beside it.
-    expect(h.logs.some((e) => (e.obj as { err?: { code?: string }; code?: string }).err?.code === 'PEONY_SESSION_TIMER_UNKNOWN' && (e.obj as { code?: string }).code === 'PEONY_HANDLER_FAILED')).toBe(true)
+    expect(
+      h.logs.some(
+        (e) =>
+          (e.obj as { err?: { code?: string }; code?: string }).err?.code === 'PEONY_SESSION_TIMER_UNKNOWN' &&
+          (e.obj as { code?: string }).code === 'PEONY_HANDLER_FAILED',
+      ),
+    ).toBe(true)
     await h.stop()
   })
 })
@@ -520,8 +526,8 @@ describe('configuration', () => {
   test('an app with sessions and no storage is refused at construction', async () => {
     const { WorkerRuntime } = await import('@peony/worker/host')
     const { app } = counterApp()
-    expect(
-      () => new WorkerRuntime({ app, info: { slot: 0, groupId: 1, index: 0, serverId: 't', generation: 0 }, egress: { send() {} } }),
-    ).toThrow(expect.objectContaining({ code: 'PEONY_SESSION_NOT_CONFIGURED' }))
+    expect(() => new WorkerRuntime({ app, info: { slot: 0, groupId: 1, index: 0, serverId: 't', generation: 0 }, egress: { send() {} } })).toThrow(
+      expect.objectContaining({ code: 'PEONY_SESSION_NOT_CONFIGURED' }),
+    )
   })
 })

@@ -28,10 +28,15 @@ for (let i = 0; i < WORKERS; i++) {
   })
   workers.push(w)
 }
-await Promise.all(workers.map((w) => new Promise((resolve, reject) => {
-  w.once('message', resolve)
-  w.once('error', reject)
-})))
+await Promise.all(
+  workers.map(
+    (w) =>
+      new Promise((resolve, reject) => {
+        w.once('message', resolve)
+        w.once('error', reject)
+      }),
+  ),
+)
 
 const packr = new Packr({ useRecords: false })
 const unpackr = new Unpackr({ useRecords: false })
@@ -79,10 +84,15 @@ for await (const [, frame] of router) {
   if (o.tasks > 0 && received >= o.tasks) break
 }
 flushAll()
-const reports = await Promise.all(workers.map((w) => new Promise((resolve) => {
-  w.once('message', resolve)
-  w.postMessage({ t: 'end' })
-})))
+const reports = await Promise.all(
+  workers.map(
+    (w) =>
+      new Promise((resolve) => {
+        w.once('message', resolve)
+        w.postMessage({ t: 'end' })
+      }),
+  ),
+)
 emit({ bench: 'result', received, reports })
 router.close()
 // The workers close their ports after reporting and end on their own.

@@ -13,11 +13,12 @@ import { parseArgs } from '../lib/run.mjs'
 const o = parseArgs({ endpoint: '' })
 const router = new zmq.Router()
 const workers = [0, 1].map((index) => new Worker(new URL('./worker.mjs', import.meta.url), { workerData: { index } }))
-const pong = (w) => new Promise((resolve, reject) => {
-  w.once('message', resolve)
-  w.once('error', reject)
-  w.postMessage('ping')
-})
+const pong = (w) =>
+  new Promise((resolve, reject) => {
+    w.once('message', resolve)
+    w.once('error', reject)
+    w.postMessage('ping')
+  })
 await Promise.all([router.bind(o.endpoint), ...workers.map(pong)])
 process.stdout.write(JSON.stringify({ bench: 'ready' }) + '\n')
 for await (const [, frame] of router) {

@@ -22,10 +22,14 @@ async function pingSender(endpoint, logFile) {
 /** Waits for the first 'handled' mark of `n` distinct threads not in `exclude`. */
 async function handledBy(child, n, exclude = new Set(), timeoutMs = 30_000) {
   const seen = new Map()
-  await child.wait((e) => {
-    if (e.bench === 'handled' && !exclude.has(e.thread) && !seen.has(e.thread)) seen.set(e.thread, e.at)
-    return seen.size >= n
-  }, timeoutMs, `first task handled by ${n} new worker thread(s)`)
+  await child.wait(
+    (e) => {
+      if (e.bench === 'handled' && !exclude.has(e.thread) && !seen.has(e.thread)) seen.set(e.thread, e.at)
+      return seen.size >= n
+    },
+    timeoutMs,
+    `first task handled by ${n} new worker thread(s)`,
+  )
   return seen
 }
 
@@ -44,9 +48,23 @@ export async function startRun(c) {
     const main = c.root === undefined ? PEONY_MAIN : path.resolve(c.root, 'apps/peony-server/dist/main.js')
     const benchDir = c.root === undefined ? BENCH_DIR : path.resolve(c.root, 'tools/bench')
     if (!fs.existsSync(main)) throw new Error(`${main} does not exist: run \`pnpm -r build\` first`)
-    args = [main, '--app', path.join(benchDir, 'peony/lifecycle-app.mjs'), '--server-id', 'bench', '--intake', endpoint, '--forwarder', `tcp://127.0.0.1:${await freePort()}`, '--workers', '2',
+    args = [
+      main,
+      '--app',
+      path.join(benchDir, 'peony/lifecycle-app.mjs'),
+      '--server-id',
+      'bench',
+      '--intake',
+      endpoint,
+      '--forwarder',
+      `tcp://127.0.0.1:${await freePort()}`,
+      '--workers',
+      '2',
       // The default storage (LevelDB) in a fresh directory of this run, not in the bench folder.
-      '--storage-path', path.join(c.logDir, `${c.label}-db`), ...(process.env.BENCH_PEONY_ARGS ?? '').split(' ').filter(Boolean)]
+      '--storage-path',
+      path.join(c.logDir, `${c.label}-db`),
+      ...(process.env.BENCH_PEONY_ARGS ?? '').split(' ').filter(Boolean),
+    ]
   } else {
     args = [path.join(BENCH_DIR, 'bare-skeleton/main.mjs'), `--endpoint=${endpoint}`]
   }
@@ -88,11 +106,15 @@ export async function peonyRespawnRun(c) {
   let sender
   let host
   try {
-    host = spawnChild(path.join(c.root === undefined ? BENCH_DIR : path.resolve(c.root, 'tools/bench'), 'peony/host.mjs'), [`--endpoint=${endpoint}`, `--forwarder=tcp://127.0.0.1:${await freePort()}`, '--tasks=0', '--app=lifecycle', `--report-dir=${c.logDir}`], {
-      nodeFlags: c.fromSource ? SOURCE_FLAGS : [],
-      logFile,
-      stdin: true,
-    })
+    host = spawnChild(
+      path.join(c.root === undefined ? BENCH_DIR : path.resolve(c.root, 'tools/bench'), 'peony/host.mjs'),
+      [`--endpoint=${endpoint}`, `--forwarder=tcp://127.0.0.1:${await freePort()}`, '--tasks=0', '--app=lifecycle', `--report-dir=${c.logDir}`],
+      {
+        nodeFlags: c.fromSource ? SOURCE_FLAGS : [],
+        logFile,
+        stdin: true,
+      },
+    )
     await host.wait((e) => e.bench === 'ready', 60_000, 'peony ready')
     sender = await pingSender(endpoint, logFile)
     const first = await handledBy(host, 2)

@@ -63,7 +63,8 @@ for (const f of files(dir)) {
   console.log(`\n## ${path.relative(dir, f)}: ${total.toFixed(0)} ms sampled, ${busy.toFixed(0)} ms busy (${((busy / total) * 100).toFixed(0)}%)`)
   const show = (m, title) => {
     console.log(`\n${title}`)
-    for (const [k, t] of [...m].sort((a, b) => b[1] - a[1]).slice(0, o.top)) console.log(`${t.toFixed(1).padStart(9)} ms ${((t / busy) * 100).toFixed(1).padStart(5)}%  ${k}`)
+    for (const [k, t] of [...m].sort((a, b) => b[1] - a[1]).slice(0, o.top))
+      console.log(`${t.toFixed(1).padStart(9)} ms ${((t / busy) * 100).toFixed(1).padStart(5)}%  ${k}`)
   }
   show(byFile, 'self time by file')
   show(byFn, 'self time by function')

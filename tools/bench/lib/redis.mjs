@@ -9,7 +9,9 @@ import { freePort, sleep } from './run.mjs'
 /** Starts a redis-server of this process's own on a free port (no persistence); resolves once it answers. */
 export async function startRedis() {
   const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], {
+    stdio: 'ignore',
+  })
   const exited = new Promise((resolve) => proc.once('exit', resolve))
   process.on('exit', () => proc.kill('SIGKILL'))
   const url = `redis://127.0.0.1:${port}`

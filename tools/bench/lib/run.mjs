@@ -163,7 +163,8 @@ export function wrapChild(proc, logFile) {
       setImmediate(() => {
         if (ebuf) keep(ebuf)
         log?.end()
-        for (const w of [...waiters]) w.reject(new Error(`child exited (${exitCode}) while waiting for ${w.what}; last output:\n${tailLines.slice(-12).join('\n')}`))
+        for (const w of [...waiters])
+          w.reject(new Error(`child exited (${exitCode}) while waiting for ${w.what}; last output:\n${tailLines.slice(-12).join('\n')}`))
         resolve(code)
       })
     })
@@ -182,7 +183,8 @@ export function wrapChild(proc, logFile) {
     wait(pred, timeoutMs = 60_000, what = 'an event') {
       const found = events.find(pred)
       if (found) return Promise.resolve(found)
-      if (exitCode !== undefined) return Promise.reject(new Error(`child already exited (${exitCode}) before ${what}; last output:\n${tailLines.slice(-12).join('\n')}`))
+      if (exitCode !== undefined)
+        return Promise.reject(new Error(`child already exited (${exitCode}) before ${what}; last output:\n${tailLines.slice(-12).join('\n')}`))
       return new Promise((resolve, reject) => {
         const w = {
           pred,
@@ -198,7 +200,10 @@ export function wrapChild(proc, logFile) {
             reject(e)
           },
         }
-        const timer = setTimeout(() => w.reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last output:\n${tailLines.slice(-12).join('\n')}`)), timeoutMs)
+        const timer = setTimeout(
+          () => w.reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last output:\n${tailLines.slice(-12).join('\n')}`)),
+          timeoutMs,
+        )
         waiters.add(w)
       })
     },
@@ -252,7 +257,10 @@ function cpuJiffies() {
     const busy = total - v[3] - (v[4] ?? 0)
     // /proc/self/stat: fields after the ")" — utime stime cutime cstime are the 12th–15th.
     const self = fs.readFileSync('/proc/self/stat', 'utf8')
-    const f = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number)
+    const f = self
+      .slice(self.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number)
     const own = f[11] + f[12] + f[13] + f[14]
     return { busy, own }
   } catch {
@@ -355,7 +363,9 @@ export async function runInterleaved(spec) {
       rec.wallMs = Date.now() - t0
       records[v.name].push(rec)
       const shown = rec.ok ? fmtNum(rec.value) : `FAILED: ${(rec.error ?? (rec.errors ?? []).join('; ')).split('\n')[0].slice(0, 300)}`
-      process.stderr.write(`[${spec.name}] run ${r + 1}/${spec.runs} ${v.name}: ${shown}${rec.note ? ` (${rec.note})` : ''} [other processes: ${rec.foreignCores} cores during the run${rec.disturbed ? ' (DISTURBED)' : ''}, ${busyBefore} before${idleWaitMs > 1000 ? `, waited ${(idleWaitMs / 1000).toFixed(0)} s` : ''}; load ${load1}]\n`)
+      process.stderr.write(
+        `[${spec.name}] run ${r + 1}/${spec.runs} ${v.name}: ${shown}${rec.note ? ` (${rec.note})` : ''} [other processes: ${rec.foreignCores} cores during the run${rec.disturbed ? ' (DISTURBED)' : ''}, ${busyBefore} before${idleWaitMs > 1000 ? `, waited ${(idleWaitMs / 1000).toFixed(0)} s` : ''}; load ${load1}]\n`,
+      )
     }
   }
   return records
@@ -385,7 +395,9 @@ export function fmtNum(x, digits) {
  * @param {{numerator: string, denominator: string}} [ratio]
  */
 export function summarizeRecords(records, ratio) {
-  const variants = Object.fromEntries(Object.entries(records).map(([k, recs]) => [k, { ...summarize(recs.map((r) => r.value)), disturbed: recs.filter((r) => r.disturbed).length }]))
+  const variants = Object.fromEntries(
+    Object.entries(records).map(([k, recs]) => [k, { ...summarize(recs.map((r) => r.value)), disturbed: recs.filter((r) => r.disturbed).length }]),
+  )
   const out = { variants }
   if (ratio) {
     const a = records[ratio.numerator].map((r) => r.value)
@@ -393,7 +405,13 @@ export function summarizeRecords(records, ratio) {
     out.ratio = { ...ratio, ...ratios(a, b) }
     // The same over the pairs where neither run was disturbed by other processes.
     const clean = (i) => !records[ratio.numerator][i]?.disturbed && !records[ratio.denominator][i]?.disturbed
-    out.cleanRatio = { ...ratio, ...ratios(a.map((v, i) => (clean(i) ? v : null)), b.map((v, i) => (clean(i) ? v : null))) }
+    out.cleanRatio = {
+      ...ratio,
+      ...ratios(
+        a.map((v, i) => (clean(i) ? v : null)),
+        b.map((v, i) => (clean(i) ? v : null)),
+      ),
+    }
   }
   return out
 }
@@ -455,16 +473,26 @@ export function writeResults(name, data) {
 export function markdownTable(t) {
   const lines = [`| ${t.title} | median | [min–max] | runs passed (disturbed) |`, '|---|---|---|---|']
   for (const [name, s] of Object.entries(t.summary.variants)) {
-    lines.push(`| ${name} (${t.unit}) | **${fmtNum(s.median, t.digits)}** | [${fmtNum(s.min, t.digits)}–${fmtNum(s.max, t.digits)}] | ${s.passed}/${s.passed + s.failed} (${s.disturbed ?? 0}) |`)
+    lines.push(
+      `| ${name} (${t.unit}) | **${fmtNum(s.median, t.digits)}** | [${fmtNum(s.min, t.digits)}–${fmtNum(s.max, t.digits)}] | ${s.passed}/${s.passed + s.failed} (${s.disturbed ?? 0}) |`,
+    )
   }
   if (t.summary.ratio) {
     const r = t.summary.ratio
-    lines.push(`| ratio ${r.numerator} / ${r.denominator} (median of per-run ratios) | **${fmtNum(r.median, 2)}** | [${fmtNum(min(r.perRun), 2)}–${fmtNum(max(r.perRun), 2)}] | ${r.perRun.length} pairs |`)
+    lines.push(
+      `| ratio ${r.numerator} / ${r.denominator} (median of per-run ratios) | **${fmtNum(r.median, 2)}** | [${fmtNum(min(r.perRun), 2)}–${fmtNum(max(r.perRun), 2)}] | ${r.perRun.length} pairs |`,
+    )
     const c = t.summary.cleanRatio
-    if (c) lines.push(`| same, undisturbed pairs only | **${fmtNum(c.median, 2)}** | [${fmtNum(min(c.perRun), 2)}–${fmtNum(max(c.perRun), 2)}] | ${c.perRun.length} pairs |`)
+    if (c)
+      lines.push(
+        `| same, undisturbed pairs only | **${fmtNum(c.median, 2)}** | [${fmtNum(min(c.perRun), 2)}–${fmtNum(max(c.perRun), 2)}] | ${c.perRun.length} pairs |`,
+      )
   }
   for (const row of t.extraRows ?? []) lines.push(row)
-  if (t.target) lines.push(`| target: ${t.target.text} | ${t.target.holds === null ? '**inconclusive** (fewer than 3 undisturbed runs)' : t.target.holds ? '**holds**' : '**does not hold**'} | | |`)
+  if (t.target)
+    lines.push(
+      `| target: ${t.target.text} | ${t.target.holds === null ? '**inconclusive** (fewer than 3 undisturbed runs)' : t.target.holds ? '**holds**' : '**does not hold**'} | | |`,
+    )
   lines.push('', '"disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried).')
   for (const n of t.notes ?? []) lines.push('', n)
   return lines.join('\n')

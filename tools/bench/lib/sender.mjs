@@ -132,7 +132,20 @@ async function stream() {
     if (sentTasks - handled > maxOutstanding) maxOutstanding = sentTasks - handled
   }
   const t1 = nowMs()
-  emit({ bench: 'sent', t0, t1, frames: frames.length, tasks: sentTasks, sendRate: sentTasks / ((t1 - t0) / 1000), stalls, late, maxLateMs, handledSeen: handled, maxOutstanding, skippedMs })
+  emit({
+    bench: 'sent',
+    t0,
+    t1,
+    frames: frames.length,
+    tasks: sentTasks,
+    sendRate: sentTasks / ((t1 - t0) / 1000),
+    stalls,
+    late,
+    maxLateMs,
+    handledSeen: handled,
+    maxOutstanding,
+    skippedMs,
+  })
   await stdinClosed
   udp?.close()
   sock.close()

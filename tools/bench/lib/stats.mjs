@@ -20,7 +20,7 @@ export function median(xs) {
  * @param {readonly number[]} xs
  */
 export function min(xs) {
-  return xs.length === 0 ? NaN : xs.reduce((a, b) => (b < a ? b : a))
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => Math.min(b, a))
 }
 
 /**
@@ -28,7 +28,7 @@ export function min(xs) {
  * @param {readonly number[]} xs
  */
 export function max(xs) {
-  return xs.length === 0 ? NaN : xs.reduce((a, b) => (b > a ? b : a))
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => Math.max(b, a))
 }
 
 /**

@@ -151,7 +151,7 @@ export async function throughputRun(c) {
     return out
   } finally {
     await during?.stop().catch(() => {})
-    if (sender && sender.proc.stdin && !sender.proc.stdin.destroyed) sender.proc.stdin.end()
+    if (sender?.proc.stdin && !sender.proc.stdin.destroyed) sender.proc.stdin.end()
     await stopChildren([sender, receiver], 5_000)
   }
 }
@@ -222,7 +222,16 @@ export async function throughputBench(spec) {
   const target = { text: `peony ≥ ${spec.minRatio} × ${spec.baseline} (judged on the undisturbed pairs)`, holds }
   const title = `${spec.batch === 1 ? '1 task per message' : `${spec.batch}-task frames`}, ${o.tasks.toLocaleString('en-US')} tasks, window ${o.window || 'open'}`
   const table = markdownTable({ title, unit: 'tasks/s', summary, target }) + baseRatioLine(records, summarizeRecords, fmtNum)
-  const file = writeResults(spec.name, { bench: spec.name, options: recordedOptions(o), env, envAfter: { loadavg: environment().loadavg }, summary, target, table, records })
+  const file = writeResults(spec.name, {
+    bench: spec.name,
+    options: recordedOptions(o),
+    env,
+    envAfter: { loadavg: environment().loadavg },
+    summary,
+    target,
+    table,
+    records,
+  })
   console.log(table)
   console.error(`results: ${file}`)
   if (profDir) console.error(`cpu profiles: ${profDir} (summarize with: node tools/bench/lib/profile-summary.mjs <dir>)`)

@@ -73,7 +73,11 @@ if (o.tasks > 0) {
 const statsBefore = master.stats()
 await master.stop()
 const reports = fs.existsSync(reportFile)
-  ? fs.readFileSync(reportFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+  ? fs
+      .readFileSync(reportFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
   : []
 fs.rmSync(path.dirname(reportFile), { recursive: true, force: true })
 emit({ bench: 'result', reports, stats: statsBefore, maxPending })

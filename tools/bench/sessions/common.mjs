@@ -90,7 +90,10 @@ export function cpuSplit(before, after, roles) {
   }
   for (const k of Object.keys(out)) out[k] = Math.round(out[k] * 10) / 10
   // The busiest 'other' threads, each on its own (a LevelDB write thread, its compaction thread…).
-  out.others = others.sort((a, b) => b - a).slice(0, 6).map((d) => Math.round(d))
+  out.others = others
+    .sort((a, b) => b - a)
+    .slice(0, 6)
+    .map((d) => Math.round(d))
   return out
 }
 
@@ -215,7 +218,6 @@ export function recordOf(state) {
   return out
 }
 
-
 /**
  * Encodes the records of `states[from..to)` into `w` (a MsgpackWriter, reset first), as the
  * session manager writes them (`[1, bin32(packValue(state)), nil]`, the state packed in place, its
@@ -309,7 +311,12 @@ export async function countMismatched(keys, getMany, want) {
     for (let j = 0; j < got.length; j++) {
       const g = got[j]
       const w = want(i + j)
-      if (g === undefined || g === null || Buffer.compare(Buffer.from(g.buffer, g.byteOffset, g.byteLength), Buffer.from(w.buffer, w.byteOffset, w.byteLength)) !== 0) bad++
+      if (
+        g === undefined ||
+        g === null ||
+        Buffer.compare(Buffer.from(g.buffer, g.byteOffset, g.byteLength), Buffer.from(w.buffer, w.byteOffset, w.byteLength)) !== 0
+      )
+        bad++
     }
   }
   return bad
@@ -458,7 +465,10 @@ export async function claimKeys(storage, uids) {
  */
 export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, encode = 'before', procs = {} }) {
   await storage.open()
-  const gens = await claimKeys(storage, Array.from({ length: n }, (_, i) => firstUid + i))
+  const gens = await claimKeys(
+    storage,
+    Array.from({ length: n }, (_, i) => firstUid + i),
+  )
   const values = encode === 'before' ? Array.from({ length: n }, (_, i) => recordOf(stateOf(firstUid + i))) : undefined
   const states = encode === 'sketch' ? Array.from({ length: n }, (_, i) => stateOf(firstUid + i)) : undefined
   let refused = 0
@@ -470,7 +480,8 @@ export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, e
     const end = Math.min(i + chunk, n)
     const writes = []
     if (values !== undefined) {
-      for (let j = i; j < end; j++) writes.push({ fence: keyOf(firstUid + j), generation: gens[j], ops: [{ type: 'put', key: keyOf(firstUid + j), value: values[j] }] })
+      for (let j = i; j < end; j++)
+        writes.push({ fence: keyOf(firstUid + j), generation: gens[j], ops: [{ type: 'put', key: keyOf(firstUid + j), value: values[j] }] })
     } else {
       const encoded = []
       let total = 0
@@ -512,7 +523,11 @@ export async function fencedFlush(storage, { n, firstUid, chunk, inflight = 1, e
   const cpu = { before: cpuBefore, after: threadTimes(procs), tid: threadId() }
   const windowUs = [windowStartUs, Number(process.hrtime.bigint() / 1000n)]
   const keys = Array.from({ length: n }, (_, i) => keyOf(firstUid + i))
-  const mismatched = await countMismatched(keys, (ks) => storage.getMany(ks), (i) => values?.[i] ?? recordOf(stateOf(firstUid + i)))
+  const mismatched = await countMismatched(
+    keys,
+    (ks) => storage.getMany(ks),
+    (i) => values?.[i] ?? recordOf(stateOf(firstUid + i)),
+  )
   const errors = []
   if (refused > 0) errors.push(`${refused} writes refused`)
   if (mismatched > 0) errors.push(`${mismatched} of ${n} records read back differ`)

@@ -50,7 +50,24 @@ import { parseArgs } from '../lib/run.mjs'
 import { MsgpackWriter } from '@peony/protocol'
 import { LevelStorage } from '@peony/storage/leveldb'
 import { RedisStorage } from '@peony/storage/redis'
-import { HERE, caseDir, countMismatched, cpuSplit, emitResult as emit, encodeRecords, fencedFlush, keyOf, nextMessage, recordOf, startHost, startRedis, startThread, stateOf, threadId, threadTimes } from './common.mjs'
+import {
+  HERE,
+  caseDir,
+  countMismatched,
+  cpuSplit,
+  emitResult as emit,
+  encodeRecords,
+  fencedFlush,
+  keyOf,
+  nextMessage,
+  recordOf,
+  startHost,
+  startRedis,
+  startThread,
+  stateOf,
+  threadId,
+  threadTimes,
+} from './common.mjs'
 
 const args = parseArgs({ case: '', n: 100_000, chunk: 500, writeBufferSize: 0, inflight: 1, flushBatchSize: 0, encode: 'before', warmup: 0 })
 if (args.encode !== 'before' && args.encode !== 'inside') throw new TypeError(`--encode must be before or inside, not ${args.encode}`)
@@ -87,7 +104,12 @@ function records(firstUid = FIRST_UID, count = n) {
 async function peony(config, mode = 'peony', encode = 'before', procs = {}) {
   const { port1, port2 } = new MessageChannel()
   const host = await startHost(config, port1)
-  const w = startThread(join(HERE, 'flush-thread.mjs'), { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode, procs, flushBatchSize: args.flushBatchSize, warmup: args.warmup }, [port2], 'peony-worker')
+  const w = startThread(
+    join(HERE, 'flush-thread.mjs'),
+    { port: port2, n, firstUid: FIRST_UID, mode, chunk, inflight: args.inflight, encode, procs, flushBatchSize: args.flushBatchSize, warmup: args.warmup },
+    [port2],
+    'peony-worker',
+  )
   const { t: _t, cpu, ...res } = await nextMessage(w, (m) => m.t === 'result', 600_000, 'the flush result')
   await w.terminate()
   await host.close()
@@ -138,9 +160,21 @@ if (c === 'level-peony') {
   await writeAll(keys, values, chunkValues, n)
   const ms = performance.now() - t0
   const cpuMs = cpuSplit(cpuBefore, threadTimes(), { [MAIN]: 'main' })
-  const mismatched = await countMismatched(keys, (ks) => db.getMany(ks), (i) => values[i])
+  const mismatched = await countMismatched(
+    keys,
+    (ks) => db.getMany(ks),
+    (i) => values[i],
+  )
   await db.close()
-  out = { value: n / (ms / 1000), ms, chunk, encode: args.encode, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
+  out = {
+    value: n / (ms / 1000),
+    ms,
+    chunk,
+    encode: args.encode,
+    cpuMs,
+    ok: mismatched === 0,
+    errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [],
+  }
 } else if (c === 'redis-peony') {
   const server = await startRedis()
   try {
@@ -151,7 +185,8 @@ if (c === 'level-peony') {
 } else if (c === 'redis-remote' || c === 'redis-sketch' || c === 'redis-direct') {
   const server = await startRedis()
   try {
-    if (c !== 'redis-direct') out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX }, 'remote', c === 'redis-sketch' ? 'sketch' : 'before', { redis: server.pid })
+    if (c !== 'redis-direct')
+      out = await peony({ driver: 'redis', url: server.url, prefix: PREFIX }, 'remote', c === 'redis-sketch' ? 'sketch' : 'before', { redis: server.pid })
     else {
       const storage = new RedisStorage({ url: server.url, prefix: PREFIX })
       out = direct(await fencedFlush(storage, { n, firstUid: FIRST_UID, chunk, inflight: args.inflight, procs: { redis: server.pid } }))
@@ -186,7 +221,12 @@ if (c === 'level-peony') {
   }
   if (args.warmup > 0) {
     const w = records(FIRST_UID + n, args.warmup)
-    await writeAll(w.keys.map((k) => `${PREFIX}{${k}}`), w.chunkValues === undefined ? w.values.map(asBuffer) : undefined, w.chunkValues, args.warmup)
+    await writeAll(
+      w.keys.map((k) => `${PREFIX}{${k}}`),
+      w.chunkValues === undefined ? w.values.map(asBuffer) : undefined,
+      w.chunkValues,
+      args.warmup,
+    )
     await new Promise((r) => setTimeout(r, WARMUP_SETTLE_MS))
   }
   const cpuBefore = threadTimes(procs)
@@ -194,10 +234,22 @@ if (c === 'level-peony') {
   await writeAll(rkeys, bufs, chunkValues, n)
   const ms = performance.now() - t0
   const cpuMs = cpuSplit(cpuBefore, threadTimes(procs), { [MAIN]: 'main' })
-  const mismatched = await countMismatched(rkeys, (ks) => r.mgetBuffer(ks), (i) => values[i])
+  const mismatched = await countMismatched(
+    rkeys,
+    (ks) => r.mgetBuffer(ks),
+    (i) => values[i],
+  )
   r.disconnect()
   await server.stop()
-  out = { value: n / (ms / 1000), ms, chunk, encode: args.encode, cpuMs, ok: mismatched === 0, errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [] }
+  out = {
+    value: n / (ms / 1000),
+    ms,
+    chunk,
+    encode: args.encode,
+    cpuMs,
+    ok: mismatched === 0,
+    errors: mismatched ? [`${mismatched} of ${n} records read back differ`] : [],
+  }
 } else {
   throw new TypeError(`unknown --case=${c}`)
 }

@@ -83,7 +83,8 @@ async function peonyFlush() {
   const loadMs = performance.now() - tLoad
   if (outcomes.ok !== n + warmup) throw new Error(`loading: expected ${n} ok tasks, got ${JSON.stringify(outcomes)}`)
   const before = runtime.stats().sessions
-  if (before.dirty !== n || before.resident !== n + warmup || before.flushedSessions !== base.flushedSessions) throw new Error(`before the flush: ${JSON.stringify(before)}`)
+  if (before.dirty !== n || before.resident !== n + warmup || before.flushedSessions !== base.flushedSessions)
+    throw new Error(`before the flush: ${JSON.stringify(before)}`)
 
   // The flush's span on the monotonic clock V8's CPU profiles use (µs), for profile-window.mjs.
   const windowStartUs = Number(process.hrtime.bigint() / 1000n)
@@ -102,7 +103,11 @@ async function peonyFlush() {
   // bytes the raw baselines write.
   const keys = uids.map(keyOf)
   errors.push(...recorded.check(keys))
-  const mismatched = await countMismatched(keys, (ks) => storage.getMany(ks), (i) => recordOf(stateOf(uids[i])))
+  const mismatched = await countMismatched(
+    keys,
+    (ks) => storage.getMany(ks),
+    (i) => recordOf(stateOf(uids[i])),
+  )
   if (mismatched > 0) errors.push(`${mismatched} of ${n} records read back differ from the baseline's bytes`)
   await runtime.stop()
   await storage.close()

@@ -47,7 +47,10 @@ const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = parseArgs({ runs: 5, n: 100_000, only: '', writeBufferSize: 0, prof: false, decompose: true, sketch: false, encChunks: '500', warmup: 0 })
 const CHUNKS = [100, 500, 1000]
-const ENC_CHUNKS = String(args.encChunks).split(',').filter((x) => x !== '').map(Number)
+const ENC_CHUNKS = String(args.encChunks)
+  .split(',')
+  .filter((x) => x !== '')
+  .map(Number)
 const TARGET = 0.8
 
 function variant(name, caseName, extra = []) {
@@ -61,11 +64,15 @@ function variant(name, caseName, extra = []) {
         nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${dir}`)
       }
       const warm = args.warmup > 0 && (caseName.endsWith('-raw') || caseName.endsWith('-peony')) ? [`--warmup=${args.warmup}`] : []
-      const child = spawnChild(path.join(HERE, 'flush-case.mjs'), [`--case=${caseName}`, `--n=${args.n}`, `--write-buffer-size=${args.writeBufferSize}`, ...warm, ...extra], {
-        nodeFlags,
-        logFile: path.join(logDir, `${name}-${run}.log`),
-        cwd: HERE,
-      })
+      const child = spawnChild(
+        path.join(HERE, 'flush-case.mjs'),
+        [`--case=${caseName}`, `--n=${args.n}`, `--write-buffer-size=${args.writeBufferSize}`, ...warm, ...extra],
+        {
+          nodeFlags,
+          logFile: path.join(logDir, `${name}-${run}.log`),
+          cwd: HERE,
+        },
+      )
       const ev = await child.wait((e) => e.bench === 'result', 290_000, `${name} result`)
       await child.exited
       return ev
@@ -97,7 +104,17 @@ function perRun(d) {
     const disturbed = p.disturbed || raws.some((x) => x.r.disturbed)
     const encs = ENC_CHUNKS.map((c) => records[`${d}-raw-enc-${c}`][i]).filter((r) => r?.ok)
     const bestEnc = encs.length === 0 ? null : Math.max(...encs.map((r) => r.value))
-    rows.push({ run: i, peony: p.value, best: best.r.value, bestChunk: best.c, ratio: p.value / best.r.value, ratio500: r500?.ok ? p.value / r500.value : null, bestEnc, ratioEnc: bestEnc === null ? null : p.value / bestEnc, disturbed })
+    rows.push({
+      run: i,
+      peony: p.value,
+      best: best.r.value,
+      bestChunk: best.c,
+      ratio: p.value / best.r.value,
+      ratio500: r500?.ok ? p.value / r500.value : null,
+      bestEnc,
+      ratioEnc: bestEnc === null ? null : p.value / bestEnc,
+      disturbed,
+    })
   }
   return rows
 }
@@ -112,8 +129,18 @@ for (const d of drivers) {
   const r500 = rows.map((r) => r.ratio500).filter((x) => x !== null)
   const rEnc = rows.map((r) => r.ratioEnc).filter((x) => x !== null)
   const holds = clean.length >= 3 ? median(clean) >= TARGET : null
-  out.drivers[d] = { perRun: rows, ratio: { median: median(ratios), min: min(ratios), max: max(ratios) }, undisturbed: { median: median(clean), perRun: clean }, ratioVs500: { median: median(r500), perRun: r500 }, ratioVsEncodeInside: { median: median(rEnc), perRun: rEnc }, holds }
-  md.push(`| flush of ${args.n.toLocaleString('en-US')} dirty 1 KB sessions, ${title[d]} (sessions/s) | median | [min–max] | runs passed (disturbed) |`, '|---|---|---|---|')
+  out.drivers[d] = {
+    perRun: rows,
+    ratio: { median: median(ratios), min: min(ratios), max: max(ratios) },
+    undisturbed: { median: median(clean), perRun: clean },
+    ratioVs500: { median: median(r500), perRun: r500 },
+    ratioVsEncodeInside: { median: median(rEnc), perRun: rEnc },
+    holds,
+  }
+  md.push(
+    `| flush of ${args.n.toLocaleString('en-US')} dirty 1 KB sessions, ${title[d]} (sessions/s) | median | [min–max] | runs passed (disturbed) |`,
+    '|---|---|---|---|',
+  )
   const extra = [...(args.decompose ? [`${d}-direct-500`, `${d}-remote-500`] : []), ...(args.sketch ? [`${d}-remote-500-x2`, `${d}-sketch-500-x2`] : [])]
   const encNames = ENC_CHUNKS.map((c) => `${d}-raw-enc-${c}`)
   for (const name of [...CHUNKS.map((c) => `${d}-raw-${c}`), ...encNames, ...extra, `${d}-peony`]) {
@@ -121,11 +148,20 @@ for (const d of drivers) {
     md.push(`| ${name} | **${fmtNum(s.median, 0)}** | [${fmtNum(s.min, 0)}–${fmtNum(s.max, 0)}] | ${s.passed}/${s.passed + s.failed} (${s.disturbed}) |`)
   }
   const bests = rows.map((r) => r.best)
-  md.push(`| best raw chunk size of each run | **${fmtNum(median(bests), 0)}** | [${fmtNum(min(bests), 0)}–${fmtNum(max(bests), 0)}] | chunks: ${rows.map((r) => r.bestChunk).join(', ')} |`)
-  md.push(`| ratio peony / best raw (median of per-run ratios) | **${fmtNum(median(ratios), 2)}** | [${fmtNum(min(ratios), 2)}–${fmtNum(max(ratios), 2)}] | ${ratios.length} runs |`)
+  md.push(
+    `| best raw chunk size of each run | **${fmtNum(median(bests), 0)}** | [${fmtNum(min(bests), 0)}–${fmtNum(max(bests), 0)}] | chunks: ${rows.map((r) => r.bestChunk).join(', ')} |`,
+  )
+  md.push(
+    `| ratio peony / best raw (median of per-run ratios) | **${fmtNum(median(ratios), 2)}** | [${fmtNum(min(ratios), 2)}–${fmtNum(max(ratios), 2)}] | ${ratios.length} runs |`,
+  )
   md.push(`| same, undisturbed runs only | **${fmtNum(median(clean), 2)}** | [${fmtNum(min(clean), 2)}–${fmtNum(max(clean), 2)}] | ${clean.length} runs |`)
-  md.push(`| ratio peony / raw-500 (same chunk size) | **${fmtNum(median(r500), 2)}** | [${fmtNum(min(r500), 2)}–${fmtNum(max(r500), 2)}] | ${r500.length} runs |`)
-  if (rEnc.length > 0) md.push(`| ratio peony / best raw-enc (like for like: states encoded inside the timed span) | **${fmtNum(median(rEnc), 2)}** | [${fmtNum(min(rEnc), 2)}–${fmtNum(max(rEnc), 2)}] | ${rEnc.length} runs |`)
+  md.push(
+    `| ratio peony / raw-500 (same chunk size) | **${fmtNum(median(r500), 2)}** | [${fmtNum(min(r500), 2)}–${fmtNum(max(r500), 2)}] | ${r500.length} runs |`,
+  )
+  if (rEnc.length > 0)
+    md.push(
+      `| ratio peony / best raw-enc (like for like: states encoded inside the timed span) | **${fmtNum(median(rEnc), 2)}** | [${fmtNum(min(rEnc), 2)}–${fmtNum(max(rEnc), 2)}] | ${rEnc.length} runs |`,
+    )
   if (args.decompose) {
     const rr = (a, b) => {
       const xs = []
@@ -148,12 +184,17 @@ for (const d of drivers) {
         if (q?.ok) xs.push(q.value / r.best)
       }
       out.drivers[d][`${name}/best raw`] = { median: median(xs), perRun: xs }
-      md.push(`| ratio ${name} / best raw (a sketch, not Peony) | **${fmtNum(median(xs), 2)}** | [${fmtNum(min(xs), 2)}–${fmtNum(max(xs), 2)}] | ${xs.length} runs |`)
+      md.push(
+        `| ratio ${name} / best raw (a sketch, not Peony) | **${fmtNum(median(xs), 2)}** | [${fmtNum(min(xs), 2)}–${fmtNum(max(xs), 2)}] | ${xs.length} runs |`,
+      )
     }
     vsBest(`${d}-remote-500-x2`)
     vsBest(`${d}-sketch-500-x2`)
   }
-  md.push(`| target: peony ≥ ${TARGET} × raw | ${holds === null ? '**inconclusive** (fewer than 3 undisturbed runs)' : holds ? '**holds**' : '**does not hold**'} | | |`, '')
+  md.push(
+    `| target: peony ≥ ${TARGET} × raw | ${holds === null ? '**inconclusive** (fewer than 3 undisturbed runs)' : holds ? '**holds**' : '**does not hold**'} | | |`,
+    '',
+  )
   // CPU time in the timed span, per thread role (median over the runs; ms per n sessions).
   const roles = ['total', 'worker', 'host', 'main', 'other', ...(d === 'redis' ? ['redis'] : [])]
   md.push(`| CPU ms in the timed span, ${title[d]} (median of runs) | ${roles.join(' | ')} |`, `|---|${roles.map(() => '---').join('|')}|`)
@@ -167,8 +208,13 @@ for (const d of drivers) {
   out.drivers[d].cpuMs = cpuOf
   md.push('')
 }
-if (args.warmup > 0) md.push(`Warm-up: ${args.warmup.toLocaleString('en-US')} other records written the same way before each timed span (raw and Peony alike); not the target's method, and raw's LevelDB threads cost more after it (docs/benchmarks.md): compare CPU per thread, not the ratios.`)
-md.push(`Write buffer: ${args.writeBufferSize > 0 ? `${args.writeBufferSize} bytes` : "classic-level's default (4 MiB)"} on both LevelDB sides. "disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a run's ratio counts as disturbed when Peony's or any of its raw runs was.`)
+if (args.warmup > 0)
+  md.push(
+    `Warm-up: ${args.warmup.toLocaleString('en-US')} other records written the same way before each timed span (raw and Peony alike); not the target's method, and raw's LevelDB threads cost more after it (docs/benchmarks.md): compare CPU per thread, not the ratios.`,
+  )
+md.push(
+  `Write buffer: ${args.writeBufferSize > 0 ? `${args.writeBufferSize} bytes` : "classic-level's default (4 MiB)"} on both LevelDB sides. "disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a run's ratio counts as disturbed when Peony's or any of its raw runs was.`,
+)
 const file = writeResults('sessions-flush', out)
 process.stdout.write(md.join('\n') + '\n')
 process.stderr.write(`results: ${file}\n`)

@@ -67,7 +67,12 @@ const storage = await hostConfig(driver, dir)
 const { port1, port2 } = new MessageChannel()
 const host = await startHost(storage.config, port1)
 const bare = variant === 'bare-fenced-write' ? { batch: args.batch, periodMs: args.periodMs, seconds: args.seconds, warmupS: args.warmup } : undefined
-const w = startThread(join(HERE, 'gate-thread.mjs'), { port: port2, mode: bare ? 'bare' : 'peony', players: P, firstUid: FIRST_UID, bare }, [port2], 'peony-worker')
+const w = startThread(
+  join(HERE, 'gate-thread.mjs'),
+  { port: port2, mode: bare ? 'bare' : 'peony', players: P, firstUid: FIRST_UID, bare },
+  [port2],
+  'peony-worker',
+)
 
 let out
 try {
@@ -85,7 +90,19 @@ async function bareCase() {
   if (!(args.batch >= 1 && args.periodMs > 0)) throw new RangeError('bare-fenced-write needs --batch ≥ 1 and --period-ms > 0')
   const res = await nextMessage(w, (x) => x.t === 'result', (args.seconds + 300) * 1000, 'the bare writes')
   const s = latencySummary(res.sample)
-  return { value: s.p99, ...s, batch: res.batch, periodMs: res.periodMs, callsPerS: res.callsPerS, issued: res.issued, skippedMs: res.skippedMs, late: res.late, recordBytes: res.recordBytes, ok: res.errors.length === 0, errors: res.errors }
+  return {
+    value: s.p99,
+    ...s,
+    batch: res.batch,
+    periodMs: res.periodMs,
+    callsPerS: res.callsPerS,
+    issued: res.issued,
+    skippedMs: res.skippedMs,
+    late: res.late,
+    recordBytes: res.recordBytes,
+    ok: res.errors.length === 0,
+    errors: res.errors,
+  }
 }
 
 /** The runtime cases: warm-up in the thread, then closed-loop or paced requests from here. */
@@ -241,7 +258,10 @@ async function peonyCase() {
   if (!finished()) {
     await new Promise((resolve, reject) => {
       drained = resolve
-      setTimeout(() => reject(new Error(`not drained after 60 s: ${qLen} queued, ${sent - replies} unanswered, ${sent - doneCount} not reported done`)), 60_000).unref()
+      setTimeout(
+        () => reject(new Error(`not drained after 60 s: ${qLen} queued, ${sent - replies} unanswered, ${sent - doneCount} not reported done`)),
+        60_000,
+      ).unref()
     })
   }
   const drainMs = performance.now() - window.to
@@ -267,10 +287,15 @@ async function peonyCase() {
   const g = st.gate
   if (variant === 'gated') {
     if (g.gated !== sent || g.released !== sent) errors.push(`gate: ${g.gated} gated, ${g.released} released for ${sent} requests`)
-    if (st.storedDiffers > 0) errors.push(`${st.storedDiffers} of ${st.storedChecked} players' stored sn differ from their last answered request (first [uid, stored, answered]: ${JSON.stringify(st.firstDiffers)})`)
+    if (st.storedDiffers > 0)
+      errors.push(
+        `${st.storedDiffers} of ${st.storedChecked} players' stored sn differ from their last answered request (first [uid, stored, answered]: ${JSON.stringify(st.firstDiffers)})`,
+      )
   } else if (g.gated !== 0) errors.push(`${g.gated} gated requests in the ungated case`)
-  if (g.failures + g.notStored + g.dropped + g.waiting > 0) errors.push(`gate failures ${g.failures}, notStored ${g.notStored}, dropped ${g.dropped}, waiting ${g.waiting}`)
-  if (st.calls.refused + st.final.fenced + st.final.flushErrors > 0) errors.push(`writes refused ${st.calls.refused}, fenced ${st.final.fenced}, flush errors ${st.final.flushErrors}`)
+  if (g.failures + g.notStored + g.dropped + g.waiting > 0)
+    errors.push(`gate failures ${g.failures}, notStored ${g.notStored}, dropped ${g.dropped}, waiting ${g.waiting}`)
+  if (st.calls.refused + st.final.fenced + st.final.flushErrors > 0)
+    errors.push(`writes refused ${st.calls.refused}, fenced ${st.final.fenced}, flush errors ${st.final.flushErrors}`)
   if (refused > 0) errors.push(`overloaded: ${refused} requests found the queue full (${QUEUE_MAX} waiting), as the master would refuse them -10002`)
 
   const winS = (window.to - window.from) / 1000
@@ -286,7 +311,21 @@ async function peonyCase() {
     // The same from the runtime's own stats (stats().sessions: flushes, flushedSessions).
     stats: { ...st.window, meanSessions: st.window.flushedSessions / Math.max(1, st.window.flushes) },
   }
-  const base = { requests: sent, window: args.window, windowS: winS, sendMs, drainMs, warmMs: ready.warmMs, writes, gate: g, final: st.final, storedChecked: st.storedChecked, maxUnanswered, ok: errors.length === 0, errors }
+  const base = {
+    requests: sent,
+    window: args.window,
+    windowS: winS,
+    sendMs,
+    drainMs,
+    warmMs: ready.warmMs,
+    writes,
+    gate: g,
+    final: st.final,
+    storedChecked: st.storedChecked,
+    maxUnanswered,
+    ok: errors.length === 0,
+    errors,
+  }
   if (closedLoop) return { value: windowReplies / winS, windowReplies, ...base }
   const s = latencySummary(latencies)
   return { value: s.p99, ...s, rate: args.rate, sendRate: (sent + qLen) / (sendMs / 1000), ...paced, refused, maxQueued, ...base }

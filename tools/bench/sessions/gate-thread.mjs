@@ -191,7 +191,14 @@ async function peony() {
       storedDiffers,
       firstDiffers,
       gate: final.gate,
-      final: { flushes: final.flushes, flushedSessions: final.flushedSessions, flushErrors: final.flushErrors, fenced: final.fenced, resident: final.resident, dirty: final.dirty },
+      final: {
+        flushes: final.flushes,
+        flushedSessions: final.flushedSessions,
+        flushErrors: final.flushErrors,
+        fenced: final.fenced,
+        resident: final.resident,
+        dirty: final.dirty,
+      },
       window: {
         ms: win.ms,
         flushes: delta('flushes'),
@@ -226,7 +233,10 @@ async function bareWrites() {
   // Every record once, as the Peony cases' warm-up flush leaves them.
   for (let i = 0; i < players; i += 500) await storage.writeFenced(writesOf(Array.from({ length: Math.min(500, players - i) }, (_, k) => i + k)))
   // Calls take consecutive runs of a seeded permutation: distinct players in a call, all of them in turn.
-  const order = shuffle(Int32Array.from({ length: players }, (_, i) => i), 0x2545f491)
+  const order = shuffle(
+    Int32Array.from({ length: players }, (_, i) => i),
+    0x2545f491,
+  )
   let cursor = 0
   const nextCall = () => {
     const idx = new Array(batch)

@@ -56,7 +56,9 @@ function variant(name, phase, extra) {
 }
 
 // 1. Saturation.
-const satVariants = drivers.flatMap((d) => ['ungated', 'gated'].map((v) => variant(`${d}-${v}`, 'saturation', () => ['--mode=saturation', `--window=${args.window}`])))
+const satVariants = drivers.flatMap((d) =>
+  ['ungated', 'gated'].map((v) => variant(`${d}-${v}`, 'saturation', () => ['--mode=saturation', `--window=${args.window}`])),
+)
 const sat = await runInterleaved({ name: 'gate', runs: args.runs, variants: satVariants, timeoutMs: (args.seconds + 180) * 1000 })
 
 // 2. Latency at half of ungated saturation; the bare write takes the batch of the gated run before it.
@@ -99,7 +101,17 @@ const passed = (recs) => `${recs.filter((r) => r.ok).length}/${recs.length} (${r
 const judge = (clean, test) => (clean.length >= 3 ? test(median(clean)) : null)
 const verdict = (h) => (h === null ? '**inconclusive** (fewer than 3 undisturbed runs)' : h ? '**holds**' : '**does not hold**')
 
-const out = { env: environment(), args, targets: { throughput: `gated ≥ ${THROUGHPUT} × ungated at saturation`, latency: `p99(gated) − p99(ungated) ≤ ${LATENCY} × p99(bare-fenced-write) at half of ungated saturation` }, rates, saturation: { records: sat, drivers: {} }, latency: { records: lat, drivers: {} } }
+const out = {
+  env: environment(),
+  args,
+  targets: {
+    throughput: `gated ≥ ${THROUGHPUT} × ungated at saturation`,
+    latency: `p99(gated) − p99(ungated) ≤ ${LATENCY} × p99(bare-fenced-write) at half of ungated saturation`,
+  },
+  rates,
+  saturation: { records: sat, drivers: {} },
+  latency: { records: lat, drivers: {} },
+}
 const md = []
 for (const d of drivers) {
   // Saturation: gated / ungated per run.
@@ -111,12 +123,20 @@ for (const d of drivers) {
   const holds = judge(clean, (x) => x >= THROUGHPUT)
   const batch = stat(g.filter((x) => x.ok).map((x) => x.writes.meanSessions))
   out.saturation.drivers[d] = { summary, holds, gatedSessionsPerCall: batch }
-  md.push(`| output gate at saturation, ${title[d]}: ${args.players.toLocaleString('en-US')} players, 1 KB state, window ${args.window.toLocaleString('en-US')} (requests/s) | median | [min–max] | runs passed (disturbed) |`, '|---|---|---|---|')
-  for (const [name, recs] of [[`${d}-ungated`, u], [`${d}-gated`, g]]) {
+  md.push(
+    `| output gate at saturation, ${title[d]}: ${args.players.toLocaleString('en-US')} players, 1 KB state, window ${args.window.toLocaleString('en-US')} (requests/s) | median | [min–max] | runs passed (disturbed) |`,
+    '|---|---|---|---|',
+  )
+  for (const [name, recs] of [
+    [`${d}-ungated`, u],
+    [`${d}-gated`, g],
+  ]) {
     const s = summary.variants[name]
     md.push(`| ${name} | **${fmtNum(s.median, 0)}** | [${fmtNum(s.min, 0)}–${fmtNum(s.max, 0)}] | ${passed(recs)} |`)
   }
-  md.push(`| ratio gated / ungated (median of per-run ratios) | **${fmtNum(median(r), 2)}** | [${fmtNum(min(r), 2)}–${fmtNum(max(r), 2)}] | ${r.length} pairs |`)
+  md.push(
+    `| ratio gated / ungated (median of per-run ratios) | **${fmtNum(median(r), 2)}** | [${fmtNum(min(r), 2)}–${fmtNum(max(r), 2)}] | ${r.length} pairs |`,
+  )
   md.push(`| same, undisturbed pairs only | **${fmtNum(median(clean), 2)}** | [${fmtNum(min(clean), 2)}–${fmtNum(max(clean), 2)}] | ${clean.length} pairs |`)
   md.push(`| gated: sessions per writeFenced call (mean of each run) | ${fmtNum(batch.median, 0)} | [${fmtNum(batch.min, 0)}–${fmtNum(batch.max, 0)}] | |`)
   md.push(`| target: gated ≥ ${THROUGHPUT} × ungated (judged on the undisturbed pairs) | ${verdict(holds)} | | |`, '')
@@ -132,7 +152,15 @@ for (const d of drivers) {
     const [a, b, c] = [lu[i], lg[i], lb[i]]
     if (!a?.ok || !b?.ok || !c?.ok) continue
     const added = b.p99 - a.p99
-    rows.push({ run: i, added, bareP99: c.p99, ratio: added / c.p99, batch: c.batch, callsPerS: c.callsPerS, disturbed: a.disturbed || b.disturbed || c.disturbed })
+    rows.push({
+      run: i,
+      added,
+      bareP99: c.p99,
+      ratio: added / c.p99,
+      batch: c.batch,
+      callsPerS: c.callsPerS,
+      disturbed: a.disturbed || b.disturbed || c.disturbed,
+    })
   }
   const ratio = rows.map((x) => x.ratio)
   const cleanL = rows.filter((x) => !x.disturbed).map((x) => x.ratio)
@@ -145,22 +173,48 @@ for (const d of drivers) {
   const gateCalls = pct(lg, (x) => x.writes.ms.p99)
   out.latency.drivers[d] = { rate: rates[d], perRun: rows, ratio: stat(ratio), undisturbed: stat(cleanL), overloaded, holds: holdsL, gateCallsP99: gateCalls }
   const satMedian = summary.variants[`${d}-ungated`].median
-  const rateText = args.rate > 0 ? `${rates[d].toLocaleString('en-US')} requests/s (--rate)` : `${rates[d].toLocaleString('en-US')} requests/s, half of ungated saturation (${fmtNum(satMedian, 0)})`
-  md.push(`| latency dispatch → reply at ${rateText}, ${title[d]} (ms; median [min–max] of the runs' percentiles) | p50 | p90 | p99 | p99.9 | runs passed (disturbed) |`, '|---|---|---|---|---|---|')
-  const line = (name, recs) => md.push(`| ${name} | ${cell(pct(recs, (x) => x.p50))} | ${cell(pct(recs, (x) => x.p90))} | ${cell(pct(recs, (x) => x.p99))} | ${cell(pct(recs, (x) => x.p999))} | ${passed(recs)} |`)
+  const rateText =
+    args.rate > 0
+      ? `${rates[d].toLocaleString('en-US')} requests/s (--rate)`
+      : `${rates[d].toLocaleString('en-US')} requests/s, half of ungated saturation (${fmtNum(satMedian, 0)})`
+  md.push(
+    `| latency dispatch → reply at ${rateText}, ${title[d]} (ms; median [min–max] of the runs' percentiles) | p50 | p90 | p99 | p99.9 | runs passed (disturbed) |`,
+    '|---|---|---|---|---|---|',
+  )
+  const line = (name, recs) =>
+    md.push(
+      `| ${name} | ${cell(pct(recs, (x) => x.p50))} | ${cell(pct(recs, (x) => x.p90))} | ${cell(pct(recs, (x) => x.p99))} | ${cell(pct(recs, (x) => x.p999))} | ${passed(recs)} |`,
+    )
   line(`${d}-ungated`, lu)
   line(`${d}-gated`, lg)
-  line(`${d}-bare-fenced-write: call → acknowledgement, ${lb.map((x) => x.batch ?? '–').join('/')} sessions per call, ${lb.map((x) => fmtNum(x.callsPerS, 0)).join('/')} calls/s`, lb)
-  md.push(`| ${d}-gated: its own writeFenced calls (group commits and write-behind), call → acknowledgement | ${cell(pct(lg, (x) => x.writes.ms.p50))} | ${cell(pct(lg, (x) => x.writes.ms.p90))} | ${cell(gateCalls)} | ${cell(pct(lg, (x) => x.writes.ms.p999))} | sessions per call ${cell(pct(lg, (x) => x.writes.meanSessions), 0)} |`, '')
+  line(
+    `${d}-bare-fenced-write: call → acknowledgement, ${lb.map((x) => x.batch ?? '–').join('/')} sessions per call, ${lb.map((x) => fmtNum(x.callsPerS, 0)).join('/')} calls/s`,
+    lb,
+  )
+  md.push(
+    `| ${d}-gated: its own writeFenced calls (group commits and write-behind), call → acknowledgement | ${cell(pct(lg, (x) => x.writes.ms.p50))} | ${cell(pct(lg, (x) => x.writes.ms.p90))} | ${cell(gateCalls)} | ${cell(pct(lg, (x) => x.writes.ms.p999))} | sessions per call ${cell(
+      pct(lg, (x) => x.writes.meanSessions),
+      0,
+    )} |`,
+    '',
+  )
   md.push(`| the gate's added p99, ${title[d]} (per run) | median | [min–max] | runs |`, '|---|---|---|---|')
   md.push(`| p99(gated) − p99(ungated) (ms) | ${cell(stat(rows.map((x) => x.added)))} | | ${rows.length} |`)
   md.push(`| ${LATENCY} × p99(bare-fenced-write) (ms) | ${cell(stat(rows.map((x) => LATENCY * x.bareP99)))} | | ${rows.length} |`)
-  md.push(`| ratio added p99 / p99(bare-fenced-write) (median of per-run ratios) | **${fmtNum(median(ratio), 2)}** | [${fmtNum(min(ratio), 2)}–${fmtNum(max(ratio), 2)}] | ${ratio.length} |`)
+  md.push(
+    `| ratio added p99 / p99(bare-fenced-write) (median of per-run ratios) | **${fmtNum(median(ratio), 2)}** | [${fmtNum(min(ratio), 2)}–${fmtNum(max(ratio), 2)}] | ${ratio.length} |`,
+  )
   md.push(`| same, undisturbed runs only | **${fmtNum(median(cleanL), 2)}** | [${fmtNum(min(cleanL), 2)}–${fmtNum(max(cleanL), 2)}] | ${cleanL.length} |`)
-  if (overloaded > 0) md.push(`| gated runs overloaded: requests found the queue full (10,000 waiting; a master would refuse them -10002) | ${overloaded} of ${args.runs} | | |`)
-  md.push(`| target: added p99 ≤ ${LATENCY} × p99(bare-fenced-write) (ratio ≤ ${LATENCY}, judged on the undisturbed runs) | ${overloadedMostly ? '**does not hold** (most undisturbed gated runs did not keep up with the rate)' : verdict(holdsL)} | | |`, '')
+  if (overloaded > 0)
+    md.push(`| gated runs overloaded: requests found the queue full (10,000 waiting; a master would refuse them -10002) | ${overloaded} of ${args.runs} | | |`)
+  md.push(
+    `| target: added p99 ≤ ${LATENCY} × p99(bare-fenced-write) (ratio ≤ ${LATENCY}, judged on the undisturbed runs) | ${overloadedMostly ? '**does not hold** (most undisturbed gated runs did not keep up with the rate)' : verdict(holdsL)} | | |`,
+    '',
+  )
 }
-md.push('"disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a latency run counts as disturbed when any of its three cases was.')
+md.push(
+  '"disturbed": other processes used ≥ 0.2 cores during the run (kept in the numbers, not retried); a latency run counts as disturbed when any of its three cases was.',
+)
 const file = writeResults('gate', out)
 process.stdout.write(md.join('\n') + '\n')
 process.stderr.write(`results: ${file}\n`)

@@ -40,7 +40,10 @@ const [, driver, mode] = m
 
 /** Every uid in a shuffled order that is the same in every run and case (seeded xorshift32). */
 function order() {
-  const uids = shuffle(Int32Array.from({ length: total }, (_, i) => FIRST_UID + i), 0x9e3779b9)
+  const uids = shuffle(
+    Int32Array.from({ length: total }, (_, i) => FIRST_UID + i),
+    0x9e3779b9,
+  )
   return { warm: Array.from(uids.subarray(0, args.warm)), timed: Array.from(uids.subarray(args.warm)) }
 }
 const { warm, timed } = order()
@@ -124,5 +127,14 @@ if (driver === 'level') {
   }
 }
 const s = latencySummary(res.sample)
-emit({ value: s.p50, ...s, loadLatency: res.loadLatency, ok: res.errors.length === 0, errors: res.errors, case: args.case, players: args.players, warm: args.warm })
+emit({
+  value: s.p50,
+  ...s,
+  loadLatency: res.loadLatency,
+  ok: res.errors.length === 0,
+  errors: res.errors,
+  case: args.case,
+  players: args.players,
+  warm: args.warm,
+})
 process.exit(0)

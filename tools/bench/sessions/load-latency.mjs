@@ -70,7 +70,9 @@ for (const d of drivers) {
     const recs = records[name]
     per[m] = { p50: over(recs, (r) => r.p50), p90: over(recs, (r) => r.p90), p99: over(recs, (r) => r.p99), p999: over(recs, (r) => r.p999) }
     const s = summary.variants[name]
-    md.push(`| ${name} | ${cell(per[m].p50)} | ${cell(per[m].p90)} | ${cell(per[m].p99)} | ${cell(per[m].p999)} | ${s.passed}/${s.passed + s.failed} (${s.disturbed}) |`)
+    md.push(
+      `| ${name} | ${cell(per[m].p50)} | ${cell(per[m].p90)} | ${cell(per[m].p99)} | ${cell(per[m].p999)} | ${s.passed}/${s.passed + s.failed} (${s.disturbed}) |`,
+    )
   }
   const peony = records[`${d}-peony`]
   const ll = {
@@ -79,7 +81,9 @@ for (const d of drivers) {
     p99: over(peony, (r) => r.loadLatency.p99, 1000),
     max: over(peony, (r) => r.loadLatency.max, 1000),
   }
-  md.push(`| ${d}-peony: its own \`stats().sessions.loadLatency\` (claim + decode; histogram, ±9 %) | ${cell(ll.p50)} | ${cell(ll.p90)} | ${cell(ll.p99)} | max ${cell(ll.max)} | |`)
+  md.push(
+    `| ${d}-peony: its own \`stats().sessions.loadLatency\` (claim + decode; histogram, ±9 %) | ${cell(ll.p50)} | ${cell(ll.p90)} | ${cell(ll.p99)} | max ${cell(ll.max)} | |`,
+  )
   const diffs = {
     p50VsRemoteGet: diff(`${d}-peony`, `${d}-remote-get`, (r) => r.p50),
     p50VsRemoteClaim: diff(`${d}-peony`, `${d}-remote-claim`, (r) => r.p50),

@@ -69,8 +69,7 @@ try {
       }
       return s
     }
-    const make = () =>
-      new WorkerRuntime({ app, info: WORKER_INFO, egress, onTaskDone, sessions: { storage } })
+    const make = () => new WorkerRuntime({ app, info: WORKER_INFO, egress, onTaskDone, sessions: { storage } })
     const warmRt = make()
     await warmRt.start()
     await drive(warmRt, warm)

@@ -138,12 +138,14 @@ if (args.variant === 'map') {
   check(await driver.run(runtime, uids, taskOf, args.window), warm + n)
   await turn()
   const st = runtime.stats()
-  if (st.sessions.resident !== warm + n || st.sessions.dirty !== n || st.lanes !== 0) throw new Error(`unexpected state before the dirty measurement: ${JSON.stringify(st)}`)
+  if (st.sessions.resident !== warm + n || st.sessions.dirty !== n || st.lanes !== 0)
+    throw new Error(`unexpected state before the dirty measurement: ${JSON.stringify(st)}`)
   const dirty = mem()
   const flushed = await runtime.worker.sessions.flush()
   await turn()
   const st2 = runtime.stats()
-  if (flushed.written !== n || st2.sessions.dirty !== 0 || st2.sessions.resident !== warm + n) throw new Error(`unexpected state after the flush: ${JSON.stringify({ flushed, sessions: st2.sessions })}`)
+  if (flushed.written !== n || st2.sessions.dirty !== 0 || st2.sessions.resident !== warm + n)
+    throw new Error(`unexpected state after the flush: ${JSON.stringify({ flushed, sessions: st2.sessions })}`)
   const clean = mem()
   globalThis.keep = runtime
   out = {

@@ -39,7 +39,12 @@ function variant(name, v, state) {
 const records = await runInterleaved({
   name: 'sessions-memory',
   runs: args.runs,
-  variants: [variant('map-bytes', 'map', 'bytes'), variant('peony-bytes', 'peony', 'bytes'), variant('map-rpg', 'map', 'rpg'), variant('peony-rpg', 'peony', 'rpg')],
+  variants: [
+    variant('map-bytes', 'map', 'bytes'),
+    variant('peony-bytes', 'peony', 'bytes'),
+    variant('map-rpg', 'map', 'rpg'),
+    variant('peony-rpg', 'peony', 'rpg'),
+  ],
   timeoutMs: 120_000,
 })
 
@@ -76,7 +81,8 @@ for (const [state, what] of Object.entries(states)) {
   const disturbed = (v) => records[v].filter((r) => r.disturbed).length
   const holds = (o) => (o.undisturbed.perRun.length >= 3 ? o.undisturbed.median <= TARGET : null)
   result.states[state] = { map, peonyClean: cleanS, peonyDirty: dirty, overheadClean: oc, overheadDirty: od, holdsClean: holds(oc), holdsDirty: holds(od) }
-  const row = (label, s, dist) => `| ${label} | **${fmtNum(s.median, 0)}** | [${fmtNum(s.min, 0)}–${fmtNum(s.max, 0)}] | ${s.passed}/${s.passed + s.failed} (${dist}) |`
+  const row = (label, s, dist) =>
+    `| ${label} | **${fmtNum(s.median, 0)}** | [${fmtNum(s.min, 0)}–${fmtNum(s.max, 0)}] | ${s.passed}/${s.passed + s.failed} (${dist}) |`
   lines.push(row(`${what}: Map<uid, state>`, map, disturbed(`map-${state}`)))
   lines.push(row(`${what}: Peony, clean (after a flush)`, cleanS, disturbed(`peony-${state}`)))
   lines.push(row(`${what}: Peony, dirty`, dirty, disturbed(`peony-${state}`)))

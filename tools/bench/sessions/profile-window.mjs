@@ -19,7 +19,10 @@ if (!dir) {
 const o = parseArgs({ from: 0, to: 0, top: 20, stack: '' }, rest)
 const wanted = o.stack === '' ? [] : o.stack.split(',')
 
-for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort()) {
+for (const f of fs
+  .readdirSync(dir)
+  .filter((x) => x.endsWith('.cpuprofile'))
+  .sort()) {
   const prof = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))
   const byId = new Map(prof.nodes.map((n) => [n.id, n]))
   const parent = new Map()
@@ -61,7 +64,8 @@ for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sor
   console.log(`\n## ${f}: ${total.toFixed(0)} ms in the window, ${busy.toFixed(0)} ms busy (${((busy / total) * 100).toFixed(0)} %)`)
   const show = (m, title) => {
     console.log(`\n${title}`)
-    for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, o.top)) console.log(`${v.toFixed(1).padStart(9)} ms ${((v / busy) * 100).toFixed(1).padStart(5)} %  ${k}`)
+    for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, o.top))
+      console.log(`${v.toFixed(1).padStart(9)} ms ${((v / busy) * 100).toFixed(1).padStart(5)} %  ${k}`)
   }
   show(byFile, 'self time by file')
   show(byFn, 'self time by function')

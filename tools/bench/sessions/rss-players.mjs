@@ -30,8 +30,18 @@ function once() {
     child.stderr.on('data', (d) => (out += d))
     child.on('exit', (code) => {
       const line = /RSS series \(players: MB at s\): (.*); (\d+) players\/s/.exec(out)
-      const series = line === null ? [] : [...line[1].matchAll(/(\d+): ([\d.]+) at ([\d.]+)/g)].map((m) => ({ players: Number(m[1]), rssMb: Number(m[2]), atS: Number(m[3]) }))
-      resolve({ ok: code === 0, series, rate: line === null ? null : Number(line[2]), loadBefore: load, loadAfter: os.loadavg()[0], tail: code === 0 ? undefined : out.slice(-2000) })
+      const series =
+        line === null
+          ? []
+          : [...line[1].matchAll(/(\d+): ([\d.]+) at ([\d.]+)/g)].map((m) => ({ players: Number(m[1]), rssMb: Number(m[2]), atS: Number(m[3]) }))
+      resolve({
+        ok: code === 0,
+        series,
+        rate: line === null ? null : Number(line[2]),
+        loadBefore: load,
+        loadAfter: os.loadavg()[0],
+        tail: code === 0 ? undefined : out.slice(-2000),
+      })
     })
   })
 }
@@ -42,7 +52,9 @@ for (let i = 0; i < args.runs; i++) {
   runs.push(r)
   const s = r.series.map((p) => `${p.players / 1000}k ${p.rssMb}`).join(', ')
   const d = r.series.length > 1 ? (r.series.at(-1).rssMb - r.series[0].rssMb).toFixed(1) : '?'
-  process.stdout.write(`run ${i + 1}: ${s} MB (last − first ${d} MB, ${r.rate ?? '?'} players/s, load ${r.loadBefore.toFixed(1)}→${r.loadAfter.toFixed(1)}): ${r.ok ? 'holds' : 'FAILS'}\n`)
+  process.stdout.write(
+    `run ${i + 1}: ${s} MB (last − first ${d} MB, ${r.rate ?? '?'} players/s, load ${r.loadBefore.toFixed(1)}→${r.loadAfter.toFixed(1)}): ${r.ok ? 'holds' : 'FAILS'}\n`,
+  )
 }
 const file = writeResults('rss-players', { env: environment(), args, target: 'RSS after the last 100,000 players ≤ after the first 100,000 + 48 MB', runs })
 process.stderr.write(`results: ${file}\n`)

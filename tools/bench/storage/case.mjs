@@ -64,7 +64,8 @@ async function fencedFlush(storage, values, gens, chunk) {
   const t0 = performance.now()
   for (let i = 0; i < n; i += chunk) {
     const writes = []
-    for (let j = i; j < Math.min(i + chunk, n); j++) writes.push({ fence: fenceOf(j), generation: gens[j], ops: [{ type: 'put', key: keyOf(j), value: values[j] }] })
+    for (let j = i; j < Math.min(i + chunk, n); j++)
+      writes.push({ fence: fenceOf(j), generation: gens[j], ops: [{ type: 'put', key: keyOf(j), value: values[j] }] })
     refused += (await storage.writeFenced(writes)).refused.length
   }
   const ms = performance.now() - t0

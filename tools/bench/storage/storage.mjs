@@ -26,7 +26,6 @@ import { max, median, min, ratios } from '../lib/stats.mjs'
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const args = parseArgs({ runs: 5, n: 100_000, size: 1024, only: '', reads: 20_000 })
 
-
 function variant(name, caseName, extra = []) {
   return {
     name,
@@ -62,7 +61,10 @@ if (args.only === '' || args.only === 'flush') {
   const summary = summarizeRecords(records)
   const ratioRows = []
   const ratio = (a, b) => {
-    const r = ratios(records[a].map((x) => x.value), records[b].map((x) => x.value))
+    const r = ratios(
+      records[a].map((x) => x.value),
+      records[b].map((x) => x.value),
+    )
     ratioRows.push(`| ${a} / ${b} | **${fmtNum(r.median, 2)}** | [${fmtNum(min(r.perRun), 2)}–${fmtNum(max(r.perRun), 2)}] | ${r.perRun.length} pairs |`)
     return r
   }
@@ -79,7 +81,8 @@ if (args.only === '' || args.only === 'flush') {
   }
   out.flush = { records, summary, ratios: r }
   const lines = ['| flush of n values (values/s) | median | [min–max] | runs passed (disturbed) |', '|---|---|---|---|']
-  for (const [name, s] of Object.entries(summary.variants)) lines.push(`| ${name} | **${fmtNum(s.median)}** | [${fmtNum(s.min)}–${fmtNum(s.max)}] | ${s.passed}/${s.passed + s.failed} (${s.disturbed}) |`)
+  for (const [name, s] of Object.entries(summary.variants))
+    lines.push(`| ${name} | **${fmtNum(s.median)}** | [${fmtNum(s.min)}–${fmtNum(s.max)}] | ${s.passed}/${s.passed + s.failed} (${s.disturbed}) |`)
   lines.push('', '| ratio (median of per-run ratios, same run) | median | [min–max] | |', '|---|---|---|---|', ...ratioRows)
   md.push(lines.join('\n'))
 }
@@ -103,7 +106,9 @@ if (args.only === '' || args.only === 'get') {
     const ok = recs.filter((x) => x.ok)
     const p50 = ok.map((x) => x.p50)
     const p99 = ok.map((x) => x.p99)
-    lines.push(`| ${name} | **${fmtNum(median(p50), 1)}** [${fmtNum(min(p50), 1)}–${fmtNum(max(p50), 1)}] | **${fmtNum(median(p99), 1)}** [${fmtNum(min(p99), 1)}–${fmtNum(max(p99), 1)}] | ${ok.length}/${recs.length} (${recs.filter((x) => x.disturbed).length}) |`)
+    lines.push(
+      `| ${name} | **${fmtNum(median(p50), 1)}** [${fmtNum(min(p50), 1)}–${fmtNum(max(p50), 1)}] | **${fmtNum(median(p99), 1)}** [${fmtNum(min(p99), 1)}–${fmtNum(max(p99), 1)}] | ${ok.length}/${recs.length} (${recs.filter((x) => x.disturbed).length}) |`,
+    )
   }
   md.push(lines.join('\n'))
 }

@@ -78,7 +78,12 @@ beforeAll(async () => {
   for (const p of publishable()) {
     // Sequential: each prepack runs tsc -b, and the references are shared.
     const out = await sh('pnpm', ['pack', '--pack-destination', packDir], { cwd: p.dir, env: cleanEnv(), timeoutMs: 240_000 })
-    const tarball = out.trim().split('\n').map((l) => l.trim()).filter((l) => l.endsWith('.tgz')).pop()
+    const tarball = out
+      .trim()
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.endsWith('.tgz'))
+      .pop()
     if (tarball === undefined) throw new Error(`pnpm pack in ${p.dir} named no tarball:\n${out}`)
     packed.push({ name: p.name, dir: p.dir, tarball, bytes: statSync(tarball).size })
   }
@@ -94,7 +99,10 @@ beforeAll(async () => {
   const t1 = Date.now()
   await sh('npm', ['init', '-y'], { cwd: outside, timeoutMs: 60_000 })
   // TypeScript and Node's types too, to type-check the app against the installed declarations.
-  await sh('npm', ['install', '--no-audit', '--no-fund', ...packed.map((p) => p.tarball), 'typescript@~5.9', '@types/node@^20'], { cwd: outside, timeoutMs: 300_000 })
+  await sh('npm', ['install', '--no-audit', '--no-fund', ...packed.map((p) => p.tarball), 'typescript@~5.9', '@types/node@^20'], {
+    cwd: outside,
+    timeoutMs: 300_000,
+  })
   console.log(`npm install of the tarballs outside the repository (${outside}): ${((Date.now() - t1) / 1000).toFixed(1)} s`)
   // The README's instruction for a TypeScript app: an ES module package.
   await sh('npm', ['pkg', 'set', 'type=module'], { cwd: outside, timeoutMs: 60_000 })
@@ -131,7 +139,10 @@ export default app
   writeFileSync(join(outside, 'cjs', 'peony.config.ts'), `export default { app: './app.ts' }\n`)
   // A TypeScript config file in the working directory, read by the built server's main thread
   // (tsx registered there for it): one worker instead of the default two.
-  writeFileSync(join(outside, 'peony.config.ts'), `import type { ServerConfig } from 'peony-server'\n\nconst workers: number = 1\nexport default { workers, logLevel: 'info' as ServerConfig['logLevel'] }\n`)
+  writeFileSync(
+    join(outside, 'peony.config.ts'),
+    `import type { ServerConfig } from 'peony-server'\n\nconst workers: number = 1\nexport default { workers, logLevel: 'info' as ServerConfig['logLevel'] }\n`,
+  )
 }, 600_000)
 
 afterAll(() => {
@@ -142,7 +153,16 @@ afterAll(() => {
 describe('packages that work outside this repository', () => {
   it('packs every package a user needs, with workspace dependencies as real versions', () => {
     const names = packed.map((p) => p.name).sort()
-    expect(names).toEqual(['@peony/broker-client', '@peony/config', '@peony/log-limiter', '@peony/master', '@peony/protocol', '@peony/storage', '@peony/worker', 'peony-server'])
+    expect(names).toEqual([
+      '@peony/broker-client',
+      '@peony/config',
+      '@peony/log-limiter',
+      '@peony/master',
+      '@peony/protocol',
+      '@peony/storage',
+      '@peony/worker',
+      'peony-server',
+    ])
     const server = JSON.parse(readFileSync(join(outside, 'node_modules', 'peony-server', 'package.json'), 'utf8')) as {
       bin: Record<string, string>
       dependencies: Record<string, string>
@@ -166,7 +186,9 @@ describe('packages that work outside this repository', () => {
 
   it('arethetypeswrong (esm-only) accepts every tarball', async () => {
     const env = cleanEnv({ NO_COLOR: '1', FORCE_COLOR: '0' })
-    const out = await mapLimit(packed, 2, (p) => sh(join(BIN, 'attw'), ['--profile', 'esm-only', '--format', 'table-flipped', p.tarball], { cwd: ROOT, env, timeoutMs: 50_000 }))
+    const out = await mapLimit(packed, 2, (p) =>
+      sh(join(BIN, 'attw'), ['--profile', 'esm-only', '--format', 'table-flipped', p.tarball], { cwd: ROOT, env, timeoutMs: 50_000 }),
+    )
     // Every entry point resolves to types and ESM under node16 and bundler (node10 and require are
     // ignored by the esm-only profile; the exit code says there is no other problem).
     out.forEach((o, i) => expect(o, packed[i]!.name).toMatch(/node16 \(from ESM\)/))
@@ -177,7 +199,15 @@ describe('packages that work outside this repository', () => {
     writeFileSync(
       join(outside, 'tsconfig.json'),
       JSON.stringify({
-        compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, types: ['node'], skipLibCheck: false },
+        compilerOptions: {
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+          skipLibCheck: false,
+        },
         files: ['app.ts', 'peony.config.ts', 'wrong.ts'],
       }),
     )
@@ -269,7 +299,10 @@ async function serveOneRequest(app: string): Promise<void> {
     // The bin is the server process itself (no wrapper between the signal and the server).
     // (pino writes asynchronously: its "master open" line may follow the ready line.)
     await waitFor(() => started.stdout().includes('"msg":"master open"'), { timeoutMs: 5_000 })
-    const open = started.stdout().split('\n').find((l) => l.includes('"msg":"master open"'))!
+    const open = started
+      .stdout()
+      .split('\n')
+      .find((l) => l.includes('"msg":"master open"'))!
     expect((JSON.parse(open) as { pid: number }).pid).toBe(started.child.pid)
 
     dealer.connect(started.intake)

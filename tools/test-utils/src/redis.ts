@@ -90,7 +90,8 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
     port,
     async start() {
       if (child !== undefined) return
-      const persist = options.persistDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', options.persistDir]
+      const persist =
+        options.persistDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', options.persistDir]
       const c = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persist, '--daemonize', 'no', '--loglevel', 'warning'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       })

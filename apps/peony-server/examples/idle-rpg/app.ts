@@ -170,7 +170,7 @@ app.register(cultivation)
 app.addHook('onClientClosed', (req) => {
   if (req.session === undefined) return // not in memory: nothing to update
   const c = players.of(req).state
-  if (c !== null && c.online) {
+  if (c?.online) {
     c.online = false
     players.of(req).markDirty()
   }

@@ -112,7 +112,10 @@ export function breakthrough(c: Cultivator, now: number): GameRet {
 }
 
 /** What the client sees. */
-export function statusOf(c: Cultivator, now: number): {
+export function statusOf(
+  c: Cultivator,
+  now: number,
+): {
   name: string
   realm: string
   qi: number
@@ -139,6 +142,7 @@ export function statusOf(c: Cultivator, now: number): {
 export function cleanName(v: unknown): string | undefined {
   if (typeof v !== 'string') return undefined
   const t = v.trim()
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (t.length === 0 || t.length > 24 || /[\u0000-\u001f\u007f]/.test(t)) return undefined
   return t
 }

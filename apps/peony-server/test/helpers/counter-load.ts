@@ -10,7 +10,7 @@
  */
 import * as zmq from 'zeromq'
 import { waitFor } from '@peony/test-utils'
-import { type FakeForwarder } from '@peony/fake-forwarder'
+import type { FakeForwarder } from '@peony/fake-forwarder'
 import { encodeTaskFrames, msgpackBodyCodec, packValue, type Task, unpackValue } from '@peony/protocol'
 import type { AbstractStorage } from '@peony/storage'
 
@@ -176,14 +176,7 @@ export async function everyOnce(ledger: Ledger, conns: Conn[], players: Player[]
  * player (`conns[i % conns.length]` owns `players[i]`). `onAnswers` sees each batch of new answers.
  * Returns a function that stops it.
  */
-export function closedLoop(
-  ledger: Ledger,
-  conns: Conn[],
-  players: Player[],
-  cmd: string,
-  window = 1,
-  onAnswers?: (as: Answer[]) => void,
-): () => void {
+export function closedLoop(ledger: Ledger, conns: Conn[], players: Player[], cmd: string, window = 1, onAnswers?: (as: Answer[]) => void): () => void {
   const owned: Player[][] = conns.map(() => [])
   players.forEach((p, i) => owned[i % conns.length]!.push(p))
   let stopped = false

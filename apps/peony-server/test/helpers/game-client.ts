@@ -79,7 +79,8 @@ export function deleteRedisKeys(url: string, prefix: string): Promise<number> {
       reject(err)
     })
     sock.on('connect', () => {
-      if (u.password) sock.write(resp(u.username ? ['AUTH', decodeURIComponent(u.username), decodeURIComponent(u.password)] : ['AUTH', decodeURIComponent(u.password)]))
+      if (u.password)
+        sock.write(resp(u.username ? ['AUTH', decodeURIComponent(u.username), decodeURIComponent(u.password)] : ['AUTH', decodeURIComponent(u.password)]))
       if (u.pathname.length > 1) sock.write(resp(['SELECT', u.pathname.slice(1)]))
       sock.write(resp(['EVAL', script, '0', pattern]))
     })

@@ -78,4 +78,3 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => srv.close(() => resolve()))
   return port
 }
-

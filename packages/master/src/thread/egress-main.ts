@@ -57,7 +57,10 @@ function send(msg: EgressMessage): void {
 
 /** A map a worker encoded: queued as it is; with ack (sender and seq go into the map) decoded and re-encoded. */
 function sendMap(map: Uint8Array): void {
-  if (!boot.egressAck) return deliver(() => sender.sendEncoded(map), undefined)
+  if (!boot.egressAck) {
+    deliver(() => sender.sendEncoded(map), undefined)
+    return
+  }
   const msg = decodeEgress(map, NO_LIMIT).messages[0]
   // Cannot happen (this server encoded it); counted like a message the sender refuses.
   if (msg === undefined) refusedLocally++

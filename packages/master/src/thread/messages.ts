@@ -81,7 +81,11 @@ export interface Assignment {
   sessions?: SessionSettings | undefined
 }
 
-export type ToWorker = { t: 'assign'; assignment: Assignment } | { t: 'tasks'; buf: ArrayBuffer; ids: Int32Array } | { t: 'stop' } | { t: 'egress'; port: MessagePort }
+export type ToWorker =
+  | { t: 'assign'; assignment: Assignment }
+  | { t: 'tasks'; buf: ArrayBuffer; ids: Int32Array }
+  | { t: 'stop' }
+  | { t: 'egress'; port: MessagePort }
 
 export type FromWorker =
   | { t: 'loaded' }

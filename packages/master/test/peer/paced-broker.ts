@@ -25,10 +25,7 @@ import { encodeTaskFrames, packValue, type Task } from '@peony/protocol'
 
 const UIDS = 1000
 
-type Command =
-  | { t: 'window'; size: number; ms: number; sn0: number }
-  | { t: 'open'; rate: number; ms: number; sn0: number }
-  | { t: 'answered'; n: number }
+type Command = { t: 'window'; size: number; ms: number; sn0: number } | { t: 'open'; rate: number; ms: number; sn0: number } | { t: 'answered'; n: number }
 
 const clock = (): number => performance.timeOrigin + performance.now()
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -212,9 +212,19 @@ interface EgressFields {
 
 function parseEgress(n: number, index: number, out: DecodedEgress): void {
   const m: EgressFields = {
-    cmd: 0, uid: undefined, nodeId: undefined, connId: undefined, tag: undefined, ret: undefined,
-    userdata: undefined, uids: undefined, exclude: undefined, rows: undefined, body: undefined,
-    sender: undefined, seq: undefined,
+    cmd: 0,
+    uid: undefined,
+    nodeId: undefined,
+    connId: undefined,
+    tag: undefined,
+    ret: undefined,
+    userdata: undefined,
+    uids: undefined,
+    exclude: undefined,
+    rows: undefined,
+    body: undefined,
+    sender: undefined,
+    seq: undefined,
   }
   let hasCmd = false
   errs.mask = 0

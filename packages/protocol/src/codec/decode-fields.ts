@@ -37,8 +37,24 @@ export const F_SEQ = 16
 export const F_ACK = 17
 
 export const KEY_NAMES = [
-  'cmd', 'uid', 'node_id', 'conn_id', 'tag', 'userdata', 'custom', 'flags', 'client_ip', 'ret', 'body', 'ts',
-  'uids', 'exclude', 'rows', 'sender', 'seq', 'ack',
+  'cmd',
+  'uid',
+  'node_id',
+  'conn_id',
+  'tag',
+  'userdata',
+  'custom',
+  'flags',
+  'client_ip',
+  'ret',
+  'body',
+  'ts',
+  'uids',
+  'exclude',
+  'rows',
+  'sender',
+  'seq',
+  'ack',
 ] as const
 
 export const TASK_KEYS = (1 << 12) - 1
@@ -124,9 +140,7 @@ function keyId(p: number, len: number): number {
     case 8:
       return w === W_USER && b[p + 4]! * 0x1000000 + ((b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) === W_DATA ? F_USERDATA : -1
     case 9:
-      return w === W_CLIE && b[p + 4]! * 0x1000000 + ((b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) === W_NT_I && b[p + 8] === 0x70
-        ? F_CLIENT_IP
-        : -1
+      return w === W_CLIE && b[p + 4]! * 0x1000000 + ((b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) === W_NT_I && b[p + 8] === 0x70 ? F_CLIENT_IP : -1
     case 6: {
       const v = (b[p + 4]! << 8) | b[p + 5]!
       if (w === W_CUST) return v === W_OM ? F_CUSTOM : -1

@@ -52,7 +52,10 @@ export function checkOp(op: unknown, scope?: string): asserts op is BatchOp {
   if (type === 'put') checkValue((op as { value?: unknown }).value)
   else if (type !== 'del') throw new TypeError(`a batch op's type must be 'put' or 'del' (got ${describe(type)})`)
   if (scope !== undefined && key !== scope && !(key.length > scope.length && key.charCodeAt(scope.length) === 47 && key.startsWith(scope))) {
-    throw new StorageError(StorageErrorCode.INVALID_KEY, `key ${JSON.stringify(key)} is outside its fence's scope (the fence ${JSON.stringify(scope)} or keys starting with ${JSON.stringify(`${scope}/`)})`)
+    throw new StorageError(
+      StorageErrorCode.INVALID_KEY,
+      `key ${JSON.stringify(key)} is outside its fence's scope (the fence ${JSON.stringify(scope)} or keys starting with ${JSON.stringify(`${scope}/`)})`,
+    )
   }
 }
 
@@ -65,7 +68,7 @@ export function checkWrite(write: unknown): asserts write is FencedWrite {
   if (handle !== undefined && (typeof handle !== 'number' || !Number.isSafeInteger(handle) || handle < 0)) {
     throw new TypeError(`a fenced write's handle must be a non-negative integer or undefined (got ${describe(handle)})`)
   }
-  checkArray(ops, 'a fenced write\'s ops')
+  checkArray(ops, "a fenced write's ops")
   for (const op of ops) checkOp(op, fence)
 }
 

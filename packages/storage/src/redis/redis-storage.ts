@@ -165,7 +165,11 @@ export class RedisStorage extends AbstractStorage {
         enableOfflineQueue: false,
         enableAutoPipelining: true,
         clusterRetryStrategy: redisOptions.retryStrategy!,
-        redisOptions: { ...redisOptions, ...(u.password ? { password: decodeURIComponent(u.password) } : {}), ...(u.username ? { username: decodeURIComponent(u.username) } : {}) },
+        redisOptions: {
+          ...redisOptions,
+          ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+          ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+        },
       })
     } else {
       client = new mod.Redis(this.url, redisOptions)
@@ -251,7 +255,9 @@ export class RedisStorage extends AbstractStorage {
   protected async _acquire(fence: string): Promise<number> {
     try {
       const c = this.#c()
-      const res = (this.#marker === undefined ? await c.eval(ACQUIRE_LUA, 1, this.#fence(fence)) : await c.eval(ACQUIRE_LUA, 2, this.#fence(fence), this.#marker)) as [number, string | null]
+      const res = (
+        this.#marker === undefined ? await c.eval(ACQUIRE_LUA, 1, this.#fence(fence)) : await c.eval(ACQUIRE_LUA, 2, this.#fence(fence), this.#marker)
+      ) as [number, string | null]
       return this.#acquired(res)
     } catch (err) {
       throw redisError(err, this.#where, 'acquire', true)
@@ -330,7 +336,10 @@ export class RedisStorage extends AbstractStorage {
       calls.push({ first, call: { numkeys: keys.length, args: [...keys, ...argv] } })
     }
     try {
-      const results = await this.#evalAll(c, calls.map((x) => x.call))
+      const results = await this.#evalAll(
+        c,
+        calls.map((x) => x.call),
+      )
       const refused: number[] = []
       let lost = false
       for (let i = 0; i < calls.length; i++) {
@@ -349,7 +358,14 @@ export class RedisStorage extends AbstractStorage {
   async #evalAll(c: Client, calls: ScriptCall[]): Promise<WriteReply[]> {
     let res: [Error | null, unknown][]
     if (this.cluster) {
-      res = await Promise.all(calls.map((x) => c.eval(WRITE_FENCED_LUA, x.numkeys, x.args).then((v): [null, unknown] => [null, v], (e: Error): [Error, unknown] => [e, undefined])))
+      res = await Promise.all(
+        calls.map((x) =>
+          c.eval(WRITE_FENCED_LUA, x.numkeys, x.args).then(
+            (v): [null, unknown] => [null, v],
+            (e: Error): [Error, unknown] => [e, undefined],
+          ),
+        ),
+      )
     } else {
       const p: ChainableCommander = c.pipeline()
       // An array argument is flattened by ioredis (no spread: a write may have many ops).
@@ -410,7 +426,10 @@ function redisError(err: unknown, where: string, what: string, single = false): 
   const reply = e?.name === 'ReplyError'
   const refusedBeforeRun = reply && single && REFUSED_BEFORE_RUN.test(e.message)
   if (reply && !TRANSIENT_REPLY.test(e.message)) {
-    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, { cause: err, notApplied: refusedBeforeRun })
+    return new StorageError(StorageErrorCode.FAILED, `the Redis storage ${where} refused ${what} (a Redis error reply; see the cause)`, {
+      cause: err,
+      notApplied: refusedBeforeRun,
+    })
   }
   // Only "stream isn't writeable" proves the command never left: "Connection is closed" also
   // rejects commands that were already sent.

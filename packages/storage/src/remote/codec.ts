@@ -291,7 +291,10 @@ export function toWireError(err: unknown): WireError {
     return withCause(w, err)
   }
   if (err instanceof TypeError || err instanceof RangeError) return { name: err.name, message: err.message }
-  return withCause({ name: 'StorageError', message: 'the storage host failed the call (its error is the cause)', code: StorageErrorCode.FAILED, retryable: false }, { cause: err })
+  return withCause(
+    { name: 'StorageError', message: 'the storage host failed the call (its error is the cause)', code: StorageErrorCode.FAILED, retryable: false },
+    { cause: err },
+  )
 }
 
 export function fromWireError(e: WireError): Error {
@@ -308,7 +311,8 @@ const CAUSE_DEPTH = 4
 function withCause<W extends WireError | WireCause>(w: W, err: { cause?: unknown }, depth = 0): W {
   const c = err.cause
   if (c === undefined || c === null || depth >= CAUSE_DEPTH) return w
-  const cause: WireCause = c instanceof Error ? { name: c.name, message: c.message, ...(c.stack === undefined ? {} : { stack: c.stack }) } : { name: 'Error', message: String(c) }
+  const cause: WireCause =
+    c instanceof Error ? { name: c.name, message: c.message, ...(c.stack === undefined ? {} : { stack: c.stack }) } : { name: 'Error', message: String(c) }
   const code = (c as { code?: unknown }).code
   if (typeof code === 'string') cause.code = code
   w.cause = typeof c === 'object' ? withCause(cause, c as { cause?: unknown }, depth + 1) : cause

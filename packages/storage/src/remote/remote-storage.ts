@@ -121,7 +121,12 @@ export class RemoteStorage extends AbstractStorage {
 
   protected async _writeFenced(writes: readonly FencedWrite[]): Promise<FencedResult> {
     const p = packWrites(writes, this.#spare)
-    return (await this.#call({ op: 'writeFenced', ...p }, [p.gens.buffer as ArrayBuffer, p.handles.buffer as ArrayBuffer, p.counts.buffer as ArrayBuffer, ...transferOf(p.ops)])) as FencedResult
+    return (await this.#call({ op: 'writeFenced', ...p }, [
+      p.gens.buffer as ArrayBuffer,
+      p.handles.buffer as ArrayBuffer,
+      p.counts.buffer as ArrayBuffer,
+      ...transferOf(p.ops),
+    ])) as FencedResult
   }
 
   #call(req: Call, transfer: ArrayBuffer[] = []): Promise<unknown> {
@@ -161,8 +166,7 @@ export class RemoteStorage extends AbstractStorage {
     if (res.ok) {
       if (res.b !== undefined) keepSpare(this.#spare, res.b)
       p.resolve(res.r)
-    }
-    else p.reject(fromWireError(res.e))
+    } else p.reject(fromWireError(res.e))
   }
 
   readonly #onClose = (): void => {

@@ -34,7 +34,10 @@ export function binaryTests(ctx: SuiteContext): void {
       const view = big.subarray(10, 20)
       await s.put('v', view)
       await s.batch([{ type: 'put', key: 'vb', value: big.subarray(30, 33) }])
-      expectBytes(await s.get('v'), Uint8Array.from({ length: 10 }, (_, i) => i + 10))
+      expectBytes(
+        await s.get('v'),
+        Uint8Array.from({ length: 10 }, (_, i) => i + 10),
+      )
       expectBytes(await s.get('vb'), Uint8Array.from([30, 31, 32]))
     })
 

@@ -7,7 +7,19 @@ import { b, expectCode } from './context.ts'
 /** Keys every method must refuse with PEONY_STORAGE_INVALID_KEY. */
 const BAD_KEYS: unknown[] = ['', 'a\0b', '\0', 'x'.repeat(1025), 'é'.repeat(513), '🎮'.repeat(257), 42, null, undefined, {}, ['k'], b('k')]
 /** Values every method must refuse with PEONY_STORAGE_INVALID_VALUE. */
-const BAD_VALUES: unknown[] = ['v', 42, null, undefined, {}, [1, 2], new ArrayBuffer(2), new DataView(new ArrayBuffer(2)), new Int8Array(2), new Uint16Array(2), new Uint8ClampedArray(2)]
+const BAD_VALUES: unknown[] = [
+  'v',
+  42,
+  null,
+  undefined,
+  {},
+  [1, 2],
+  new ArrayBuffer(2),
+  new DataView(new ArrayBuffer(2)),
+  new Int8Array(2),
+  new Uint16Array(2),
+  new Uint8ClampedArray(2),
+]
 
 export function errorTests(ctx: SuiteContext): void {
   describe('errors', () => {
@@ -20,7 +32,13 @@ export function errorTests(ctx: SuiteContext): void {
         await expectCode(s.getMany(['ok', key]), 'PEONY_STORAGE_INVALID_KEY')
         await expectCode(s.put(key, b('v')), 'PEONY_STORAGE_INVALID_KEY')
         await expectCode(s.del(key), 'PEONY_STORAGE_INVALID_KEY')
-        await expectCode(s.batch([{ type: 'put', key: 'ok', value: b('v') }, { type: 'del', key }]), 'PEONY_STORAGE_INVALID_KEY')
+        await expectCode(
+          s.batch([
+            { type: 'put', key: 'ok', value: b('v') },
+            { type: 'del', key },
+          ]),
+          'PEONY_STORAGE_INVALID_KEY',
+        )
         await expectCode(s.acquire(key), 'PEONY_STORAGE_INVALID_KEY')
         await expectCode(s.claim(key, []), 'PEONY_STORAGE_INVALID_KEY')
         await expectCode(s.claim('f', [key]), 'PEONY_STORAGE_INVALID_KEY')

@@ -118,7 +118,9 @@ export function fencingTests(ctx: SuiteContext): void {
       }
       await expectCode(s.writeFenced([ok, { fence: 'ab', generation: g, ops: [{ type: 'del', key: 'other' }] }]), 'PEONY_STORAGE_INVALID_KEY')
       expect(await s.get('ab')).toBeUndefined()
-      expect((await s.writeFenced([{ fence: 'ab', generation: g, ops: [put('ab', '1'), put('ab/c', '2'), put('ab/c/d', '3'), put('ab/', '4')] }])).refused).toEqual([])
+      expect(
+        (await s.writeFenced([{ fence: 'ab', generation: g, ops: [put('ab', '1'), put('ab/c', '2'), put('ab/c/d', '3'), put('ab/', '4')] }])).refused,
+      ).toEqual([])
       expectBytes(await s.get('ab/c/d'), '3')
       const g2 = await s.acquire('ab/c')
       expect((await s.writeFenced([{ fence: 'ab/c', generation: g2, ops: [put('ab/c/e', '5')] }])).refused).toEqual([])
@@ -141,30 +143,34 @@ export function fencingTests(ctx: SuiteContext): void {
 
   describe('fencing: call order', () => {
     const hold = ctx.options.holdNextRead
-    const why = hold === undefined ? ' [SKIPPED: the suite has no holdNextRead hook for this driver]' : ctx.options.reopen === undefined ? ' [SKIPPED: needs reopen]' : ''
+    const why =
+      hold === undefined ? ' [SKIPPED: the suite has no holdNextRead hook for this driver]' : ctx.options.reopen === undefined ? ' [SKIPPED: needs reopen]' : ''
     for (const how of ['claim', 'acquire'] as const) {
-      it.skipIf(why !== '')(`${how}s of one uncached fence take generations in call order when the first read is slow: the abandoned one never fences its retry${why}`, async () => {
-        let s = await ctx.open()
-        const g0 = await s.acquire('u')
-        await s.writeFenced([{ fence: 'u', generation: g0, ops: [put('u', 'before')] }])
-        s = await ctx.reopen(s) // nothing cached: the next claim reads the generation from the backend
-        const held = hold!(s)
-        const call = () => (how === 'claim' ? s.claim('u', ['u']).then((c) => c.generation) : s.acquire('u'))
-        // The first call's read is held (a slow cold read): its caller gives up on it and tries again.
-        const abandoned = call()
-        await new Promise((r) => setTimeout(r, 30))
-        const retry = call()
-        await new Promise((r) => setTimeout(r, 30))
-        expect(await settledYet(abandoned), 'the hook held the first call\'s read').toBe(false)
-        held.release()
-        const [a, r] = await Promise.all([abandoned, retry])
-        expect(a, 'the first call takes the first generation').toBe(g0 + 1)
-        expect(r, 'the retry takes the next one').toBe(g0 + 2)
-        // The retry's owner is the live one: its writes land, the abandoned claim's would not.
-        expect((await s.writeFenced([{ fence: 'u', generation: r, ops: [put('u', 'live')] }])).refused).toEqual([])
-        expect((await s.writeFenced([{ fence: 'u', generation: a, ops: [put('u', 'stale')] }])).refused).toEqual([0])
-        expectBytes(await s.get('u'), 'live')
-      })
+      it.skipIf(why !== '')(
+        `${how}s of one uncached fence take generations in call order when the first read is slow: the abandoned one never fences its retry${why}`,
+        async () => {
+          let s = await ctx.open()
+          const g0 = await s.acquire('u')
+          await s.writeFenced([{ fence: 'u', generation: g0, ops: [put('u', 'before')] }])
+          s = await ctx.reopen(s) // nothing cached: the next claim reads the generation from the backend
+          const held = hold!(s)
+          const call = () => (how === 'claim' ? s.claim('u', ['u']).then((c) => c.generation) : s.acquire('u'))
+          // The first call's read is held (a slow cold read): its caller gives up on it and tries again.
+          const abandoned = call()
+          await new Promise((r) => setTimeout(r, 30))
+          const retry = call()
+          await new Promise((r) => setTimeout(r, 30))
+          expect(await settledYet(abandoned), "the hook held the first call's read").toBe(false)
+          held.release()
+          const [a, r] = await Promise.all([abandoned, retry])
+          expect(a, 'the first call takes the first generation').toBe(g0 + 1)
+          expect(r, 'the retry takes the next one').toBe(g0 + 2)
+          // The retry's owner is the live one: its writes land, the abandoned claim's would not.
+          expect((await s.writeFenced([{ fence: 'u', generation: r, ops: [put('u', 'live')] }])).refused).toEqual([])
+          expect((await s.writeFenced([{ fence: 'u', generation: a, ops: [put('u', 'stale')] }])).refused).toEqual([0])
+          expectBytes(await s.get('u'), 'live')
+        },
+      )
     }
 
     it.skipIf(why !== '')(`a write queued behind a slow generation read is checked before a later claim of its fence${why}`, async () => {
@@ -176,7 +182,7 @@ export function fencingTests(ctx: SuiteContext): void {
       await new Promise((r) => setTimeout(r, 30))
       const claim = s.claim('w', ['w'])
       await new Promise((r) => setTimeout(r, 30))
-      expect(await settledYet(write), 'the hook held the write\'s generation read').toBe(false)
+      expect(await settledYet(write), "the hook held the write's generation read").toBe(false)
       held.release()
       expect((await write).refused, 'the write came first: accepted').toEqual([])
       const c = await claim
@@ -205,7 +211,9 @@ export function fencingTests(ctx: SuiteContext): void {
       expect((await s.writeFenced([{ fence: 'a', generation: a2.generation, ops: [put('a', 'new')] }])).refused).toEqual([])
       expectBytes(await s.get('a'), 'new')
       // Nobody claimed 'solo' since the loss: its owner's write is the only copy, and it lands.
-      expect((await s.writeFenced([{ fence: 'solo', generation: solo.generation, ops: [put('solo', 's2')] }])).refused, 'the sole owner keeps writing').toEqual([])
+      expect((await s.writeFenced([{ fence: 'solo', generation: solo.generation, ops: [put('solo', 's2')] }])).refused, 'the sole owner keeps writing').toEqual(
+        [],
+      )
       expectBytes(await s.get('solo'), 's2')
       const next = await s.claim('solo', ['solo'])
       expect(next.generation).toBe(solo.generation + 1)
@@ -255,7 +263,10 @@ export function fencingTests(ctx: SuiteContext): void {
         const c = await claim!
         const accepted = results.map((r) => r.refused.length === 0)
         const k = accepted.indexOf(false) === -1 ? accepted.length : accepted.indexOf(false)
-        expect(accepted.slice(k).every((x) => !x), 'accepted writes are a prefix of the calls').toBe(true)
+        expect(
+          accepted.slice(k).every((x) => !x),
+          'accepted writes are a prefix of the calls',
+        ).toBe(true)
         expect(k).toBeLessThan(40)
         if (k === 0) expectBytes(c.values[0], 'start')
         else {
@@ -276,11 +287,15 @@ export function fencingTests(ctx: SuiteContext): void {
       expect((await s.writeFenced([w(a.generation, 'own', a.handle)])).refused).toEqual([])
       expectBytes(await s.get('h1'), 'own')
       // Another fence's handle, an unknown one: still h1's generation that decides.
-      expect((await s.writeFenced([w(a.generation, 'theirs', other.handle), w(a.generation, 'far', 1_000_000), w(a.generation + 1, 'ahead', a.handle)])).refused).toEqual([2])
+      expect(
+        (await s.writeFenced([w(a.generation, 'theirs', other.handle), w(a.generation, 'far', 1_000_000), w(a.generation + 1, 'ahead', a.handle)])).refused,
+      ).toEqual([2])
       expectBytes(await s.get('h1'), 'far')
       const b2 = await s.claim('h1', ['h1'])
       // The new owner's handle with the old owner's generation, and the other way round: refused / accepted by generation.
-      expect((await s.writeFenced([w(a.generation, 'stale', b2.handle), w(b2.generation, 'new', a.handle), w(a.generation, 'stale2', other.handle)])).refused).toEqual([0, 2])
+      expect(
+        (await s.writeFenced([w(a.generation, 'stale', b2.handle), w(b2.generation, 'new', a.handle), w(a.generation, 'stale2', other.handle)])).refused,
+      ).toEqual([0, 2])
       expectBytes(await s.get('h1'), 'new')
       expect((await s.writeFenced([{ fence: 'h2', generation: other.generation, ops: [put('h2', 'x')], handle: b2.handle }])).refused).toEqual([])
       expectBytes(await s.get('h2'), 'x')
@@ -304,8 +319,11 @@ export function fencingTests(ctx: SuiteContext): void {
 
 /** Whether `p` has settled by the next macrotask (a call the suite's hook holds has not). */
 function settledYet(p: Promise<unknown>): Promise<boolean> {
-  return Promise.race([p.then(
-    () => true,
-    () => true,
-  ), new Promise<boolean>((r) => setTimeout(r, 0, false))])
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((r) => setTimeout(r, 0, false)),
+  ])
 }

@@ -8,7 +8,8 @@ export function prefixTests(ctx: SuiteContext): void {
     it('storage.prefix ends with the prefix the suite asked the factory for', async () => {
       const s = await ctx.create()
       expect(typeof s.prefix).toBe('string')
-      if (ctx.prefix !== undefined) expect(s.prefix.endsWith(ctx.prefix), `factory must pass options.prefix to the driver (prefix is ${JSON.stringify(s.prefix)})`).toBe(true)
+      if (ctx.prefix !== undefined)
+        expect(s.prefix.endsWith(ctx.prefix), `factory must pass options.prefix to the driver (prefix is ${JSON.stringify(s.prefix)})`).toBe(true)
     })
 
     it.skipIf(ctx.options.reopen === undefined)('other prefixes over the same data see neither the keys nor the fences', async () => {

@@ -5,7 +5,12 @@
  */
 
 /** Frames inside these are Peony's or Node's, never the app's. */
-const INTERNAL = [/^node:/, /[\\/]packages[\\/](worker|master|storage|broker-client|protocol)[\\/]src[\\/]/, /[\\/]node_modules[\\/]@peony[\\/]/, /[\\/]node_modules[\\/]tsx[\\/]/]
+const INTERNAL = [
+  /^node:/,
+  /[\\/]packages[\\/](worker|master|storage|broker-client|protocol)[\\/]src[\\/]/,
+  /[\\/]node_modules[\\/]@peony[\\/]/,
+  /[\\/]node_modules[\\/]tsx[\\/]/,
+]
 
 const FRAME = /^\s*at (?:.*? \()?(.+?):(\d+):(\d+)\)?\s*$/
 

@@ -273,7 +273,13 @@ export class RequestPipeline {
     return undefined
   }
 
-  async #runPreAsync(hooks: readonly AnyHook[], name: AppHookName, req: PeonyRequest, i: number, pending: PromiseLike<unknown>): Promise<WorkerError | undefined> {
+  async #runPreAsync(
+    hooks: readonly AnyHook[],
+    name: AppHookName,
+    req: PeonyRequest,
+    i: number,
+    pending: PromiseLike<unknown>,
+  ): Promise<WorkerError | undefined> {
     try {
       await pending
     } catch (e) {

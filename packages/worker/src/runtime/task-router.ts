@@ -6,7 +6,18 @@
  * session, loaded first when it is not resident (a failed load → -10005, 'load-failed', for the
  * task and every task queued behind it on the lane). Then the request pipeline runs it.
  */
-import { type BodyCodec, hasUid, type Int64, type PeonyError, ReplyCode, type RequestBody, routingKey, type RoutingKey, type Task, type Uid } from '@peony/protocol'
+import {
+  type BodyCodec,
+  hasUid,
+  type Int64,
+  type PeonyError,
+  ReplyCode,
+  type RequestBody,
+  routingKey,
+  type RoutingKey,
+  type Task,
+  type Uid,
+} from '@peony/protocol'
 import type { CompiledApp } from '../app.ts'
 import type { AnyHook, AppHookName } from '../hooks.ts'
 import { PeonyRequest } from '../request.ts'

@@ -102,7 +102,8 @@ export class WorkerRuntime implements RuntimeHandle {
     const { app, info, egress } = options
     if (typeof app !== 'object' || app === null || !(APP_STATE in app)) throw new TypeError('WorkerRuntime options.app must be a PeonyApp (createApp())')
     if (typeof info !== 'object' || info === null) throw new TypeError('WorkerRuntime options.info must be a WorkerInfo')
-    if (typeof egress !== 'object' || egress === null || typeof egress.send !== 'function') throw new TypeError('WorkerRuntime options.egress must have send(msg)')
+    if (typeof egress !== 'object' || egress === null || typeof egress.send !== 'function')
+      throw new TypeError('WorkerRuntime options.egress must have send(msg)')
     const t = options.workTimeoutMs ?? DEFAULT_WORK_TIMEOUT_MS
     if (!Number.isFinite(t) || t < 0) throw new RangeError(`workTimeoutMs must be a finite number >= 0, got ${t}`)
     this.app = app

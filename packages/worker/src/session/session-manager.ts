@@ -22,16 +22,7 @@
  * - `close()` (graceful stop) cancels the session timers and flushes until nothing is dirty,
  *   retrying storage errors, however long it takes (the host bounds it).
  */
-import {
-  type EgressMessage,
-  MsgpackWriter,
-  packValue,
-  PeonyError,
-  routingKey,
-  type Task,
-  type Uid,
-  unpackValue,
-} from '@peony/protocol'
+import { type EgressMessage, MsgpackWriter, packValue, PeonyError, routingKey, type Task, type Uid, unpackValue } from '@peony/protocol'
 import { isNotApplied, type AbstractStorage, type FencedWrite } from '@peony/storage'
 import { WorkerError, WorkerErrorCode } from '../errors.ts'
 import { isThenable } from '../hooks.ts'
@@ -273,7 +264,10 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     this.#def = def
     this.#bridge = bridge
     if (def !== undefined && (options?.storage === undefined || bridge === undefined)) {
-      throw new PeonyError(WorkerErrorCode.SESSION_NOT_CONFIGURED, 'the app defines sessions (app.session) but the runtime was given no storage (options.sessions.storage)')
+      throw new PeonyError(
+        WorkerErrorCode.SESSION_NOT_CONFIGURED,
+        'the app defines sessions (app.session) but the runtime was given no storage (options.sessions.storage)',
+      )
     }
     this.#storage = options?.storage
     this.#o = resolveOptions(options ?? ({} as SessionOptions))
@@ -476,7 +470,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     const key = this.keyOf(uid)
     const t0 = performance.now()
     this.#loading++
-    let handle: unknown = undefined
+    let handle: unknown
     try {
       const claim = storage.claim(key, [key])
       let res: Awaited<typeof claim>
@@ -562,7 +556,9 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     const handler = this.#def?.timers?.[d.name]
     if (handler === undefined) {
       t._durable.delete(d.name)
-      this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_TIMER_UNKNOWN, `durable timer ${JSON.stringify(d.name)} of ${s.key} has no handler; dropped`, { uid: s.uid }))
+      this.#bridge?.report(
+        new WorkerError(WorkerErrorCode.SESSION_TIMER_UNKNOWN, `durable timer ${JSON.stringify(d.name)} of ${s.key} has no handler; dropped`, { uid: s.uid }),
+      )
       return undefined
     }
     const firing: TimerFiring = { name: d.name, due, every: d.every, data: d.data, skipped }
@@ -589,7 +585,9 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
 
   #timerFailed(s: Session, name: string, err: unknown): void {
     this.#c.timerFailures++
-    this.#bridge?.report(new WorkerError(WorkerErrorCode.TIMER_FAILED, `session timer ${name} of ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }))
+    this.#bridge?.report(
+      new WorkerError(WorkerErrorCode.TIMER_FAILED, `session timer ${name} of ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }),
+    )
   }
 
   #armDurable(s: Session): void {
@@ -603,11 +601,14 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     t._armedAt = due
     if (due === Infinity) return
     const b = this.#bridge as SessionBridge
-    t._handle = b.clock.setTimeout(() => {
-      t._handle = undefined
-      t._armedAt = Infinity
-      if ((s._flags & GONE) === 0) b.enqueue(s._lane, () => this.fireDue(s))
-    }, Math.max(0, due - b.clock.now()))
+    t._handle = b.clock.setTimeout(
+      () => {
+        t._handle = undefined
+        t._armedAt = Infinity
+        if ((s._flags & GONE) === 0) b.enqueue(s._lane, () => this.fireDue(s))
+      },
+      Math.max(0, due - b.clock.now()),
+    )
     unref(t._handle)
   }
 
@@ -747,7 +748,10 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       if ((i & 63) === 0 && performance.now() > until) break
     }
     if (i > 0) {
-      this.#bridge?.logger.warn({ code: WorkerErrorCode.SESSION_UNMARKED_CHANGE, unchecked: i }, `stopping: ${i} least recently used clean sessions were not checked for unmarked changes (${STOP_CHECK_BUDGET_MS} ms budget)`)
+      this.#bridge?.logger.warn(
+        { code: WorkerErrorCode.SESSION_UNMARKED_CHANGE, unchecked: i },
+        `stopping: ${i} least recently used clean sessions were not checked for unmarked changes (${STOP_CHECK_BUDGET_MS} ms budget)`,
+      )
     }
     if (this.#dirty.size > 0 || this.#retry.size > 0) await this.#flushAllForStop()
   }
@@ -768,7 +772,10 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       }
       if (this.#retry.size > 0) {
         const wait = Math.min(1000, this.#o.retryBaseMs * 2 ** Math.min(this.#failures, 10))
-        b.logger.warn({ code: WorkerErrorCode.SESSION_FLUSH_FAILED, dirty: this.#retry.size + this.#dirty.size, retryInMs: wait }, 'stopping: sessions not yet written, retrying')
+        b.logger.warn(
+          { code: WorkerErrorCode.SESSION_FLUSH_FAILED, dirty: this.#retry.size + this.#dirty.size, retryInMs: wait },
+          'stopping: sessions not yet written, retrying',
+        )
         await new Promise<void>((resolve) => setTimeout(resolve, wait))
       }
     }
@@ -930,7 +937,9 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
           this.#c.encodeErrors++
           this.#dirty.delete(s)
           this.#retry.add(s)
-          this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_ENCODE_FAILED, `encoding the session ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }))
+          this.#bridge?.report(
+            new WorkerError(WorkerErrorCode.SESSION_ENCODE_FAILED, `encoding the session ${s.key} failed: ${messageOf(err)}`, { uid: s.uid, cause: err }),
+          )
           if (this.#gate.pending(s)) this.#gateFailed(s)
           continue
         }
@@ -1002,9 +1011,13 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       if (now - this.#lastFlushReport >= 5000) {
         this.#lastFlushReport = now
         b.report(
-          new WorkerError(WorkerErrorCode.SESSION_FLUSH_FAILED, `writing ${batch.length} sessions failed (${this.#retry.size} dirty sessions wait; retry in ${delay} ms): ${messageOf(err)}`, {
-            cause: err,
-          }),
+          new WorkerError(
+            WorkerErrorCode.SESSION_FLUSH_FAILED,
+            `writing ${batch.length} sessions failed (${this.#retry.size} dirty sessions wait; retry in ${delay} ms): ${messageOf(err)}`,
+            {
+              cause: err,
+            },
+          ),
         )
       }
       return false
@@ -1017,7 +1030,11 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       s._flags &= ~FLUSHING
       if (refusedSet?.has(i) === true) {
         this.#c.fenced++
-        this.#bridge?.report(new WorkerError(WorkerErrorCode.SESSION_FENCED, `storage refused the session ${s.key}: a newer owner loaded it; this copy is dropped`, { uid: s.uid }))
+        this.#bridge?.report(
+          new WorkerError(WorkerErrorCode.SESSION_FENCED, `storage refused the session ${s.key}: a newer owner loaded it; this copy is dropped`, {
+            uid: s.uid,
+          }),
+        )
         this.#gate.fail(s)
         this.#drop(s, 0)
         continue
@@ -1153,7 +1170,8 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
     if (Array.isArray(rec[2])) {
       timers = []
       for (const e of rec[2] as unknown[]) {
-        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || typeof e[2] !== 'number') throw new TypeError(`a durable timer of ${key} is malformed`)
+        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || typeof e[2] !== 'number')
+          throw new TypeError(`a durable timer of ${key} is malformed`)
         timers.push(Object.freeze({ name: e[0], due: e[1], every: e[2], data: e[3] }))
       }
     }

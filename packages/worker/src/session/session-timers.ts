@@ -105,7 +105,8 @@ export class SessionTimers {
   set(name: string, options: DurableTimerOptions): DurableTimer {
     this._host.checkLive(this)
     if (typeof name !== 'string' || name === '') throw new TypeError('a durable timer needs a non-empty name')
-    if (!this._host.hasHandler(name)) throw new PeonyError(WorkerErrorCode.SESSION_TIMER_UNKNOWN, `no durable timer handler named ${JSON.stringify(name)} in the session definition`)
+    if (!this._host.hasHandler(name))
+      throw new PeonyError(WorkerErrorCode.SESSION_TIMER_UNKNOWN, `no durable timer handler named ${JSON.stringify(name)} in the session definition`)
     if (typeof options !== 'object' || options === null) throw new TypeError('timers.set(name, options) needs options { at | in, every?, data? }')
     const hasAt = options.at !== undefined
     const hasIn = options.in !== undefined

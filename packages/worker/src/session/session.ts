@@ -94,7 +94,8 @@ export function defineSession<S>(def: SessionDefinition<S>): SessionDef<S> {
     ...def,
     of(req: PeonyRequest): Session<S> {
       const s = req.session
-      if (s === undefined) throw new PeonyError(WorkerErrorCode.SESSION_NOT_CONFIGURED, 'this request has no session (no uid, the route opted out, or the app defines none)')
+      if (s === undefined)
+        throw new PeonyError(WorkerErrorCode.SESSION_NOT_CONFIGURED, 'this request has no session (no uid, the route opted out, or the app defines none)')
       return s as Session<S>
     },
     resident(worker: WorkerContext, uid: Uid): Session<S> | undefined {

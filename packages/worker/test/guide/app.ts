@@ -53,10 +53,14 @@ const shop = new Blueprint('shop')
     req.reply({ gold: p.state.gold })
     req.push('inventory.added', { item })
   }) // the session is marked dirty when the handler settles (dirty: 'auto')
-  .route('shop.slow', async (req) => {
-    await req.worker.sleep(60_000)
-    req.reply({ late: true }) // ignored after the -10001 of the timeout: answered once
-  }, { workTimeoutMs: 1_000 })
+  .route(
+    'shop.slow',
+    async (req) => {
+      await req.worker.sleep(60_000)
+      req.reply({ late: true }) // ignored after the -10001 of the timeout: answered once
+    },
+    { workTimeoutMs: 1_000 },
+  )
 
 app.register(shop)
 
