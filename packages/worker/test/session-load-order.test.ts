@@ -44,14 +44,18 @@ describe('a load abandoned by loadTimeoutMs, then retried (LevelStorage)', () =>
       expect((await h.inject({ cmd: 'inc', uid: 7 })).replies[0]?.data).toEqual({ n: 2 })
       // Write-behind: both acknowledged increments reach storage; the session is not fenced.
       await h.advance(1000)
-      // The write is a real LevelDB batch: wait for it in real time, not a fixed number of turns.
-      await waitFor(() => h.stats().sessions!.dirty === 0, { timeoutMs: 5000 })
+      // The write is a real LevelDB batch: wait in real time until it has landed (a session stops
+      // counting as dirty when its write starts, not when the batch is on disk).
+      const stored = async (): Promise<unknown> => {
+        const bytes = await storage.get('player:7')
+        if (bytes === undefined) return undefined
+        const rec = unpackValue(bytes) as [number, Uint8Array, unknown]
+        return unpackValue(rec[1])
+      }
+      await waitFor(async () => ((await stored()) as { n?: number } | undefined)?.n === 2, { timeoutMs: 5000 })
       await h.advance(1000)
       expect(h.stats().sessions).toMatchObject({ fenced: 0, dirty: 0 })
-      const bytes = await storage.get('player:7')
-      expect(bytes, 'the session was stored').toBeDefined()
-      const rec = unpackValue(bytes!) as [number, Uint8Array, unknown]
-      expect(unpackValue(rec[1])).toEqual({ n: 2 })
+      expect(await stored(), 'the session was stored').toEqual({ n: 2 })
     } finally {
       await h.stop()
       await storage.close()
