@@ -202,7 +202,7 @@ export const stateOf = (uid) => fillState(uid, new Uint8Array(STATE_BYTES))
 
 /**
  * The record Peony writes for a session whose state is `state` with the default encode and no
- * durable timers: msgpack `[1, bin32(packValue(state)), nil]` (session-manager.ts #writeRecord), 1,011
+ * durable timers: msgpack `[1, bin32(packValue(state)), nil]` (session-record.ts writeRecord), 1,011
  * bytes for a 1,000-byte Uint8Array.
  * @param {Uint8Array} state
  */

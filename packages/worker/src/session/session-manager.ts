@@ -22,13 +22,12 @@
  * - `close()` (graceful stop) cancels the session timers and flushes until nothing is dirty,
  *   retrying storage errors, however long it takes (the host bounds it).
  */
-import { type EgressMessage, MsgpackWriter, packValue, PeonyError, routingKey, type Task, type Uid, unpackValue } from '@peony/protocol'
+import { type EgressMessage, MsgpackWriter, packValue, PeonyError, type Uid, unpackValue } from '@peony/protocol'
 import { isNotApplied, type AbstractStorage, type FencedWrite } from '@peony/storage'
 import { WorkerError, WorkerErrorCode } from '../errors.ts'
 import { isThenable } from '../hooks.ts'
-import type { Clock, RuntimeLogger } from '../runtime/contract.ts'
 import type { WorkerContext } from '../worker-context.ts'
-import { LatencyHistogram, type LatencySummary } from './latency-histogram.ts'
+import { LatencyHistogram } from './latency-histogram.ts'
 import {
   EVICT_CLOSED,
   EVICT_IDLE,
@@ -45,139 +44,13 @@ import {
   type TimerFiring,
 } from './session.ts'
 import { SessionTimers, type DurableTimer, type SessionTimerHost } from './session-timers.ts'
-import { OutputGate, type Barrier, type GateStats } from './output-gate.ts'
+import { OutputGate, type Barrier } from './output-gate.ts'
 import { EMIT } from '../egress.ts'
 import type { PeonyRequest } from '../request.ts'
+import { resolveOptions, type Resolved, type SessionBridge, type SessionOptions, type SessionStats } from './session-options.ts'
+import { hashBytes, hashRange, laneKeyOf, NEVER_STORED, readRecord, writeRecord } from './session-record.ts'
 
-/** Write-behind, eviction and load settings of a worker's sessions. */
-export interface SessionOptions {
-  /** Where sessions are loaded from and written to. */
-  storage: AbstractStorage
-  /** Period of the write-behind tick, which also checks evictions (default 1,000 ms). */
-  flushIntervalMs?: number | undefined
-  /** Bound on the age of an unflushed change while storage answers (default 5,000 ms; ≥ flushIntervalMs). */
-  maxUnflushedAgeMs?: number | undefined
-  /** Sessions per `writeFenced` call (default 500). */
-  flushBatchSize?: number | undefined
-  /** Deadline of one load (default 5,000 ms; 0 = none). */
-  loadTimeoutMs?: number | undefined
-  /** Evict a session idle this long (default 900,000 ms = 15 min; 0 = never). */
-  idleTimeoutMs?: number | undefined
-  /** Evict a session this long after its client closed (default 60,000 ms; 0 = on the next tick). */
-  closeGraceMs?: number | undefined
-  /** Estimated bytes of resident state above which least recently used sessions are evicted (default 256 MiB; 0 = no limit). */
-  memoryBudgetBytes?: number | undefined
-  /** Resident sessions above which least recently used ones are evicted (default 0 = no limit). */
-  maxSessions?: number | undefined
-  /** First retry delay after a failed flush (default 250 ms), doubled per failure up to retryMaxMs (default 15,000 ms). */
-  retryBaseMs?: number | undefined
-  retryMaxMs?: number | undefined
-  /** At most this many firings per repeating durable timer when it is overdue on load (default 100); the rest are skipped and counted in `firing.skipped`. */
-  catchUpLimit?: number | undefined
-  /**
-   * Group commit of the output gate: gated changes of every player are written in one fenced
-   * batch, and their held outputs leave when it is stored. With no group commit in flight a
-   * commit starts at the end of the turn; while one is in flight, the next starts this long
-   * after the first change it carries (default 2 ms; 0 = at the end of the turn), or as soon as
-   * the last one in flight is acknowledged.
-   */
-  gateIntervalMs?: number | undefined
-}
-
-/** Counters and gauges of a worker's sessions. */
-export interface SessionStats {
-  /** Sessions in memory. */
-  resident: number
-  /** Loads under way. */
-  loading: number
-  /** Sessions with unflushed changes (including the retry set). */
-  dirty: number
-  /** Dirty sessions waiting for a retry after a failed flush. */
-  retrying: number
-  /** Estimated bytes of resident state (the memory budget's measure). */
-  bytes: number
-  /** Age in ms of the oldest unflushed change (0 when nothing is dirty). */
-  flushLagMs: number
-  loads: number
-  /** Loads that failed or timed out. */
-  loadFailures: number
-  loadTimeouts: number
-  /** Load latency (claim + decode), ms. */
-  loadLatency: LatencySummary
-  /** writeFenced calls that succeeded. */
-  flushes: number
-  /** Sessions written. */
-  flushedSessions: number
-  /** writeFenced calls that failed (their sessions were kept dirty and retried). */
-  flushErrors: number
-  /** Sessions whose encode threw (kept dirty, retried). */
-  encodeErrors: number
-  /**
-   * Sessions found changed, at eviction or stop, although nothing had marked them dirty (a
-   * session object kept past its request; a missing `markDirty()` with `dirty: 'manual'`): they
-   * were written all the same (PEONY_SESSION_UNMARKED_CHANGE).
-   */
-  unmarkedChanges: number
-  /** Sessions dropped because storage refused their write (a newer owner). */
-  fenced: number
-  evictions: { idle: number; closed: number; memory: number; manual: number; fenced: number }
-  /** Durable timer firings and in-memory session timer runs. */
-  timersFired: number
-  timerFailures: number
-  /** The output gate (routes with `gate: 'stored'`). */
-  gate: GateStats
-}
-
-/** What the runtime gives the manager. */
-export interface SessionBridge {
-  readonly worker: WorkerContext
-  readonly clock: Clock
-  readonly logger: RuntimeLogger
-  /** Reports an error (log + onError). */
-  report(err: PeonyError): void
-  /** Queues `job` on the lane `key` (after its queued tasks). Ignored once the runtime stops. */
-  enqueue(key: string | number, job: () => unknown): void
-  /** True when the lane `key` has tasks queued or running. */
-  laneBusy(key: string | number): boolean
-}
-
-const DEFAULTS = {
-  flushIntervalMs: 1000,
-  maxUnflushedAgeMs: 5000,
-  flushBatchSize: 500,
-  loadTimeoutMs: 5000,
-  idleTimeoutMs: 900_000,
-  closeGraceMs: 60_000,
-  memoryBudgetBytes: 256 * 1024 * 1024,
-  maxSessions: 0,
-  retryBaseMs: 250,
-  retryMaxMs: 15_000,
-  catchUpLimit: 100,
-  gateIntervalMs: 2,
-} as const
-
-type Resolved = { -readonly [K in keyof typeof DEFAULTS]: number }
-
-function resolveOptions(o: SessionOptions): Resolved {
-  const r = { ...DEFAULTS } as Resolved
-  for (const k of Object.keys(DEFAULTS) as (keyof Resolved)[]) {
-    const v = o[k]
-    if (v === undefined) continue
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`sessions.${k} must be a finite number >= 0, got ${String(v)}`)
-    r[k] = v
-  }
-  for (const k of ['flushIntervalMs', 'flushBatchSize', 'retryBaseMs', 'retryMaxMs', 'catchUpLimit'] as const) {
-    if (!(r[k] >= 1)) throw new RangeError(`sessions.${k} must be >= 1`)
-  }
-  if (r.maxUnflushedAgeMs < r.flushIntervalMs) r.maxUnflushedAgeMs = r.flushIntervalMs
-  return r
-}
-
-/** Record layout in storage: msgpack `[1, state bytes, timers | nil]`, timers as `[name, due, every, data]`. */
-const RECORD_VERSION = 1
-
-/** `_storedHash` of a new player's session (with dirty 'auto') until its first write. */
-const NEVER_STORED = -2
+export type { SessionBridge, SessionOptions, SessionStats } from './session-options.ts'
 
 /** Time a graceful stop spends at most on the unmarked-change check of clean sessions (an encode each). */
 const STOP_CHECK_BUDGET_MS = 1000
@@ -494,7 +367,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       if (bytes === undefined) {
         state = (this.#def as SessionDef<unknown>).initial(uid)
       } else {
-        const rec = this.#readRecord(bytes, key)
+        const rec = readRecord(bytes, key)
         state = this.#decode(rec.state, uid)
         timers = rec.timers
         size = bytes.length
@@ -931,7 +804,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
         if ((s._flags & DIRTY) === 0 || (s._flags & (GONE | FLUSHING)) !== 0) continue
         const start = w.pos
         try {
-          this.#writeRecord(w, s)
+          writeRecord(w, s, this.#encode)
         } catch (err) {
           w.pos = start
           this.#c.encodeErrors++
@@ -1086,7 +959,7 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
   #recordHash(s: Session): number {
     const w = this.#probe
     try {
-      this.#writeRecord(w, s)
+      writeRecord(w, s, this.#encode)
       return hashBytes(w.buf.subarray(0, w.pos))
     } catch {
       return -1
@@ -1127,117 +1000,4 @@ export class SessionManager implements SessionOwner, SessionTimerHost {
       return encoded
     }
   }
-
-  /**
-   * Appends the record of `s` to `w`: msgpack `[1, bin32(state bytes), timers | nil]`. With the
-   * default encoder the state is packed in place (the bin32 length patched afterwards), so no
-   * per-session buffer is allocated.
-   */
-  #writeRecord(w: MsgpackWriter, s: Session): void {
-    w.ensure(7)
-    const b = w.buf
-    b[w.pos++] = 0x93 // fixarray(3)
-    b[w.pos++] = RECORD_VERSION
-    b[w.pos++] = 0xc6 // bin32
-    const lenAt = w.pos
-    w.pos += 4
-    if (this.#encode === packValue) {
-      w.value(s._state)
-    } else {
-      const state = this.#encode(s._state)
-      if (!(state instanceof Uint8Array)) throw new TypeError('encode must return a Uint8Array')
-      w.ensure(state.length)
-      w.buf.set(state, w.pos)
-      w.pos += state.length
-    }
-    w.view.setUint32(lenAt, w.pos - lenAt - 4)
-    const t = s._timers
-    if (t === undefined || t._durable.size === 0) {
-      w.nil()
-      return
-    }
-    const timers: unknown[] = []
-    for (const d of t._durable.values()) timers.push(d.data === undefined ? [d.name, d.due, d.every] : [d.name, d.due, d.every, d.data])
-    w.value(timers)
-  }
-
-  #readRecord(bytes: Uint8Array, key: string): { state: Uint8Array; timers: DurableTimer[] | undefined } {
-    const rec = unpackValue(bytes)
-    if (!Array.isArray(rec) || rec[0] !== RECORD_VERSION || !(rec[1] instanceof Uint8Array)) {
-      throw new TypeError(`the stored record of ${key} is not a Peony session record (version ${RECORD_VERSION})`)
-    }
-    let timers: DurableTimer[] | undefined
-    if (Array.isArray(rec[2])) {
-      timers = []
-      for (const e of rec[2] as unknown[]) {
-        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || typeof e[2] !== 'number')
-          throw new TypeError(`a durable timer of ${key} is malformed`)
-        timers.push(Object.freeze({ name: e[0], due: e[1], every: e[2], data: e[3] }))
-      }
-    }
-    return { state: rec[1], timers }
-  }
-}
-
-const P1 = 0x9e3779b1 | 0
-const P2 = 0x85ebca77 | 0
-const P3 = 0xc2b2ae3d | 0
-const P4 = 0x27d4eb2f | 0
-const P5 = 0x165667b1 | 0
-
-/** A 30-bit hash of `b` (hashRange). */
-function hashBytes(b: Uint8Array): number {
-  return hashRange(new DataView(b.buffer, b.byteOffset, b.length), 0, b.length)
-}
-
-/**
- * A 30-bit hash of the bytes [start, end) of `dv`: xxHash32 (seed 0) of them, its top 2 bits
- * dropped. Four independent lanes of 4-byte words read through the DataView (the same result at
- * any offset, as the bytes loaded and the bytes written must hash alike): ~0.3 ns per byte, a
- * third of the murmur3 loop it replaced (one word at a time, assembled from single bytes).
- */
-function hashRange(dv: DataView, start: number, end: number): number {
-  const len = end - start
-  let i = start
-  let h: number
-  if (len >= 16) {
-    let v1 = (P1 + P2) | 0
-    let v2 = P2
-    let v3 = 0
-    let v4 = -P1 | 0
-    for (const n = end - 16; i <= n; i += 16) {
-      v1 = (v1 + Math.imul(dv.getInt32(i, true), P2)) | 0
-      v1 = Math.imul((v1 << 13) | (v1 >>> 19), P1)
-      v2 = (v2 + Math.imul(dv.getInt32(i + 4, true), P2)) | 0
-      v2 = Math.imul((v2 << 13) | (v2 >>> 19), P1)
-      v3 = (v3 + Math.imul(dv.getInt32(i + 8, true), P2)) | 0
-      v3 = Math.imul((v3 << 13) | (v3 >>> 19), P1)
-      v4 = (v4 + Math.imul(dv.getInt32(i + 12, true), P2)) | 0
-      v4 = Math.imul((v4 << 13) | (v4 >>> 19), P1)
-    }
-    h = (((v1 << 1) | (v1 >>> 31)) + ((v2 << 7) | (v2 >>> 25)) + ((v3 << 12) | (v3 >>> 20)) + ((v4 << 18) | (v4 >>> 14))) | 0
-  } else {
-    h = P5
-  }
-  h = (h + len) | 0
-  for (; i + 4 <= end; i += 4) {
-    h = (h + Math.imul(dv.getInt32(i, true), P3)) | 0
-    h = Math.imul((h << 17) | (h >>> 15), P4)
-  }
-  for (; i < end; i++) {
-    h = (h + Math.imul(dv.getUint8(i), P5)) | 0
-    h = Math.imul((h << 11) | (h >>> 21), P1)
-  }
-  h ^= h >>> 15
-  h = Math.imul(h, P2)
-  h ^= h >>> 13
-  h = Math.imul(h, P3)
-  h ^= h >>> 16
-  // 30 bits: a small integer (Smi) to V8, so storing it in a Session never boxes a number.
-  return h & 0x3fffffff
-}
-
-/** The lane key of a uid (the runtime's routing key of a task with this uid). */
-function laneKeyOf(uid: Uid): string | number {
-  return routingKey({ cmd: 10, uid } as Task)
 }
