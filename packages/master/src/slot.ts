@@ -5,7 +5,7 @@
  *   routing key ──hash──▶ shard (fixed count) ──group's map──▶ slot (worker thread)
  */
 import type { Worker, MessagePort } from 'node:worker_threads'
-import { LaneScheduler, type Entry } from './lanes/lane-scheduler.ts'
+import { LaneScheduler } from './lanes/lane-scheduler.ts'
 import { InFlight } from './lanes/in-flight.ts'
 import { createJournal } from './thread/egress-journal.ts'
 import { emptyCounts, type HandlerCounts } from './stats.ts'
@@ -35,8 +35,6 @@ export interface Slot {
   generation: number
   marks: Int32Array
   inFlight: InFlight
-  /** Entries picked by the pump this turn, waiting to be posted. */
-  outbox: Entry[]
   spawnedAt: number
   readyAt: number
   crashStreak: number
@@ -89,7 +87,6 @@ export function createSlot(index: number, group: Group, indexInGroup: number, la
     generation: -1,
     marks: new Int32Array(0),
     inFlight: new InFlight(markMask),
-    outbox: [],
     spawnedAt: 0,
     readyAt: 0,
     crashStreak: 0,

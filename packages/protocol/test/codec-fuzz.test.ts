@@ -9,6 +9,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { KEY_NAMES } from '../src/codec/decode-fields.ts'
 import {
   BrokerErrorCode,
   decodeAck,
@@ -319,26 +320,8 @@ function checkRejects(rejects: { code: string; index: number }[]): void {
 
 // ---- arbitrary frames ---------------------------------------------------------------------------
 
-const KEYS = [
-  'cmd',
-  'uid',
-  'node_id',
-  'conn_id',
-  'tag',
-  'userdata',
-  'custom',
-  'flags',
-  'client_ip',
-  'ret',
-  'body',
-  'ts',
-  'uids',
-  'exclude',
-  'rows',
-  'sender',
-  'seq',
-  'ack',
-]
+// The envelope's known keys, as the decoder's field reader names them.
+const KEYS = KEY_NAMES
 /** Any single msgpack value, valid or not for the envelope (well-formed msgpack). */
 const anyValue: fc.Arbitrary<Uint8Array> = fc.oneof(
   notInt,
